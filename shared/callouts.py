@@ -1,0 +1,265 @@
+"""Zuora callouts: signature check, de-duplication, event -> object type (zuora-api.md section 12).
+
+Our documented callout template (Zuora Notifications, one callout per event below):
+
+* ``POST https://<host>/zuora/callouts``, ``Content-Type: application/json``, custom body
+  ``{"eventCode": "1110", "objectId": "<Invoice.ID>", "accountId": "<Account.ID>"}``
+  (``<Payment.ID>``, ``<Refund.ID>``, ``<CreditMemo.ID>``, ``<DebitMemo.ID>`` for the others);
+* custom header ``X-Zuora-Timestamp: <Event.Timestamp>``;
+* HMAC ``SHA-256``, output ``HEX``, ``hmacData = {{Request.Headers.X-Zuora-Timestamp}}.{{Request.Body}}``,
+  ``hmacKey = X-Zuora-Signature``, ``hmacValue = {{Request.HMAC.Signed}}``, the secret in
+  ``LEDGERBRIDGE_CALLOUT_HMAC_SECRET`` (section 12.3 "recommended deployment").
+
+:func:`receive` decides everything about one delivery, in this order: the signature is checked
+in constant time over the *raw* bytes before anything is parsed (missing or wrong: 401); the
+timestamp must be within ``max_age`` - days, not minutes, because Zuora retries a failed delivery
+up to 5 times up to a day apart with the same body (section 12.2), so replays are stopped by the
+notification id, not by a short window; the body must be our template with a known event code
+(otherwise 400). The notification is then recorded in the ledger, de-duplicated on
+``Zuora-Notification-Id`` (stable across Zuora's retries; a duplicate gets 200 and nothing else),
+and only after that commit is a task enqueued. A ledger that cannot be written answers 503, which
+Zuora retries; an enqueue that fails is left to the sweep (the row stays ``received``) and still
+answers 200, because the notification is safe in the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col
+
+from shared.ledger.errors import LedgerError
+from shared.ledger.models import CalloutNotification, CalloutState, ObjectType
+from shared.ledger.repo import Ledger
+
+log = logging.getLogger("ledgerbridge.callouts")
+
+SIGNATURE_HEADER = "X-Zuora-Signature"
+TIMESTAMP_HEADER = "X-Zuora-Timestamp"
+NOTIFICATION_HEADER = "Zuora-Notification-Id"
+REQUEST_ID_HEADER = "Zuora-Request-Id"
+
+# Event category codes (section 12.4) -> the object the callout's objectId names.
+EVENTS: dict[str, str] = {
+    "1110": ObjectType.INVOICE.value,  # Invoice Posted
+    "2120": ObjectType.PAYMENT.value,  # Payment Processed (electronic, or "External Payment Processed")
+    "2410": ObjectType.REFUND.value,  # Payment Refund Processed
+    "2430": ObjectType.REFUND.value,  # Credit Memo Refund Processed
+    "2710": ObjectType.CREDIT_MEMO.value,  # Credit Memo Created: accepted, the re-fetch checks the status
+    "2720": ObjectType.CREDIT_MEMO.value,  # Credit Memo Posted
+    "2820": ObjectType.DEBIT_MEMO.value,  # Debit Memo Posted
+}
+
+DEFAULT_MAX_AGE = timedelta(days=7)
+# A naive <Event.Timestamp> is in the tenant's time zone (section 12.1): up to 14 h off UTC.
+DEFAULT_MAX_FUTURE = timedelta(days=1)
+MAX_ID_LENGTH = 64
+
+
+class CalloutRejected(Exception):
+    """A delivery refused before anything was recorded; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Callout:
+    """A verified, parsed callout."""
+
+    event_code: str
+    object_type: str
+    object_id: str
+    account_id: str | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer to one delivery."""
+
+    status: int
+    body: dict[str, Any]
+    callout_id: int | None = None
+    enqueued: bool = False
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``timestamp + "." + body`` (what Zuora puts in the signature header)."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, timestamp: str | None, body: bytes, signature: str | None) -> None:
+    """Raise :class:`CalloutRejected` (401) unless ``signature`` is the HMAC of this delivery.
+    Compared in constant time; hex is case-insensitive."""
+    if not timestamp or not signature:
+        raise CalloutRejected(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
+    expected = sign(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        raise CalloutRejected(401, "bad signature")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """``<Event.Timestamp>``: ISO-8601 (with or without an offset; without one it is taken as UTC,
+    the window is days wide) or seconds / milliseconds since the epoch."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        seconds = number / 1000.0 if number > 1e11 else number
+        return datetime.fromtimestamp(seconds, UTC)
+    if len(text) >= 19 and text[10] == " ":
+        text = text[:10] + "T" + text[11:]
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def check_timestamp(
+    value: str,
+    now: datetime,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> datetime:
+    """The signed timestamp, if it is neither too old nor too far ahead; else 401."""
+    try:
+        at = parse_timestamp(value)
+    except (ValueError, OverflowError, OSError):
+        raise CalloutRejected(401, f"unreadable {TIMESTAMP_HEADER}") from None
+    if at < now - max_age:
+        raise CalloutRejected(401, f"{TIMESTAMP_HEADER} is older than {max_age}")
+    if at > now + max_future:
+        raise CalloutRejected(401, f"{TIMESTAMP_HEADER} is in the future")
+    return at
+
+
+def _identifier(value: Any, what: str, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise CalloutRejected(400, f"{what} is missing")
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise CalloutRejected(400, f"{what} must be a string")
+    text = str(value).strip()
+    if not text or len(text) > MAX_ID_LENGTH or not text.isascii() or not text.replace("-", "").isalnum():
+        raise CalloutRejected(400, f"{what} is not a Zuora id")
+    return text
+
+
+def parse_body(body: bytes) -> Callout:
+    """Our template's JSON body; 400 when it is not JSON, not an object, or names no known event."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise CalloutRejected(400, "the body is not JSON") from None
+    if not isinstance(data, Mapping):
+        raise CalloutRejected(400, "the body must be a JSON object")
+    code = data.get("eventCode")
+    if isinstance(code, int) and not isinstance(code, bool):
+        code = str(code)
+    if not isinstance(code, str) or not code.strip():
+        raise CalloutRejected(400, "eventCode is missing")
+    code = code.strip()
+    object_type = EVENTS.get(code)
+    if object_type is None:
+        raise CalloutRejected(400, f"unknown eventCode {code!r}; expected one of {', '.join(EVENTS)}")
+    object_id = _identifier(data.get("objectId"), "objectId", required=True)
+    assert object_id is not None
+    account_id = _identifier(data.get("accountId"), "accountId", required=False)
+    return Callout(code, object_type, object_id, account_id)
+
+
+def notification_id(headers: Mapping[str, str], timestamp: str, body: bytes) -> str:
+    """``Zuora-Notification-Id`` (the same on every retry of one notification). Without it, a hash
+    of the signed timestamp and body, which Zuora's retries repeat byte for byte."""
+    given = headers.get(NOTIFICATION_HEADER) or headers.get(NOTIFICATION_HEADER.lower())
+    if given and given.strip():
+        return given.strip()[:128]
+    return "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name) or headers.get(name.lower())
+
+
+def receive(
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str | None,
+    ledger: Ledger,
+    connection: str,
+    enqueue: Callable[[int], None],
+    now: datetime | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+) -> Answer:
+    """Handle one delivery (see the module docstring) and say what to answer."""
+    now = now or datetime.now(UTC)
+    if not secret:
+        # A misconfigured receiver: answer so that Zuora retries once it is fixed.
+        log.error("a callout arrived but LEDGERBRIDGE_CALLOUT_HMAC_SECRET is not set")
+        return Answer(503, {"error": "callouts are not configured"})
+    timestamp = _header(headers, TIMESTAMP_HEADER)
+    try:
+        verify_signature(secret, timestamp, body, _header(headers, SIGNATURE_HEADER))
+        assert timestamp is not None
+        check_timestamp(timestamp, now, max_age=max_age)
+        parsed = parse_body(body)
+    except CalloutRejected as exc:
+        log.warning("callout refused (%d): %s", exc.status, exc.message)
+        return Answer(exc.status, {"error": exc.message})
+    notification = notification_id(headers, timestamp, body)
+    try:
+        row, is_new = ledger.record_callout(
+            connection,
+            notification,
+            parsed.event_code,
+            object_type=parsed.object_type,
+            object_id=parsed.object_id,
+            account_id=parsed.account_id,
+        )
+    except (SQLAlchemyError, LedgerError, OSError) as exc:
+        log.error("could not record callout %s: %s", notification, exc)
+        return Answer(503, {"error": "the ledger is unavailable; retry later"})
+    assert row.id is not None
+    if not is_new:
+        return Answer(200, {"success": True, "duplicate": True}, row.id)
+    try:
+        # Before the enqueue, so a fast task's "done" is never overwritten by "enqueued".
+        _set_state_if(ledger, row.id, CalloutState.RECEIVED.value, CalloutState.ENQUEUED.value)
+    except (SQLAlchemyError, LedgerError) as exc:
+        log.warning("callout %s: its state stays received: %s", notification, exc)
+    try:
+        enqueue(row.id)
+    except Exception as exc:
+        # The notification is in the ledger; the sweep enqueues it later. Zuora must not retry.
+        log.error("callout %s recorded but not enqueued (the sweep will): %s", notification, exc)
+        try:
+            ledger.set_callout_state(row.id, CalloutState.RECEIVED.value, f"enqueue failed: {exc}")
+        except (SQLAlchemyError, LedgerError) as note_error:
+            log.error("could not note the enqueue failure: %s", note_error)
+        return Answer(200, {"success": True}, row.id)
+    return Answer(200, {"success": True}, row.id, enqueued=True)
+
+
+def _set_state_if(ledger: Ledger, callout_id: int, expected: str, state: str) -> None:
+    """Move a callout row from ``expected`` to ``state``; a row already past it is left alone."""
+    with ledger.session() as session:
+        session.execute(
+            sa.update(CalloutNotification)
+            .where(col(CalloutNotification.id) == callout_id, col(CalloutNotification.state) == expected)
+            .values(state=state)
+            .execution_options(synchronize_session=False)
+        )

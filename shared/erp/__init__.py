@@ -1,0 +1,38 @@
+"""The ERP port (:mod:`shared.erp.base`) and its adapters: Acumatica (:mod:`shared.erp.acumatica`)
+and the CSV/JSON Lines file export (:mod:`shared.erp.file_export`)."""
+
+from shared.erp.base import (
+    AccountTotals,
+    Application,
+    ArDocument,
+    ArLine,
+    Customer,
+    ErpRef,
+    ErpTarget,
+    Journal,
+    JournalLine,
+    Payment,
+    RefKind,
+    Totals,
+    UnbalancedJournal,
+)
+from shared.erp.errors import DuplicateDocuments, EndpointNotFound, OutcomeUnknown
+
+__all__ = [
+    "AccountTotals",
+    "Application",
+    "ArDocument",
+    "ArLine",
+    "Customer",
+    "DuplicateDocuments",
+    "EndpointNotFound",
+    "ErpRef",
+    "ErpTarget",
+    "Journal",
+    "JournalLine",
+    "OutcomeUnknown",
+    "Payment",
+    "RefKind",
+    "Totals",
+    "UnbalancedJournal",
+]

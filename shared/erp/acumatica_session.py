@@ -1,0 +1,476 @@
+"""One Acumatica API session per connection, shared by every worker through Redis.
+
+Acumatica counts API sessions against the licence and a per-user cap that may be 1; a leaked
+session blocks sign-in for 10 minutes (acumatica-api.md sections 2.1 and 5.2, pitfall 10). So the
+fleet shares one session:
+
+* Cookie mode: ``POST /entity/auth/login`` answers 204 with cookies, treated as an opaque jar.
+  The jar is stored under ``ledgerbridge:{conn}:acumatica:session`` (Fernet-encrypted when a key
+  is given) with a TTL below the server's 10-minute idle timeout, extended as it is used; a
+  ``Set-Cookie`` on any answer updates the shared jar.
+* OAuth mode (``client_id`` set, section 2.2): a password or refresh-token grant at
+  ``/identity/connect/token``; the access token is stored under the same key until shortly
+  before ``expires_in``, and the newest refresh token is kept (Redis and ``on_refresh_token``),
+  because each refresh invalidates the previous one.
+
+Login is single-flight: under a Redis lock a process re-reads the key and logs in only if it is
+still empty, so N workers make one login. After a 401 the caller hands back the failed session;
+it is deleted only if it is still the stored one (compare-and-delete), and the next caller logs
+in again. A process logs out only the session it created (or on an explicit :meth:`logout`), and
+always deletes the shared copy first so nobody keeps using a dead session.
+
+This is deliberately not an ``httpx.Auth`` flow: the login is itself a throttled, audited API
+request (it takes a licence queue slot), which the client's sender provides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+from cryptography.fernet import Fernet, InvalidToken
+from redis.exceptions import LockError
+
+from shared.connections import AcumaticaTarget
+from shared.erp.acumatica_wire import exception_text
+from shared.errors import AuthFailed, RateLimited, Transient
+from shared.throttle import COMPARE_AND_DELETE, acquire_lock
+
+log = logging.getLogger("ledgerbridge.acumatica.session")
+
+API = "acumatica"
+LOGIN_PATH = "/entity/auth/login"
+LOGOUT_PATH = "/entity/auth/logout"
+TOKEN_PATH = "/identity/connect/token"  # noqa: S105 - a URL path, not a secret
+CREDENTIALS = (
+    "LEDGERBRIDGE_ACUMATICA_USERNAME / LEDGERBRIDGE_ACUMATICA_PASSWORD / LEDGERBRIDGE_ACUMATICA_TENANT"
+)
+OAUTH_CREDENTIALS = "LEDGERBRIDGE_ACUMATICA_CLIENT_ID / LEDGERBRIDGE_ACUMATICA_CLIENT_SECRET"
+# Sessions free themselves after 10 idle minutes (section 2.1); a stored jar lives 5 unused.
+DEFAULT_SESSION_TTL = 300.0
+# The licence sign-in cap frees only as sessions end: a later retry, not a quick one.
+LOGIN_LIMIT_WAIT = 60.0
+TOKEN_MARGIN = 60.0
+REFRESH_TOKEN_TTL = 30 * 24 * 3600  # the default refresh-token lifetime (section 2.2)
+
+_REPLACE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+_TOUCH_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+return 0
+"""
+
+# The client's sender: one throttled, audited request with network retries only.
+Send = Callable[[httpx.Request], httpx.Response]
+
+
+def session_key(connection: str) -> str:
+    return f"ledgerbridge:{connection}:acumatica:session"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in session as stored in Redis. ``raw`` is the stored value (compare-and-set)."""
+
+    sid: str
+    kind: Literal["cookie", "bearer"]
+    owner: str
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    access_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+    raw: str = field(default="", repr=False, compare=False)
+
+    def headers(self) -> dict[str, str]:
+        if self.kind == "bearer":
+            return {"Authorization": f"Bearer {self.access_token}"}
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sid": self.sid,
+                "kind": self.kind,
+                "owner": self.owner,
+                "cookies": dict(self.cookies),
+                "access_token": self.access_token,
+                "expires_at": self.expires_at,
+            },
+            sort_keys=True,
+        )
+
+
+def parse_set_cookies(headers: httpx.Headers, *, now: datetime | None = None) -> dict[str, str | None]:
+    """``name -> value`` for each ``Set-Cookie``; None for a cookie being deleted (empty value,
+    ``Max-Age=0`` or an ``Expires`` in the past). Attributes are otherwise ignored: the jar is
+    opaque and replayed whole (section 2.1)."""
+    now = now or datetime.now(UTC)
+    out: dict[str, str | None] = {}
+    for header in headers.get_list("set-cookie"):
+        first, *attrs = header.split(";")
+        name, sep, value = first.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            continue
+        deleted = value == ""
+        for attr in attrs:
+            key, _, arg = attr.strip().partition("=")
+            if key.lower() == "max-age" and arg.strip().lstrip("-").isdigit() and int(arg) <= 0:
+                deleted = True
+            elif key.lower() == "expires":
+                try:
+                    expires = parsedate_to_datetime(arg.strip())
+                except (TypeError, ValueError):
+                    continue
+                if expires.tzinfo is None:
+                    expires = expires.replace(tzinfo=UTC)
+                deleted = deleted or expires <= now
+        out[name] = None if deleted else value
+    return out
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class SessionManager:
+    """Gets, shares, renews and ends the connection's Acumatica session (see module docstring)."""
+
+    def __init__(
+        self,
+        target: AcumaticaTarget,
+        *,
+        connection: str,
+        redis: Any,
+        send: Send,
+        clock: Callable[[], float] = time.time,
+        fernet: Fernet | None = None,
+        on_refresh_token: Callable[[str], None] | None = None,
+        session_ttl: float = DEFAULT_SESSION_TTL,
+        lock_timeout: float = 120.0,
+        lock_wait: float = 130.0,
+    ) -> None:
+        self._target = target
+        self._redis = redis
+        self._send = send
+        self._clock = clock
+        self._fernet = fernet
+        self._on_refresh_token = on_refresh_token
+        self._ttl = session_ttl
+        self._lock_timeout = lock_timeout
+        self._lock_wait = lock_wait
+        self.key = session_key(connection)
+        self._lock_key = self.key + ":lock"
+        self._refresh_key = f"ledgerbridge:{connection}:acumatica:refresh_token"
+        self._base = target.url.rstrip("/")
+        self._owner = uuid.uuid4().hex  # this process's sessions
+        self._own: Session | None = None  # the last session this process created
+        self._touched: dict[str, float] = {}
+        self._discard = redis.register_script(COMPARE_AND_DELETE)
+        self._replace = redis.register_script(_REPLACE_LUA)
+        self._touch = redis.register_script(_TOUCH_LUA)
+        self.logins = 0  # sign-ins (cookie logins or token grants) this process made
+
+    @property
+    def owner(self) -> str:
+        """This process's mark on the sessions it signs in (:attr:`Session.owner`)."""
+        return self._owner
+
+    @property
+    def oauth(self) -> bool:
+        return bool(self._target.client_id)
+
+    # -- getting a session -----------------------------------------------------------------------
+
+    def current(self, *, failed: Session | None = None) -> Session:
+        """The shared session, signing in (once for the fleet) when there is none usable."""
+        session = self._load()
+        if self._usable(session, failed):
+            assert session is not None
+            return session
+        lock = self._redis.lock(self._lock_key, timeout=self._lock_timeout, sleep=0.05)
+        if not acquire_lock(lock, self._redis, self._lock_key, self._lock_wait):
+            raise Transient("another process has been signing in to Acumatica for too long", api=API)
+        try:
+            session = self._load()  # double-check: another process may have signed in meanwhile
+            if self._usable(session, failed):
+                assert session is not None
+                return session
+            session = self._token_login() if self.oauth else self._cookie_login()
+            self._own = session
+            self.logins += 1
+            return session
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("the Acumatica sign-in lock expired before it was released")
+
+    def renew(self, failed: Session) -> Session:
+        """After a 401: forget ``failed`` (only if still stored) and sign in again."""
+        log.info("acumatica answered 401; signing in again once")
+        self._discard(keys=[self.key], args=[failed.raw])
+        return self.current(failed=failed)
+
+    def absorb(self, session: Session, response: httpx.Response) -> Session:
+        """Fold a response's ``Set-Cookie`` changes into the shared jar; keep the stored copy
+        alive while it is used (at most one Redis write per 30 seconds per session)."""
+        if session.kind == "cookie" and "set-cookie" in response.headers:
+            cookies = dict(session.cookies)
+            for name, value in parse_set_cookies(response.headers).items():
+                if value is None:
+                    cookies.pop(name, None)
+                else:
+                    cookies[name] = value
+            if cookies != dict(session.cookies):
+                updated = self._sealed(replace(session, cookies=cookies))
+                if self._replace(keys=[self.key], args=[session.raw, updated.raw, int(self._ttl)]):
+                    self._touched[updated.raw] = self._clock()
+                if self._own is not None and self._own.sid == session.sid:
+                    self._own = updated
+                return updated
+        if session.kind == "cookie":
+            now = self._clock()
+            if now - self._touched.get(session.raw, 0.0) > 30.0:
+                self._touch(keys=[self.key], args=[session.raw, int(self._ttl)])
+                self._touched = {session.raw: now}
+        return session
+
+    # -- ending a session ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Log out the session this process created, if any (never another process's)."""
+        own, self._own = self._own, None
+        if own is None:
+            return
+        stored = self._load()
+        if stored is not None and stored.sid == own.sid:
+            own = stored  # the freshest jar of our session
+            self._discard(keys=[self.key], args=[stored.raw])
+        self._post_logout(own)
+
+    def logout(self) -> None:
+        """Log out the shared session whoever created it (an engineer's explicit request)."""
+        stored = self._load()
+        if stored is not None:
+            self._discard(keys=[self.key], args=[stored.raw])
+            self._post_logout(stored)
+        if self._own is not None and (stored is None or self._own.sid != stored.sid):
+            self._post_logout(self._own)
+        self._own = None
+
+    def _post_logout(self, session: Session) -> None:
+        # An explicit empty body: IIS answers 411 to a POST without Content-Length (section 2.1).
+        request = httpx.Request("POST", self._base + LOGOUT_PATH, headers=session.headers(), content=b"")
+        try:
+            response = self._send(request)
+        except Exception as exc:  # a failed logout must not hide the caller's own error
+            log.warning("acumatica logout failed: %s", exc)
+            return
+        if response.status_code not in (200, 204):
+            log.warning("acumatica logout answered %s", response.status_code)
+
+    # -- cookie login ----------------------------------------------------------------------------
+
+    def _cookie_login(self) -> Session:
+        target = self._target
+        if not target.username or not target.password:
+            raise AuthFailed(f"no Acumatica credentials: set {CREDENTIALS}", api=API)
+        body = {"name": target.username, "password": target.password}
+        if target.tenant:
+            body["tenant"] = target.tenant
+        if target.branch:
+            body["branch"] = target.branch
+        request = httpx.Request(
+            "POST",
+            self._base + LOGIN_PATH,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            content=json.dumps(body).encode(),
+        )
+        response = self._send(request)
+        if response.status_code in (200, 204):
+            cookies = {k: v for k, v in parse_set_cookies(response.headers).items() if v is not None}
+            if not cookies:
+                raise AuthFailed("Acumatica accepted the login but set no session cookie", **_where(response))
+            session = self._sealed(
+                Session(sid=uuid.uuid4().hex, kind="cookie", owner=self._owner, cookies=cookies)
+            )
+            self._redis.set(self.key, session.raw, ex=int(self._ttl))
+            self._touched = {session.raw: self._clock()}
+            return session
+        raise self._login_error(response, CREDENTIALS)
+
+    # -- OAuth -----------------------------------------------------------------------------------
+
+    def _token_login(self) -> Session:
+        target = self._target
+        refresh_token = self._load_refresh_token() or target.refresh_token
+        body: Any = None
+        if refresh_token:
+            response = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+            body = _json(response)
+            if response.status_code == 200:
+                return self._token_session(response, body)
+            if not (isinstance(body, dict) and body.get("error") == "invalid_grant" and target.username):
+                raise self._login_error(
+                    response, "LEDGERBRIDGE_ACUMATICA_REFRESH_TOKEN / " + OAUTH_CREDENTIALS
+                )
+            log.warning("acumatica refused the refresh token; falling back to the password grant")
+        if not target.username or not target.password:
+            raise AuthFailed(
+                "no usable Acumatica refresh token and no username/password: set "
+                "LEDGERBRIDGE_ACUMATICA_REFRESH_TOKEN or LEDGERBRIDGE_ACUMATICA_USERNAME/PASSWORD",
+                api=API,
+            )
+        response = self._token_request(
+            {
+                "grant_type": "password",
+                "username": target.username,
+                "password": target.password,
+                "scope": "api offline_access",
+            }
+        )
+        if response.status_code == 200:
+            return self._token_session(response, _json(response))
+        raise self._login_error(response, OAUTH_CREDENTIALS + " / " + CREDENTIALS)
+
+    def _token_request(self, form: dict[str, str]) -> httpx.Response:
+        form = {**form, "client_id": self._target.client_id or ""}
+        if self._target.client_secret:
+            form["client_secret"] = self._target.client_secret
+        request = httpx.Request(
+            "POST", self._base + TOKEN_PATH, headers={"Accept": "application/json"}, data=form
+        )
+        return self._send(request)
+
+    def _token_session(self, response: httpx.Response, body: Any) -> Session:
+        try:
+            access_token = str(body["access_token"])
+            expires_in = float(body.get("expires_in") or 3600)
+        except (KeyError, TypeError, ValueError):
+            raise AuthFailed(
+                "Acumatica's token endpoint returned no access_token", **_where(response)
+            ) from None
+        if refresh := body.get("refresh_token"):
+            self._store_refresh_token(str(refresh))
+        ttl = max(1.0, expires_in - TOKEN_MARGIN)
+        session = self._sealed(
+            Session(
+                sid=uuid.uuid4().hex,
+                kind="bearer",
+                owner=self._owner,
+                access_token=access_token,
+                expires_at=self._clock() + ttl,
+            )
+        )
+        self._redis.set(self.key, session.raw, ex=max(1, int(ttl)))
+        return session
+
+    def _load_refresh_token(self) -> str | None:
+        raw = self._redis.get(self._refresh_key)
+        return None if raw is None else self._open(raw)
+
+    def _store_refresh_token(self, token: str) -> None:
+        self._redis.set(self._refresh_key, self._seal(token), ex=REFRESH_TOKEN_TTL)
+        if self._on_refresh_token is not None:
+            self._on_refresh_token(token)
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def _login_error(self, response: httpx.Response, variables: str) -> Exception:
+        """Sign-in refusals (section 2.1/2.2/5.1): the session cap -> RateLimited, a server fault
+        -> Transient, anything else -> AuthFailed naming the variables to check."""
+        body = _json(response)
+        text = exception_text(body) or (response.text[:500] if response.text else "")
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            text = f"{body['error']}: {body.get('error_description', '')}"
+        status = response.status_code
+        location = response.headers.get("location", "")
+        if status == 429 or "API Login Limit" in text or (300 <= status < 400 and "concurrent" in location):
+            return RateLimited(
+                "Acumatica's API sign-in limit is reached (sessions free after 10 idle minutes)",
+                retry_after=LOGIN_LIMIT_WAIT,
+                **_where(response),
+            )
+        credential_fault = any(
+            mark in text
+            for mark in (
+                "Invalid credentials",
+                "locked out",
+                "disabled",
+                "PXUndefinedCompany",
+                "change your password",
+            )
+        )
+        if status >= 500 and not credential_fault:
+            return Transient(f"Acumatica sign-in failed: {text or status}", **_where(response))
+        return AuthFailed(
+            f"Acumatica refused the sign-in ({text or status}); check {variables}", **_where(response)
+        )
+
+    # -- storage ---------------------------------------------------------------------------------
+
+    def _usable(self, session: Session | None, failed: Session | None) -> bool:
+        if session is None or (failed is not None and session.sid == failed.sid):
+            return False
+        return session.expires_at is None or session.expires_at > self._clock()
+
+    def _sealed(self, session: Session) -> Session:
+        return replace(session, raw=self._seal(session.to_json()))
+
+    def _seal(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode() if self._fernet else text
+
+    def _open(self, raw: bytes | str) -> str | None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if self._fernet is None:
+            return text
+        try:
+            return self._fernet.decrypt(text.encode()).decode()
+        except InvalidToken:
+            return None  # written under another key: ignore it, it will be replaced
+
+    def _load(self) -> Session | None:
+        raw = self._redis.get(self.key)
+        if raw is None:
+            return None
+        text = self._open(raw)
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+            return Session(
+                sid=str(data["sid"]),
+                kind=data["kind"],
+                owner=str(data["owner"]),
+                cookies=dict(data.get("cookies") or {}),
+                access_token=data.get("access_token"),
+                expires_at=data.get("expires_at"),
+                raw=raw.decode() if isinstance(raw, bytes) else raw,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _where(response: httpx.Response) -> dict[str, Any]:
+    return {
+        "api": API,
+        "status": response.status_code,
+        "method": response.request.method,
+        "url": str(response.request.url),
+    }

@@ -1,0 +1,46 @@
+"""ERP-specific refinements of the :mod:`shared.errors` types; flows still branch on type only.
+
+* :class:`OutcomeUnknown` (a :class:`~shared.errors.Transient`): a create was sent and no answer
+  came back (timeout, dropped connection, gateway error). The ERP may have committed it, so the
+  flow must look the document up by natural key before creating it again (acumatica-api.md
+  section 7: a timed-out PUT may still have been committed).
+* :class:`DuplicateDocuments` (a :class:`~shared.errors.Rejected`): more than one ERP document
+  carries one Zuora natural key. A person must decide which stays; nothing is retried.
+* :class:`EndpointNotFound` (an :class:`~shared.errors.AuthFailed`): the configured endpoint does
+  not exist on the instance. Like bad credentials, only a configuration change fixes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from shared.errors import AuthFailed, Reason, Rejected, Transient
+
+if TYPE_CHECKING:
+    from shared.erp.base import ErpRef
+
+
+class OutcomeUnknown(Transient):
+    """The request may or may not have taken effect; look it up before repeating it."""
+
+    in_doubt = True
+
+
+class DuplicateDocuments(Rejected):
+    """More than one ERP document carries ``natural_key``; ``refs`` lists them."""
+
+    def __init__(self, message: str, *, natural_key: str, refs: Sequence[ErpRef], **kw: object) -> None:
+        reasons = [Reason("duplicate", f"{natural_key} is carried by {r.key}", None) for r in refs]
+        super().__init__(message, reasons=reasons, **kw)  # type: ignore[arg-type]
+        self.natural_key = natural_key
+        self.refs = tuple(refs)
+
+
+class EndpointNotFound(AuthFailed):
+    """The configured web-service endpoint (name/version) is not served by the instance."""
+
+
+class NotSent(Transient):
+    """A create was not sent: its posting's deadline (see :mod:`shared.erp.fence`) would have
+    passed before the ERP could answer. Nothing was created; the flow may try again later."""

@@ -1,0 +1,209 @@
+"""What every item-level flow function works with: the ports of one connection and the knobs.
+
+:class:`ItemContext` is built once per task from the composition root (``shared.ports``); tests
+build it by hand with in-process clients. :class:`Dispatcher` is how a flow hands work to other
+workers (``worker/tasks/pull.py`` implements it with Celery; tests run the work inline), so no
+flow imports Celery. Dispatching happens only after the ledger transaction that makes the work
+visible has committed: a lost message delays the work until the sweep finds the row, it never
+loses it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from shared.erp.base import ErpTarget
+from shared.ledger.models import utcnow
+from shared.ledger.repo import Ledger
+from shared.ledger.states import PENDING_GRACE
+from shared.mapping import Mapping, load_mapping
+from shared.settings import Settings, SettingsError
+from shared.zuora.client import ZuoraClient
+
+# Threads one worker process posts with. The ERP client's Redis limiter caps the fleet at the
+# licence; this only bounds one process (a SIGKILLed one leaks its limiter leases until they expire).
+MAX_POST_THREADS = 8
+
+
+class Dispatcher(Protocol):
+    """Hands work to the fleet. Implementations must not raise for a lost broker: they log, and
+    the sweep re-drives the rows later."""
+
+    def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
+        """Post these ledger rows (``post_records``) soon."""
+        ...
+
+    def mark(self, connection: str, stream: str) -> None:
+        """Mark the stream's posted rows transferred (``mark_stream``) soon; may be debounced."""
+        ...
+
+    def callout(self, connection: str, callout_id: int) -> None:
+        """Process a received callout (``process_callout``) soon."""
+        ...
+
+
+@dataclass(frozen=True)
+class Options:
+    """The item-level knobs (``LEDGERBRIDGE_*``, see :class:`~shared.settings.Settings`)."""
+
+    overlap: timedelta = timedelta(minutes=5)
+    posting_timeout: timedelta = timedelta(minutes=15)
+    sweep_grace: timedelta = PENDING_GRACE
+    release: bool = False
+    push_enabled: bool = False
+    push_grace: timedelta = timedelta(minutes=2)
+    erp_concurrency: int = 2
+    max_rejections: int = 5
+    short_wait: timedelta = timedelta(seconds=3)
+    long_wait: timedelta = timedelta(minutes=10)
+    mark_retry: timedelta = timedelta(minutes=5)
+    # How long a payment, refund or credit memo waits for a document it applies to that the
+    # ledger has not seen yet, before it is posted without that application.
+    apply_wait: timedelta = timedelta(minutes=10)
+    max_pages: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, erp_concurrency: int = 2) -> Options:
+        return cls(
+            overlap=timedelta(seconds=settings.pull_overlap_seconds),
+            posting_timeout=timedelta(seconds=settings.posting_timeout_seconds),
+            sweep_grace=timedelta(seconds=settings.sweep_grace_seconds),
+            release=settings.item_release,
+            push_enabled=settings.callout_hmac_secret is not None,
+            erp_concurrency=max(1, min(erp_concurrency, MAX_POST_THREADS)),
+            long_wait=timedelta(seconds=max(settings.sweep_grace_seconds, 60)),
+            mark_retry=timedelta(seconds=max(settings.sweep_grace_seconds, 30)),
+            apply_wait=timedelta(
+                seconds=2 * max([settings.pull_interval_seconds, *settings.stream_intervals.values()])
+            ),
+            max_pages=settings.pull_max_pages,
+        )
+
+    @property
+    def due_shift(self) -> timedelta:
+        """How much earlier than the ledger's own ``next_attempt_at`` the sweep treats pending and
+        posted rows as due. The ledger schedules them :data:`~shared.ledger.states.PENDING_GRACE`
+        ahead; a shorter ``LEDGERBRIDGE_SWEEP_GRACE_SECONDS`` re-drives them sooner. Every time
+        this package writes into ``next_attempt_at`` of a pending or posted row it adds the same
+        shift, so a wait of ``d`` still lasts ``d`` under the shifted clock."""
+        return max(timedelta(0), PENDING_GRACE - self.sweep_grace)
+
+
+class InlineDispatcher:
+    """Runs dispatched work at once in this thread (tests, and tools without workers). Work asked
+    for *later* (a countdown) is kept in :attr:`delayed` instead; :meth:`run_delayed` runs it."""
+
+    def __init__(self, context: Callable[[str], ItemContext]) -> None:
+        self._context = context
+        self.posted: list[list[int]] = []
+        self.marked: list[str] = []
+        self.delayed: list[tuple[str, list[int]]] = []
+
+    def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
+        from shared.item_level.posting import post_records
+
+        if countdown > 0:
+            self.delayed.append((connection, list(record_ids)))
+            return
+        self.posted.append(list(record_ids))
+        post_records(self._context(connection), record_ids)
+
+    def run_delayed(self) -> int:
+        """Run the work asked for later, now; returns how many batches ran."""
+        batches, self.delayed = self.delayed, []
+        for connection, ids in batches:
+            self.post(connection, ids)
+        return len(batches)
+
+    def mark(self, connection: str, stream: str) -> None:
+        from shared.item_level.marking import mark_stream
+        from shared.item_level.streams import get_stream
+
+        self.marked.append(stream)
+        mark_stream(self._context(connection), get_stream(stream))
+
+    def callout(self, connection: str, callout_id: int) -> None:
+        from shared.item_level.push import process_callout
+
+        process_callout(self._context(connection), callout_id)
+
+
+class RecordingDispatcher:
+    """Remembers what it was asked to do and does nothing (tests drive the work by hand)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[list[int], float]] = []
+        self.marked: list[str] = []
+        self.callouts: list[int] = []
+
+    def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
+        self.posted.append((list(record_ids), countdown))
+
+    def mark(self, connection: str, stream: str) -> None:
+        self.marked.append(stream)
+
+    def callout(self, connection: str, callout_id: int) -> None:
+        self.callouts.append(callout_id)
+
+    @property
+    def post_ids(self) -> list[int]:
+        return [i for ids, _ in self.posted for i in ids]
+
+
+@dataclass
+class ItemContext:
+    """The ports and knobs of one connection for the item-level flows."""
+
+    connection: str
+    zuora: ZuoraClient
+    erp: ErpTarget
+    ledger: Ledger
+    mapping: Mapping
+    dispatch: Dispatcher
+    options: Options = field(default_factory=Options)
+    clock: Callable[[], datetime] = utcnow
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def shifted(self, at: datetime) -> datetime:
+        """``at`` on the ledger's clock for pending/posted rows (see :attr:`Options.due_shift`)."""
+        return at + self.options.due_shift
+
+
+_mapping_lock = threading.Lock()
+_mappings: dict[tuple[str, float], Mapping] = {}
+
+
+def mapping_from_settings(settings: Settings) -> Mapping:
+    """The mapping file named by ``LEDGERBRIDGE_MAPPING_FILE``, read once per process and again
+    when the file changes (its mtime). Raises :class:`SettingsError` when it is not set and
+    :class:`~shared.mapping.MappingFileError` when it is invalid."""
+    if settings.mapping_file is None:
+        raise SettingsError(
+            "LEDGERBRIDGE_MAPPING_FILE is not set: the item-level sync needs the mapping file to turn "
+            "Zuora records into ERP documents"
+        )
+    path = Path(settings.mapping_file)
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = -1.0  # load_mapping names the missing file
+    key = (str(path.resolve()), mtime)
+    with _mapping_lock:
+        found = _mappings.get(key)
+        if found is None:
+            found = load_mapping(path)
+            _mappings.clear()
+            _mappings[key] = found
+        return found
+
+
+def ceiling(run_started: datetime, options: Options) -> datetime:
+    """The highest a mark may move in a run that started at ``run_started``."""
+    return run_started - options.overlap

@@ -1,0 +1,587 @@
+"""Posting ledger rows to the ERP: at least once, with idempotent effects.
+
+For one row (:func:`post_one`):
+
+* ``pending``: make sure its dependencies are in the ERP (the account's customer; the documents a
+  payment, refund or credit memo applies to), map it with the mapping file, commit ``posting``
+  (with the ERP payload), make the *one* ERP call, commit ``posted`` with the ERP's reference. An
+  account's row goes straight on to ``marked``: accounts have no transferred flag.
+* ``posting`` past its timeout without an ERP reference is *in doubt* (a worker died between
+  the two commits): the ERP is asked by natural key whether the document exists, and only if it
+  does not is it created again (acumatica-api.md section 7). A row still inside its timeout is
+  being posted by another worker and is left alone. The claim binds the claiming worker too: its
+  create is sent only while enough of the claim is left for the answer to arrive before it ends,
+  and is given up (``NotSent``, nothing created, the row fails and is retried) otherwise, so a
+  create held up in the ERP client's queues can never land after another worker's lookup
+  (:mod:`shared.erp.fence`).
+* ``failed`` past its backoff goes back to ``pending`` first; ``posted``/``marked``/``parked``
+  rows are left alone (a parked row needs a person and ``replay``).
+
+Outcomes of the ERP call, by error type (never by message): ``OutcomeUnknown`` leaves the row in
+``posting`` (in doubt); ``RateLimited`` and other ``Transient``/``NotFound``/``AuthFailed`` errors
+fail it with a backoff (the request certainly did not create anything); ``Rejected`` fails it and
+parks it after ``max_rejections``; ``DuplicateDocuments`` parks it at once. Mapping problems
+(an unmapped account, payment method or currency; an inconsistent record) park the row with the
+reason. A document whose account has no customer yet *waits*: it stays ``pending`` and is tried
+again later, it does not fail.
+
+Applications: an application is sent when the ledger has its target posted *and released* in the
+ERP (Acumatica applies only to open documents, section 6.4). A target still to be posted is
+posted first; one posted but not released (Acumatica without ``LEDGERBRIDGE_ITEM_RELEASE``) is
+left out and named under ``not_applied`` in the row's ERP payload; a target the ledger has not
+seen yet is waited for up to ``apply_wait``, then left out too.
+
+:func:`post_records` posts a batch: dependency levels in order (accounts, then invoices and debit
+memos, then payments and credit memos, then refunds), each level concurrently on a thread pool as
+wide as the ERP's concurrency licence (the ERP client's Redis limiter enforces it fleet-wide).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from shared.erp import fence
+from shared.erp.base import Application, ArDocument, Customer, ErpRef, Payment
+from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
+from shared.errors import ApiError, RateLimited, Rejected
+from shared.exchange import audit_subject
+from shared.item_level.context import ItemContext
+from shared.item_level.queries import records_by_ids, records_by_zuora_ids
+from shared.item_level.streams import Stream, for_object_type
+from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
+from shared.ledger.models import ObjectType, SyncRecord
+from shared.ledger.states import (
+    FAILED,
+    MARKED,
+    PARKED,
+    PENDING,
+    POSTED,
+    POSTING,
+    begin_posting,
+    complete_posting,
+    fail,
+    mark_transferred,
+    park,
+    reschedule,
+    resume_in_doubt,
+    retry,
+)
+from shared.logs import log_context
+from shared.mapping import Mapping as GlMapping
+from shared.mapping import (
+    MappingError,
+    customer_from_account,
+    customer_id_of,
+    document_from_credit_memo,
+    document_from_debit_memo,
+    document_from_invoice,
+    payment_from_payment,
+    payment_from_refund,
+)
+from shared.zuora.records import to_decimal
+
+log = logging.getLogger("ledgerbridge.item_level.posting")
+
+# How deep post_one goes posting dependencies inline (refund -> payment -> invoice -> account).
+MAX_DEPTH = 3
+
+# Outcomes of post_one.
+POSTED_OUTCOME = "posted"
+MARKED_OUTCOME = "marked"
+WAITING = "waiting"
+PARKED_OUTCOME = "parked"
+FAILED_OUTCOME = "failed"
+IN_DOUBT = "in_doubt"
+BUSY = "busy"
+SKIPPED = "skipped"
+
+ErpDocument = Customer | ArDocument | Payment
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    """What :func:`post_one` did. ``retry_in`` (seconds) asks the caller to dispatch the row again
+    that much later (a short wait: a dependency being posted elsewhere)."""
+
+    record_id: int
+    outcome: str
+    stream: str | None = None
+    detail: str | None = None
+    retry_in: float | None = None
+    erp_ref: str | None = None
+
+
+@dataclass
+class PostSummary:
+    outcomes: list[PostOutcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for outcome in self.outcomes:
+            counts[outcome.outcome] += 1
+        return dict(counts)
+
+    @property
+    def streams_to_mark(self) -> set[str]:
+        return {o.stream for o in self.outcomes if o.outcome == POSTED_OUTCOME and o.stream}
+
+
+@dataclass(frozen=True)
+class _Ready:
+    document: ErpDocument
+    not_applied: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Wait:
+    reason: str
+    delay: timedelta
+    redispatch: bool  # short waits come back by countdown; long ones through the sweep
+
+
+@dataclass(frozen=True)
+class _Park:
+    reason: str
+
+
+_Plan = _Ready | _Wait | _Park
+
+
+# -- ledger transitions ---------------------------------------------------------------------------
+
+
+def _apply(ctx: ItemContext, change: Callable[[Session], SyncRecord]) -> SyncRecord | None:
+    """Run one state change in its own committed transaction; None when another worker changed
+    the row first (the caller treats the row as busy)."""
+    try:
+        with ctx.ledger.session() as session:
+            return change(session)
+    except (TransitionConflict, IllegalTransition) as exc:
+        log.info("record changed underneath us: %s", exc)
+        return None
+
+
+def _wait(ctx: ItemContext, rec: SyncRecord, stream: Stream, plan: _Wait) -> PostOutcome:
+    now = ctx.now()
+    assert rec.id is not None
+    _apply(
+        ctx,
+        lambda s: reschedule(
+            s, rec.id or 0, retry_at=ctx.shifted(now + plan.delay), error=plan.reason, now=now
+        ),
+    )
+    return PostOutcome(
+        rec.id,
+        WAITING,
+        stream.name,
+        plan.reason,
+        retry_in=plan.delay.total_seconds() if plan.redispatch else None,
+    )
+
+
+def _park(ctx: ItemContext, rec: SyncRecord, stream: Stream, reason: str) -> PostOutcome:
+    assert rec.id is not None
+    record_id = rec.id
+    done = _apply(ctx, lambda s: park(s, record_id, reason, now=ctx.now()))
+    log.warning("parked %s: %s", rec.subject, reason)
+    return PostOutcome(record_id, PARKED_OUTCOME if done else BUSY, stream.name, reason)
+
+
+# -- dependencies and mapping ---------------------------------------------------------------------
+
+
+def _customer_id(ctx: ItemContext, rec: SyncRecord, depth: int) -> tuple[str | None, _Wait | _Park | None]:
+    """The ERP customer of a document's account, posting the account first when it is pending."""
+    if not rec.account_id:
+        return None, _Park(f"{rec.subject} has no accountId: it cannot be given an ERP customer")
+    account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
+    if account is not None and account.state in (PENDING, FAILED) and depth < MAX_DEPTH:
+        assert account.id is not None
+        post_one(ctx, account.id, _depth=depth + 1)
+        account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
+    if account is None:
+        return None, _Wait(
+            f"waiting for account {rec.account_id} to be synced as an ERP customer",
+            ctx.options.long_wait,
+            redispatch=False,
+        )
+    if account.state in (POSTED, MARKED):
+        try:
+            return customer_id_of(account.payload), None
+        except MappingError as exc:
+            return None, _Park(f"the customer of account {rec.account_id}: {exc.reason}")
+    if account.state in (POSTING, PENDING):
+        return None, _Wait(
+            f"waiting for account {rec.account_id}: its customer is being posted",
+            ctx.options.short_wait,
+            redispatch=True,
+        )
+    return None, _Wait(
+        f"waiting for account {rec.account_id} ({account.state}: {account.last_error or 'no reason'}): "
+        "fix the account, then the document is posted",
+        ctx.options.long_wait,
+        redispatch=False,
+    )
+
+
+def _applications(
+    ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int
+) -> tuple[list[Application], list[dict[str, str]], _Wait | None]:
+    """The applications to send, the ones left out (with why), or a wait."""
+    targets = stream.application_targets(rec.payload)
+    if not targets:
+        return [], [], None
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for target, target_id, _ in targets:
+        by_type[target.object_type].append(target_id)
+    known: dict[tuple[str, str], SyncRecord] = {}
+    for object_type, ids in by_type.items():
+        for zid, found in records_by_zuora_ids(ctx.ledger, ctx.connection, object_type, ids).items():
+            known[(object_type, zid)] = found
+    applied: list[Application] = []
+    left_out: list[dict[str, str]] = []
+    now = ctx.now()
+    for target, target_id, raw_amount in targets:
+        try:
+            amount = to_decimal(raw_amount)
+        except ValueError:
+            left_out.append({"target": target_id, "reason": f"application amount {raw_amount!r} unreadable"})
+            continue
+        if amount <= 0:
+            continue
+        row: SyncRecord | None = known.get((target.object_type, target_id))
+        if row is not None and row.state in (PENDING, FAILED) and depth < MAX_DEPTH:
+            assert row.id is not None
+            post_one(ctx, row.id, _depth=depth + 1)
+            row = ctx.ledger.get_record_by_id(row.id)
+        if row is None:
+            waited = now - rec.created_at
+            if waited < ctx.options.apply_wait and not _pulled_since(ctx, target.object_type, rec):
+                delay = min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60))
+                return (
+                    [],
+                    [],
+                    _Wait(
+                        f"waiting for {target.object_type} {target_id} (which this applies to) to be synced",
+                        delay,
+                        redispatch=True,
+                    ),
+                )
+            left_out.append({"target": target_id, "reason": f"{target.object_type} not in the ledger"})
+        elif row.state in (POSTING, PENDING):
+            return (
+                [],
+                [],
+                _Wait(
+                    f"waiting for {row.subject} (which this applies to) to be posted",
+                    ctx.options.short_wait,
+                    redispatch=True,
+                ),
+            )
+        elif row.state in (POSTED, MARKED) and row.erp_released and row.zuora_number:
+            applied.append(Application(natural_key=row.zuora_number, amount=amount, kind=target.kind))
+        elif row.state in (POSTED, MARKED):
+            left_out.append({"target": row.zuora_number or target_id, "reason": "not released in the ERP"})
+        else:
+            left_out.append({"target": row.zuora_number or target_id, "reason": f"{row.state} in the ledger"})
+    return applied, left_out, None
+
+
+def _pulled_since(ctx: ItemContext, object_type: str, rec: SyncRecord) -> bool:
+    """Whether the target's stream finished a whole pull that started after ``rec`` was in the
+    ledger: then a target it did not bring is not coming (older than the sync, or filtered out)."""
+    target_stream = for_object_type(object_type)
+    if target_stream is None:
+        return True
+    run = ctx.ledger.get_stream(ctx.connection, target_stream.name)
+    return bool(
+        run is not None
+        and run.last_status == "ok"
+        and run.run_started_at is not None
+        and run.run_started_at > rec.created_at
+    )
+
+
+def _plan(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> _Plan:
+    """Map the row to its ERP document, or say why it must wait or be parked."""
+    mapping = ctx.mapping
+    payload = rec.payload
+    try:
+        if stream.erp_method == "upsert_customer":
+            return _Ready(customer_from_account(payload, mapping))
+        customer_id, blocked = _customer_id(ctx, rec, depth)
+        if blocked is not None:
+            return blocked
+        assert customer_id is not None
+        applications, left_out, waiting = _applications(ctx, stream, rec, depth)
+        if waiting is not None:
+            return waiting
+        document = map_document(stream.object_type, payload, mapping, customer_id, applications)
+        return _Ready(document, tuple(left_out))
+    except MappingError as exc:
+        return _Park(exc.reason)
+    except (ValueError, TypeError) as exc:
+        # The neutral documents validate themselves (a zero payment, applications above the amount).
+        return _Park(f"{rec.subject}: {exc}")
+
+
+def erp_payload(stream: Stream, ready: _Ready) -> dict[str, Any]:
+    """What is stored on the row before the ERP call: the method and the neutral document."""
+    return {
+        "method": stream.erp_method,
+        "document": dataclasses.asdict(ready.document),
+        "not_applied": list(ready.not_applied),
+    }
+
+
+def _call_erp(ctx: ItemContext, stream: Stream, document: ErpDocument) -> ErpRef:
+    if isinstance(document, Customer):
+        return ctx.erp.upsert_customer(document)
+    if isinstance(document, ArDocument):
+        ref = ctx.erp.create_document(document)
+    else:
+        ref = ctx.erp.create_payment(document)
+    if ctx.options.release and not ref.released:
+        try:
+            ref = ctx.erp.release(ref)
+        except ApiError as exc:
+            # The document exists; an unreleased one is still a posting. Finance releases it.
+            log.warning("created %s but could not release it: %s", ref.key, exc)
+    return ref
+
+
+# -- one row --------------------------------------------------------------------------------------
+
+
+def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> SyncRecord | PostOutcome:
+    """A posting row without an ERP reference, past its timeout: look it up by natural key."""
+    assert rec.id is not None
+    record_id = rec.id
+    found: ErpRef | None = None
+    if stream.erp_method != "upsert_customer":  # a customer upsert by key is safe to repeat
+        if not rec.zuora_number:
+            return _park(ctx, rec, stream, f"{rec.subject} is in doubt and has no number to look it up by")
+        customer_id = None
+        if rec.account_id:
+            account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
+            if account is not None and account.state in (POSTED, MARKED):
+                try:
+                    customer_id = customer_id_of(account.payload)
+                except MappingError:
+                    customer_id = None
+        try:
+            with audit_subject(rec.subject):
+                found = ctx.erp.find_document(stream.erp_kind, rec.zuora_number, customer_id)
+        except DuplicateDocuments as exc:
+            return _park(ctx, rec, stream, f"in doubt and found more than once in the ERP: {exc}")
+        except ApiError as exc:
+            log.warning("could not look %s up in the ERP: %s", rec.subject, exc)
+            return PostOutcome(record_id, IN_DOUBT, stream.name, f"lookup failed: {exc}")
+    ref = found
+
+    def settle(session: Session) -> SyncRecord:
+        row = resume_in_doubt(
+            session,
+            record_id,
+            now=ctx.now(),
+            found_erp_ref=ref.key if ref else None,
+            released=bool(ref and ref.released),
+        )
+        if ref is not None and not stream.marks:
+            row = mark_transferred(session, record_id, now=ctx.now())
+        return row
+
+    settled = _apply(ctx, settle)
+    if settled is None:
+        return PostOutcome(record_id, BUSY, stream.name)
+    if ref is not None:
+        log.info("%s was in doubt and is in the ERP as %s", rec.subject, ref.key)
+        return PostOutcome(
+            record_id,
+            POSTED_OUTCOME if stream.marks else MARKED_OUTCOME,
+            stream.name,
+            "in doubt: found",
+            erp_ref=ref.key,
+        )
+    log.info("%s was in doubt and is not in the ERP: posting it again", rec.subject)
+    return settled
+
+
+def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcome:
+    """Post one ledger row (see the module docstring). Never raises for the ERP's or the
+    mapping's errors: they become the row's state. Ledger errors propagate (the task retries)."""
+    rec = ctx.ledger.get_record_by_id(record_id)
+    if rec is None:
+        return PostOutcome(record_id, SKIPPED, None, "no such ledger row")
+    stream = for_object_type(rec.object_type)
+    if stream is None:
+        return PostOutcome(record_id, SKIPPED, None, f"{rec.object_type} is not an item-level record")
+    with log_context(connection=ctx.connection, stream=stream.name, record_id=rec.subject):
+        now = ctx.now()
+        if rec.state == MARKED:
+            return PostOutcome(record_id, MARKED_OUTCOME, stream.name)
+        if rec.state == POSTED:
+            return PostOutcome(record_id, POSTED_OUTCOME, stream.name, erp_ref=rec.erp_ref)
+        if rec.state == PARKED:
+            return PostOutcome(record_id, PARKED_OUTCOME, stream.name, rec.last_error)
+        if rec.state == FAILED:
+            if rec.next_attempt_at is not None and rec.next_attempt_at > now:
+                return PostOutcome(record_id, FAILED_OUTCOME, stream.name, "not due yet")
+            retried = _apply(ctx, lambda s: retry(s, record_id, now=now))
+            if retried is None:
+                return PostOutcome(record_id, BUSY, stream.name)
+            rec = retried
+        if rec.state == POSTING:
+            if rec.erp_ref or (rec.next_attempt_at is not None and rec.next_attempt_at > now):
+                return PostOutcome(record_id, BUSY, stream.name, "being posted by another worker")
+            resolved = _resolve_in_doubt(ctx, stream, rec)
+            if isinstance(resolved, PostOutcome):
+                return resolved
+            rec = resolved
+        return _post_pending(ctx, stream, rec, _depth)
+
+
+def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> PostOutcome:
+    assert rec.id is not None
+    record_id = rec.id
+    plan = _plan(ctx, stream, rec, depth)
+    if isinstance(plan, _Wait):
+        return _wait(ctx, rec, stream, plan)
+    if isinstance(plan, _Park):
+        return _park(ctx, rec, stream, plan.reason)
+    payload = erp_payload(stream, plan)
+    started = _apply(
+        ctx,
+        lambda s: begin_posting(
+            s, record_id, erp_payload=payload, timeout=ctx.options.posting_timeout, now=ctx.now()
+        ),
+    )
+    if started is None:
+        return PostOutcome(record_id, BUSY, stream.name)
+    # The claim ends at next_attempt_at: past it another worker may look the document up and
+    # create it again, so our create must be answered (or not sent at all) before then.
+    claim = (started.next_attempt_at - ctx.now()).total_seconds() if started.next_attempt_at else 0.0
+    try:
+        with audit_subject(rec.subject), fence.send_by(claim):
+            ref = _call_erp(ctx, stream, plan.document)
+    except OutcomeUnknown as exc:
+        log.warning("%s: the ERP may or may not have it; in doubt until looked up: %s", rec.subject, exc)
+        return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc))
+    except DuplicateDocuments as exc:
+        return _park(ctx, rec, stream, f"the ERP has more than one candidate: {exc}")
+    except RateLimited as exc:
+        retry_at = ctx.now() + timedelta(seconds=max(exc.retry_after, 1.0))
+        return _failed(ctx, stream, record_id, f"rate limited: {exc}", retry_at)
+    except Rejected as exc:
+        if started.attempts + 1 >= ctx.options.max_rejections:
+            return _park(ctx, rec, stream, f"the ERP refused it {started.attempts + 1} times: {exc}")
+        return _failed(ctx, stream, record_id, f"the ERP refused it: {exc}", None)
+    except ApiError as exc:  # Transient, NotFound, AuthFailed: nothing was created
+        return _failed(ctx, stream, record_id, str(exc), None)
+    except Exception as exc:
+        # Not an API answer (a bug, a crash in the adapter): we cannot know whether the ERP got
+        # it, so the row stays in posting and the in-doubt lookup settles it.
+        log.exception("unexpected error posting %s", rec.subject)
+        return PostOutcome(record_id, IN_DOUBT, stream.name, f"{type(exc).__name__}: {exc}")
+
+    def finish(session: Session) -> SyncRecord:
+        row = complete_posting(session, record_id, erp_ref=ref.key, released=ref.released, now=ctx.now())
+        if not stream.marks:
+            row = mark_transferred(session, record_id, now=ctx.now())
+        return row
+
+    try:
+        with ctx.ledger.session() as session:
+            finish(session)
+    except LedgerError as exc:
+        # The ERP has it but the ledger could not say so: the row stays posting, in doubt, and
+        # the lookup by natural key finds the document (it is never created twice).
+        log.error("posted %s as %s but could not record it: %s", rec.subject, ref.key, exc)
+        return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc), erp_ref=ref.key)
+    return PostOutcome(
+        record_id, POSTED_OUTCOME if stream.marks else MARKED_OUTCOME, stream.name, erp_ref=ref.key
+    )
+
+
+def _failed(
+    ctx: ItemContext, stream: Stream, record_id: int, error: str, retry_at: datetime | None
+) -> PostOutcome:
+    done = _apply(ctx, lambda s: fail(s, record_id, error, retry_at=retry_at, now=ctx.now()))
+    log.warning("posting failed (will retry): %s", error)
+    return PostOutcome(record_id, FAILED_OUTCOME if done else BUSY, stream.name, error)
+
+
+# -- a batch --------------------------------------------------------------------------------------
+
+
+def post_records(ctx: ItemContext, record_ids: Sequence[int]) -> PostSummary:
+    """Post these rows: dependency levels in order, each level on a thread pool as wide as the
+    ERP concurrency. Afterwards dispatch marking for the streams that got postings and dispatch
+    again the rows that wait briefly. Returns every row's outcome."""
+    summary = PostSummary()
+    rows = records_by_ids(ctx.ledger, record_ids)
+    levels: dict[int, list[int]] = defaultdict(list)
+    account_ids: set[str] = set()
+    for row in rows:
+        stream = for_object_type(row.object_type)
+        if stream is None or row.id is None:
+            continue
+        levels[stream.level].append(row.id)
+        if stream.depends_on_account and row.account_id:
+            account_ids.add(row.account_id)
+    # The customers first, once each, so documents of one new account do not race for it.
+    own = {i for ids in levels.values() for i in ids}
+    accounts = records_by_zuora_ids(ctx.ledger, ctx.connection, ObjectType.ACCOUNT.value, sorted(account_ids))
+    levels[-1] = [
+        a.id
+        for a in accounts.values()
+        if a.id is not None and a.id not in own and a.state in (PENDING, FAILED)
+    ]
+    for level in sorted(levels):
+        ids = levels[level]
+        if not ids:
+            continue
+        width = max(1, min(ctx.options.erp_concurrency, len(ids)))
+        if width == 1:
+            summary.outcomes.extend(post_one(ctx, i) for i in ids)
+        else:
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="post") as pool:
+                summary.outcomes.extend(pool.map(lambda i: post_one(ctx, i), ids))
+    later: dict[float, list[int]] = defaultdict(list)
+    for outcome in summary.outcomes:
+        if outcome.retry_in is not None:
+            later[round(outcome.retry_in, 1)].append(outcome.record_id)
+    for delay, ids in sorted(later.items()):
+        ctx.dispatch.post(ctx.connection, ids, countdown=delay)
+    for name in sorted(summary.streams_to_mark):
+        ctx.dispatch.mark(ctx.connection, name)
+    return summary
+
+
+def map_document(
+    object_type: str,
+    row: Mapping[str, Any],
+    mapping: GlMapping,
+    customer_id: str,
+    applications: Sequence[Application],
+) -> ErpDocument:
+    """The neutral ERP document for a Zuora document row of ``object_type`` (raises the mapping's
+    errors; ``applications`` are what a credit memo or payment applies to)."""
+    if object_type == ObjectType.INVOICE.value:
+        return document_from_invoice(row, None, mapping, customer_id=customer_id)
+    if object_type == ObjectType.DEBIT_MEMO.value:
+        return document_from_debit_memo(row, None, mapping, customer_id=customer_id)
+    if object_type == ObjectType.CREDIT_MEMO.value:
+        return document_from_credit_memo(row, None, mapping, customer_id=customer_id, applies_to=applications)
+    if object_type == ObjectType.PAYMENT.value:
+        return payment_from_payment(row, mapping, applications, customer_id=customer_id)
+    return payment_from_refund(row, mapping, applications, customer_id=customer_id)

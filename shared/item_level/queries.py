@@ -1,0 +1,185 @@
+"""Read-only ledger queries the item-level flows need beyond :class:`~shared.ledger.repo.Ledger`.
+
+Nothing here writes: state changes go through :mod:`shared.ledger.states` only. Each function
+opens its own short session and returns detached rows or plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from shared.ledger.models import CalloutNotification, SyncRecord
+from shared.ledger.repo import Ledger
+from shared.ledger.states import POSTED
+
+# SQLite limits bound parameters (999 on old builds): look ids up in chunks.
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def records_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[SyncRecord]:
+    """The rows with these ledger ids (any order; missing ids are left out)."""
+    ids = list(dict.fromkeys(record_ids))
+    found: list[SyncRecord] = []
+    with ledger.session() as session:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            found.extend(session.exec(select(SyncRecord).where(col(SyncRecord.id).in_(chunk))).all())
+    return found
+
+
+def records_by_zuora_ids(
+    ledger: Ledger, connection: str, object_type: str, zuora_ids: Sequence[str]
+) -> dict[str, SyncRecord]:
+    """``{zuora_id: row}`` for the known ones among ``zuora_ids``."""
+    result: dict[str, SyncRecord] = {}
+    unique = list(dict.fromkeys(zuora_ids))
+    if not unique:
+        return result
+    with ledger.session() as session:
+        for chunk in _chunks(unique):
+            rows = session.exec(
+                select(SyncRecord).where(
+                    SyncRecord.connection == connection,
+                    SyncRecord.object_type == object_type,
+                    col(SyncRecord.zuora_id).in_(list(chunk)),
+                )
+            ).all()
+            result.update({r.zuora_id: r for r in rows})
+    return result
+
+
+def known_zuora_ids(ledger: Ledger, connection: str, object_type: str, zuora_ids: Sequence[str]) -> set[str]:
+    """The subset of ``zuora_ids`` that has a ledger row (ids only, no payloads)."""
+    known: set[str] = set()
+    unique = list(dict.fromkeys(zuora_ids))
+    with ledger.session() as session:
+        for chunk in _chunks(unique):
+            known.update(
+                session.exec(
+                    select(SyncRecord.zuora_id).where(
+                        SyncRecord.connection == connection,
+                        SyncRecord.object_type == object_type,
+                        col(SyncRecord.zuora_id).in_(list(chunk)),
+                    )
+                ).all()
+            )
+    return known
+
+
+def markable(
+    ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int
+) -> list[SyncRecord]:
+    """Posted rows of ``object_type`` to mark now: never tried (no error) or due again after a
+    failed mark (``next_attempt_at <= due``), oldest first."""
+    with ledger.session() as session:
+        return list(
+            session.exec(
+                select(SyncRecord)
+                .where(
+                    SyncRecord.connection == connection,
+                    SyncRecord.object_type == object_type,
+                    SyncRecord.state == POSTED,
+                    sa.or_(
+                        col(SyncRecord.last_error).is_(None),
+                        col(SyncRecord.next_attempt_at).is_(None),
+                        col(SyncRecord.next_attempt_at) <= due,
+                    ),
+                )
+                .order_by(col(SyncRecord.id))
+                .limit(limit)
+            ).all()
+        )
+
+
+def open_callouts(
+    ledger: Ledger, connection: str, states: Sequence[str], received_before: datetime, limit: int
+) -> list[CalloutNotification]:
+    """Callouts still in ``states`` (received, enqueued) that arrived before ``received_before``:
+    their task was never enqueued or was lost with Redis."""
+    with ledger.session() as session:
+        return list(
+            session.exec(
+                select(CalloutNotification)
+                .where(
+                    CalloutNotification.connection == connection,
+                    col(CalloutNotification.state).in_(list(states)),
+                    col(CalloutNotification.received_at) < received_before,
+                )
+                .order_by(col(CalloutNotification.id))
+                .limit(limit)
+            ).all()
+        )
+
+
+def callout(ledger: Ledger, callout_id: int) -> CalloutNotification | None:
+    with ledger.session() as session:
+        return session.get(CalloutNotification, callout_id)
+
+
+def callout_counts(ledger: Ledger, connection: str) -> dict[str, int]:
+    """``{state: count}`` of the connection's callouts."""
+    with ledger.session() as session:
+        rows = session.exec(
+            select(CalloutNotification.state, sa.func.count())
+            .where(CalloutNotification.connection == connection)
+            .group_by(col(CalloutNotification.state))
+        ).all()
+        return {state: int(n) for state, n in rows}
+
+
+def unfinished_count(
+    ledger: Ledger, connection: str, object_types: Sequence[str], states: Sequence[str]
+) -> int:
+    """How many rows of these object types are in these states."""
+    with ledger.session() as session:
+        value = session.exec(
+            select(sa.func.count())
+            .select_from(SyncRecord)
+            .where(
+                SyncRecord.connection == connection,
+                col(SyncRecord.object_type).in_(list(object_types)),
+                col(SyncRecord.state).in_(list(states)),
+            )
+        ).one()
+        return int(value)
+
+
+def mark_failures(ledger: Ledger, connection: str) -> dict[str, int]:
+    """``{object_type: n}``: posted rows whose marking in Zuora failed (they carry the error and
+    are retried)."""
+    with ledger.session() as session:
+        rows = session.exec(
+            select(SyncRecord.object_type, sa.func.count())
+            .where(
+                SyncRecord.connection == connection,
+                SyncRecord.state == POSTED,
+                col(SyncRecord.last_error).is_not(None),
+            )
+            .group_by(col(SyncRecord.object_type))
+        ).all()
+        return {object_type: int(n) for object_type, n in rows}
+
+
+def earliest_updated(ledger: Ledger, connection: str, object_type: str) -> datetime | None:
+    """The oldest Zuora ``updatedDate`` the ledger holds for ``object_type`` (None: no rows)."""
+    with ledger.session() as session:
+        value = session.exec(
+            select(sa.func.min(SyncRecord.zuora_updated)).where(
+                SyncRecord.connection == connection, SyncRecord.object_type == object_type
+            )
+        ).one()
+    if value is None:
+        return None
+    # SQLite hands the aggregate back without the column type's conversion.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

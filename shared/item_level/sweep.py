@@ -1,0 +1,183 @@
+"""The sweeps: what makes a flushed Redis or a killed worker delay work but never lose it.
+
+:func:`sweep` (beat, every ``LEDGERBRIDGE_SWEEP_INTERVAL_SECONDS``) re-drives the ledger rows whose
+task should have run by now: ``pending`` rows past the grace, ``posting`` rows past the posting
+timeout (in doubt: :func:`~shared.item_level.posting.post_one` looks them up in the ERP before
+anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked, and
+callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
+grace in the same transaction, so the next sweep does not send them again while they wait in the
+queue. Everything it dispatches is idempotent; it only ever sends work, never does it.
+
+:func:`audit_marks` (beat, hourly by default) checks the high-water marks themselves: it lists the
+ids Zuora has for a recent window *behind* the mark (``[mark - overlap - window, mark - overlap)``,
+which the next pull will not read again, and never older than the oldest record the ledger holds -
+the sync's horizon), compares them with the ledger and ingests what the marks missed, counting it
+in ``missed_by_mark`` - a number that should stay 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from shared.item_level.context import ItemContext
+from shared.item_level.pull import ingest_rows
+from shared.item_level.queries import earliest_updated, known_zuora_ids, open_callouts
+from shared.item_level.streams import STREAMS, Stream, for_object_type
+from shared.ledger.errors import IllegalTransition, TransitionConflict
+from shared.ledger.models import CalloutState, SyncRecord
+from shared.ledger.states import FAILED, PENDING, POSTED, POSTING, reschedule, retry
+from shared.logs import log_context
+from shared.zuora.object_query import MAX_PAGE_SIZE
+from shared.zuora.records import get_field
+
+log = logging.getLogger("ledgerbridge.item_level.sweep")
+
+POST_CHUNK = 50
+
+
+@dataclass
+class SweepSummary:
+    pending: int = 0
+    in_doubt: int = 0
+    failed: int = 0
+    to_mark: list[str] = field(default_factory=list)
+    callouts: int = 0
+    more: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "in_doubt": self.in_doubt,
+            "failed": self.failed,
+            "to_mark": self.to_mark,
+            "callouts": self.callouts,
+            "more": self.more,
+        }
+
+
+def _each(
+    ctx: ItemContext, rows: Sequence[SyncRecord], change: Callable[[Session, int], object]
+) -> list[int]:
+    """Apply ``change`` to every row in one transaction (row by row if another worker touched
+    one meanwhile); returns the ids it was applied to."""
+    ids = [r.id for r in rows if r.id is not None]
+    try:
+        with ctx.ledger.session() as session:
+            for record_id in ids:
+                change(session, record_id)
+        return ids
+    except (TransitionConflict, IllegalTransition):
+        pass
+    done = []
+    for record_id in ids:
+        try:
+            with ctx.ledger.session() as session:
+                change(session, record_id)
+            done.append(record_id)
+        except (TransitionConflict, IllegalTransition) as exc:
+            log.info("sweep skipped a row another worker changed: %s", exc)
+    return done
+
+
+def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
+    """Re-drive overdue rows and lost callouts (at most ``limit`` rows of each kind per call;
+    ``more`` says whether to call again)."""
+    summary = SweepSummary()
+    now = ctx.now()
+    item_types = {s.object_type for s in STREAMS.values()}
+    with log_context(connection=ctx.connection):
+        # The ledger schedules pending/posted rows PENDING_GRACE ahead: read them on the shifted clock.
+        early = [
+            r
+            for r in ctx.ledger.due_records(
+                ctx.connection, [PENDING, POSTED], now=ctx.shifted(now), limit=limit
+            )
+            if r.object_type in item_types
+        ]
+        late = [
+            r
+            for r in ctx.ledger.due_records(ctx.connection, [POSTING, FAILED], now=now, limit=limit)
+            if r.object_type in item_types
+        ]
+        summary.more = len(early) >= limit or len(late) >= limit
+        pending = [r for r in early if r.state == PENDING]
+        failed = [r for r in late if r.state == FAILED]
+        in_doubt = [r for r in late if r.state == POSTING and not r.erp_ref]
+        again = ctx.shifted(now + ctx.options.sweep_grace)
+        to_post = _each(ctx, pending, lambda s, i: reschedule(s, i, retry_at=again, now=now))
+        to_post += _each(ctx, failed, lambda s, i: retry(s, i, now=now))
+        to_post += [r.id for r in in_doubt if r.id is not None]
+        summary.pending, summary.failed, summary.in_doubt = len(pending), len(failed), len(in_doubt)
+        for start in range(0, len(to_post), POST_CHUNK):
+            ctx.dispatch.post(ctx.connection, to_post[start : start + POST_CHUNK])
+        streams = sorted(
+            {s.name for r in early if r.state == POSTED for s in [for_object_type(r.object_type)] if s}
+        )
+        for name in streams:
+            ctx.dispatch.mark(ctx.connection, name)
+        summary.to_mark = streams
+        lost = open_callouts(
+            ctx.ledger,
+            ctx.connection,
+            [CalloutState.RECEIVED.value, CalloutState.ENQUEUED.value],
+            received_before=now - ctx.options.sweep_grace,
+            limit=limit,
+        )
+        for row in lost:
+            assert row.id is not None
+            ctx.dispatch.callout(ctx.connection, row.id)
+        summary.callouts = len(lost)
+        if to_post or streams or lost:
+            log.info("sweep re-drove %s", summary.as_dict())
+    return summary
+
+
+def audit_marks(ctx: ItemContext, stream: Stream, *, window: timedelta) -> int:
+    """Count and ingest the records of ``stream`` the mark skipped in the window behind it;
+    returns how many (0 when the stream has no mark yet)."""
+    mark = ctx.ledger.get_mark(ctx.connection, stream.name)
+    if mark is None:
+        return 0
+    end = mark - ctx.options.overlap
+    # Never behind what the ledger has ever seen: a stream started with --since (its horizon)
+    # deliberately skipped older records, and counting them as missed would post them.
+    earliest = earliest_updated(ctx.ledger, ctx.connection, stream.object_type)
+    if earliest is None:
+        return 0
+    start = max(end - window, earliest)
+    if start >= end:
+        return 0
+    missing: list[str] = []
+    with log_context(connection=ctx.connection, stream=stream.name):
+        for page in ctx.zuora.objects.pages(stream.query_id_list(start, end)):
+            ids = [str(get_field(r, "id")) for r in page.data if get_field(r, "id")]
+            known = known_zuora_ids(ctx.ledger, ctx.connection, stream.object_type, ids)
+            missing.extend(i for i in ids if i not in known)
+        if not missing:
+            return 0
+        new_ids: list[int] = []
+        found = 0
+        for chunk_start in range(0, len(missing), MAX_PAGE_SIZE):
+            chunk = missing[chunk_start : chunk_start + MAX_PAGE_SIZE]
+            rows = [r for page in ctx.zuora.objects.pages(stream.query_ids(chunk)) for r in page.data]
+            ingested = ingest_rows(ctx, stream, rows)
+            found += sum(1 for zid in chunk if zid in ingested.record_ids)
+            new_ids += ingested.new_ids
+        if new_ids:
+            ctx.dispatch.post(ctx.connection, new_ids)
+        ctx.ledger.add_missed(ctx.connection, stream.name, by_mark=len(missing))
+        log.warning(
+            "the mark of %s missed %d record(s) between %s and %s; ingested %d",
+            stream.name,
+            len(missing),
+            start.isoformat(),
+            end.isoformat(),
+            found,
+        )
+    return len(missing)

@@ -1,0 +1,129 @@
+"""Engines and sessions for the ledger (SQLite by default, PostgreSQL in production).
+
+Build engines with :func:`make_engine` only: it sets the SQLite pragmas the ledger relies on
+(WAL, a 30 s busy timeout, foreign keys) and the JSON codec that keeps amounts exact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
+
+# A per-process marker that cannot occur in real text (it contains a NUL and a random token):
+# Decimals are written as this marker first and swapped for their exact digits afterwards,
+# because the json module can only emit floats as numbers.
+_DECIMAL_MARK = f"\x00decimal-{uuid.uuid4().hex}:"
+_DECIMAL_RE = re.compile(re.escape(json.dumps(_DECIMAL_MARK)[:-1]) + r'(\d+)"')
+
+
+def dumps_json(value: Any) -> str:
+    """Serialise a JSON column value. ``Decimal`` becomes an exact JSON number (never a float
+    round trip); ``datetime``/``date`` become ISO-8601 strings."""
+    decimals: list[str] = []
+
+    def encode(obj: object) -> object:
+        if isinstance(obj, Decimal):
+            if not obj.is_finite():
+                raise ValueError(f"cannot store non-finite amount {obj!r} in the ledger")
+            decimals.append(str(obj))
+            return f"{_DECIMAL_MARK}{len(decimals) - 1}"
+        if isinstance(obj, datetime | date):
+            return obj.isoformat()
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    text = json.dumps(value, default=encode, separators=(",", ":"), ensure_ascii=False)
+    if not decimals:
+        return text
+    return _DECIMAL_RE.sub(lambda m: decimals[int(m.group(1))], text)
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parse a JSON column value; every non-integer number comes back as ``Decimal``."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers run beside the one writer; busy_timeout makes a second writer wait
+        # (up to 30 s) for the lock instead of failing at once with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url`` (``sqlite:///path``, ``sqlite://`` in memory, or
+    ``postgresql[+psycopg]://...``; plain ``postgresql://`` is driven by psycopg 3)."""
+    parsed = sa.make_url(url)
+    common: dict[str, Any] = {
+        "echo": echo,
+        "json_serializer": dumps_json,
+        "json_deserializer": loads_json,
+        "pool_pre_ping": True,
+    }
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": 30}
+        if parsed.database in (None, "", ":memory:"):
+            # One shared connection, or every session would see its own empty database.
+            engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=StaticPool, **common)
+        else:
+            engine = sa.create_engine(parsed, connect_args=connect_args, **common)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, **common)
+    raise ValueError(
+        f"unsupported ledger database {parsed.render_as_string(hide_password=True)!r}: "
+        "use sqlite:///path or postgresql+psycopg://user@host/db"
+    )
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction commits when the block ends and rolls back if it raises.
+
+    Objects stay readable after the block (``expire_on_commit=False``), so repository methods
+    can return them.
+    """
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def insert_ignoring_conflict(
+    session: Session, table: sa.Table, values: dict[str, Any], conflict_columns: list[str]
+) -> bool:
+    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING`` on SQLite or PostgreSQL; True
+    when the row was inserted. Unlike insert-then-catch it never poisons the caller's
+    transaction, so it is safe inside a larger unit of work and under concurrent inserts."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    # RETURNING, not rowcount: psycopg reports -1 for this statement. (SQLite >= 3.35.)
+    returned = session.execute(statement.returning(table.c[conflict_columns[0]])).first()
+    return returned is not None

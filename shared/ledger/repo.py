@@ -1,0 +1,629 @@
+"""The ledger repository the flows use: each method is one committed transaction.
+
+Record state changes are not here: open :meth:`Ledger.session` and call ``shared.ledger.states``
+inside it, so the caller decides what commits together. Returned rows are detached snapshots
+(readable, not live).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget, acumatica_settings
+from shared.exchange import Exchange, current_subject
+from shared.ledger.db import insert_ignoring_conflict, make_engine, session_scope
+from shared.ledger.errors import ConnectionExists, RecordNotFound, UnknownConnection
+from shared.ledger.models import (
+    OPEN_CLOSE_STATUSES,
+    AuditEvent,
+    AuditKind,
+    CalloutNotification,
+    CalloutState,
+    CloseRun,
+    CloseStatus,
+    ConnectionRow,
+    StreamMark,
+    SyncRecord,
+    metadata,
+    utcnow,
+)
+from shared.ledger.secrets import SecretBox
+
+logger = logging.getLogger(__name__)
+
+
+class _Unset(Enum):
+    UNSET = 0
+
+
+UNSET = _Unset.UNSET
+
+_FINISHED_CLOSE_STATUSES = frozenset(
+    {CloseStatus.DONE.value, CloseStatus.FAILED.value, CloseStatus.DRY_RUN.value}
+)
+
+
+class Ledger:
+    """The ledger over one engine. Thread-safe: every method opens its own session."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, database_url: str) -> Ledger:
+        return cls(make_engine(database_url))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work for ``shared.ledger.states`` calls: commits on success, else rolls back."""
+        with session_scope(self.engine) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def record_exchange(self, exchange: Exchange) -> None:
+        """The API clients' audit hook: store one (already redacted) HTTP exchange. Never raises."""
+        try:
+            with session_scope(self.engine) as session:
+                session.add(
+                    AuditEvent(
+                        at=utcnow(),
+                        connection=exchange.connection,
+                        kind=AuditKind.HTTP.value,
+                        subject=exchange.subject or current_subject.get(),
+                        api=exchange.api,
+                        method=exchange.method,
+                        url=exchange.url,
+                        status=exchange.status,
+                        duration_ms=exchange.duration_ms,
+                        request_id=exchange.request_id,
+                        attempt=exchange.attempt,
+                        request_headers=dict(exchange.request_headers),
+                        request_body=exchange.request_body,
+                        response_headers=dict(exchange.response_headers),
+                        response_body=exchange.response_body,
+                        message=exchange.error,
+                    )
+                )
+        except Exception:
+            # The hook runs inside an API call whose effect (an ERP document, a Zuora update) may
+            # already have happened; raising here would make the flow treat a success as a
+            # failure. A lost audit line costs less: log it loudly and carry on.
+            logger.exception(
+                "could not write an audit event",
+                extra={"api": exchange.api, "method": exchange.method, "url": exchange.url},
+            )
+
+    def note(self, subject: str | None, message: str, connection: str | None = None) -> None:
+        """Add a free-text note to ``subject``'s timeline (who replayed it, why a close stopped ...)."""
+        with session_scope(self.engine) as session:
+            session.add(
+                AuditEvent(
+                    at=utcnow(),
+                    connection=connection,
+                    kind=AuditKind.NOTE.value,
+                    subject=subject,
+                    message=message,
+                )
+            )
+
+    def timeline(self, subject: str, *, limit: int | None = None) -> list[AuditEvent]:
+        """Everything that happened to ``subject`` (exchanges, transitions, notes), oldest first."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(AuditEvent)
+                .where(AuditEvent.subject == subject)
+                .order_by(col(AuditEvent.at), col(AuditEvent.id))
+            )
+            if limit is not None:
+                query = query.limit(limit)
+            return list(session.exec(query).all())
+
+    def prune_audit(self, older_than: datetime, *, batch_size: int = 10_000) -> int:
+        """Delete audit events from before ``older_than``; returns how many. Works in batches, each
+        its own short transaction, so a large prune never holds long locks."""
+        total = 0
+        while True:
+            with session_scope(self.engine) as session:
+                batch = (
+                    select(AuditEvent.id)
+                    .where(AuditEvent.at < older_than)
+                    .order_by(col(AuditEvent.id))
+                    .limit(batch_size)
+                    .scalar_subquery()
+                )
+                result = session.execute(
+                    sa.delete(AuditEvent)
+                    .where(col(AuditEvent.id).in_(batch))
+                    .execution_options(synchronize_session=False)
+                )
+                deleted = int(getattr(result, "rowcount", 0) or 0)
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    # -- stream marks ------------------------------------------------------------------------
+
+    @staticmethod
+    def _ensure_stream(session: Session, connection: str, stream: str) -> None:
+        insert_ignoring_conflict(
+            session,
+            metadata.tables["stream_mark"],
+            {
+                "connection": connection,
+                "stream": stream,
+                "missed_by_mark": 0,
+                "missed_by_push": 0,
+                "pulled_total": 0,
+            },
+            ["connection", "stream"],
+        )
+
+    @staticmethod
+    def _stream_key(connection: str, stream: str) -> sa.ColumnElement[bool]:
+        return sa.and_(col(StreamMark.connection) == connection, col(StreamMark.stream) == stream)
+
+    def _update_stream(self, connection: str, stream: str, **values: Any) -> StreamMark:
+        with session_scope(self.engine) as session:
+            self._ensure_stream(session, connection, stream)
+            session.execute(
+                sa.update(StreamMark)
+                .where(self._stream_key(connection, stream))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return session.exec(select(StreamMark).where(self._stream_key(connection, stream))).one()
+
+    def get_stream(self, connection: str, stream: str) -> StreamMark | None:
+        with session_scope(self.engine) as session:
+            return session.get(StreamMark, (connection, stream))
+
+    def list_streams(self, connection: str) -> list[StreamMark]:
+        with session_scope(self.engine) as session:
+            query = (
+                select(StreamMark).where(StreamMark.connection == connection).order_by(col(StreamMark.stream))
+            )
+            return list(session.exec(query).all())
+
+    def get_mark(self, connection: str, stream: str) -> datetime | None:
+        """The stream's high-water mark; ``None`` before its first committed page."""
+        row = self.get_stream(connection, stream)
+        return row.mark if row else None
+
+    def advance_mark(self, connection: str, stream: str, mark: datetime) -> datetime:
+        """Move the mark to ``mark`` unless it is already later (a mark never moves backwards,
+        even when two runs race); returns the mark now stored. Call only after every record up
+        to ``mark`` is committed to the ledger."""
+        with session_scope(self.engine) as session:
+            self._ensure_stream(session, connection, stream)
+            session.execute(
+                sa.update(StreamMark)
+                .where(self._stream_key(connection, stream))
+                .where(sa.or_(col(StreamMark.mark).is_(None), col(StreamMark.mark) < mark))
+                .values(mark=mark)
+                .execution_options(synchronize_session=False)
+            )
+            stored = session.exec(select(StreamMark.mark).where(self._stream_key(connection, stream))).one()
+            assert stored is not None  # just set, or already later
+            return stored
+
+    def start_stream_run(self, connection: str, stream: str, *, now: datetime | None = None) -> StreamMark:
+        """Record that a pull of ``stream`` began; returns the row (with the mark to read from)."""
+        return self._update_stream(
+            connection,
+            stream,
+            run_started_at=now or utcnow(),
+            run_finished_at=None,
+            last_status="running",
+            last_error=None,
+        )
+
+    def finish_stream_run(
+        self,
+        connection: str,
+        stream: str,
+        *,
+        status: str,
+        error: str | None = None,
+        pulled: int = 0,
+        now: datetime | None = None,
+    ) -> StreamMark:
+        """Record the end of a pull (``status`` such as ``"ok"``/``"failed"``) and add ``pulled``."""
+        return self._update_stream(
+            connection,
+            stream,
+            run_finished_at=now or utcnow(),
+            last_status=status,
+            last_error=error,
+            pulled_total=col(StreamMark.pulled_total) + pulled,
+        )
+
+    def add_missed(self, connection: str, stream: str, by_mark: int = 0, by_push: int = 0) -> StreamMark:
+        """Count records the mark-based pull or the push path missed (found later by the other)."""
+        return self._update_stream(
+            connection,
+            stream,
+            missed_by_mark=col(StreamMark.missed_by_mark) + by_mark,
+            missed_by_push=col(StreamMark.missed_by_push) + by_push,
+        )
+
+    # -- close runs --------------------------------------------------------------------------
+
+    def open_close_run(
+        self,
+        connection: str,
+        period_name: str,
+        allow_closed: bool = False,
+        dry_run: bool = False,
+        *,
+        step: str = "start",
+    ) -> tuple[CloseRun, bool]:
+        """The open run (running or needs_attention) of this period and kind (real or dry run),
+        or a new one at ``step``; returns ``(run, created)``. An existing run is returned as is -
+        its flags are not changed. Concurrent calls get the same run (partial unique index)."""
+        for attempt in (1, 2):
+            try:
+                with session_scope(self.engine) as session:
+                    existing = session.exec(
+                        select(CloseRun)
+                        .where(
+                            CloseRun.connection == connection,
+                            CloseRun.period_name == period_name,
+                            CloseRun.dry_run == dry_run,
+                            col(CloseRun.status).in_(OPEN_CLOSE_STATUSES),
+                        )
+                        .order_by(col(CloseRun.id))
+                    ).first()
+                    if existing is not None:
+                        return existing, False
+                    now = utcnow()
+                    run = CloseRun(
+                        connection=connection,
+                        period_name=period_name,
+                        step=step,
+                        status=CloseStatus.RUNNING.value,
+                        allow_closed=allow_closed,
+                        dry_run=dry_run,
+                        details={},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    session.add(run)
+                    session.flush()
+                return run, True
+            except IntegrityError:
+                # Another process opened the run between our read and our insert: return theirs.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def update_close_run(
+        self,
+        run_id: int,
+        *,
+        step: str | None = None,
+        status: str | None = None,
+        details_update: Mapping[str, Any] | None = None,
+        error: str | _Unset | None = UNSET,
+        period_id: str | None = None,
+        journal_run_number: str | None = None,
+    ) -> CloseRun:
+        """Change a close run; ``details_update`` is merged into ``details`` (top-level keys
+        replaced). A finishing status (done, failed, dry_run) sets ``finished_at``; an open one
+        clears it. ``error=None`` clears the error; leaving it out keeps it."""
+        if status is not None and status not in {s.value for s in CloseStatus}:
+            raise ValueError(f"unknown close status {status!r}; one of: {', '.join(CloseStatus)}")
+        with session_scope(self.engine) as session:
+            run = session.get(CloseRun, run_id, with_for_update=True)
+            if run is None:
+                raise RecordNotFound(f"no close run with id {run_id}")
+            now = utcnow()
+            if step is not None:
+                run.step = step
+            if status is not None:
+                run.status = status
+                run.finished_at = now if status in _FINISHED_CLOSE_STATUSES else None
+            if details_update:
+                run.details = {**run.details, **details_update}
+            if not isinstance(error, _Unset):
+                run.error = error
+            if period_id is not None:
+                run.period_id = period_id
+            if journal_run_number is not None:
+                run.journal_run_number = journal_run_number
+            run.updated_at = now
+            return run
+
+    def get_close_run(self, run_id: int) -> CloseRun:
+        with session_scope(self.engine) as session:
+            run = session.get(CloseRun, run_id)
+            if run is None:
+                raise RecordNotFound(f"no close run with id {run_id}")
+            return run
+
+    def latest_close_runs(self, connection: str, limit: int = 20) -> list[CloseRun]:
+        """The connection's most recent close runs, newest first."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(CloseRun)
+                .where(CloseRun.connection == connection)
+                .order_by(col(CloseRun.id).desc())
+                .limit(limit)
+            )
+            return list(session.exec(query).all())
+
+    # -- sync records ------------------------------------------------------------------------
+
+    def get_record(self, connection: str, object_type: str, zuora_id: str) -> SyncRecord | None:
+        with session_scope(self.engine) as session:
+            return session.exec(
+                select(SyncRecord).where(
+                    SyncRecord.connection == connection,
+                    SyncRecord.object_type == object_type,
+                    SyncRecord.zuora_id == zuora_id,
+                )
+            ).first()
+
+    def get_record_by_id(self, record_id: int) -> SyncRecord | None:
+        with session_scope(self.engine) as session:
+            return session.get(SyncRecord, record_id)
+
+    def find_records(self, connection: str, number_or_id: str) -> list[SyncRecord]:
+        """Records whose Zuora id, Zuora number or ERP reference is ``number_or_id``."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(SyncRecord)
+                .where(
+                    SyncRecord.connection == connection,
+                    sa.or_(
+                        col(SyncRecord.zuora_id) == number_or_id,
+                        col(SyncRecord.zuora_number) == number_or_id,
+                        col(SyncRecord.erp_ref) == number_or_id,
+                    ),
+                )
+                .order_by(col(SyncRecord.object_type), col(SyncRecord.id))
+            )
+            return list(session.exec(query).all())
+
+    def records_for_close_run(self, close_run_id: int) -> list[SyncRecord]:
+        """The journal entries a close run put in the ledger, in insertion order."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(SyncRecord).where(SyncRecord.close_run_id == close_run_id).order_by(col(SyncRecord.id))
+            )
+            return list(session.exec(query).all())
+
+    def due_records(
+        self, connection: str, states: Iterable[str], now: datetime | None = None, limit: int = 500
+    ) -> list[SyncRecord]:
+        """Rows in ``states`` whose ``next_attempt_at`` has passed, most overdue first: the sweep's
+        work list (stuck pending / in-doubt posting / failed past backoff / posted but unmarked)."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(SyncRecord)
+                .where(
+                    SyncRecord.connection == connection,
+                    col(SyncRecord.state).in_(list(states)),
+                    col(SyncRecord.next_attempt_at) <= (now or utcnow()),
+                )
+                .order_by(col(SyncRecord.next_attempt_at), col(SyncRecord.id))
+                .limit(limit)
+            )
+            return list(session.exec(query).all())
+
+    def counts_by_state(self, connection: str) -> dict[tuple[str, str], int]:
+        """``{(object_type, state): count}`` for the connection."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(SyncRecord.object_type, SyncRecord.state, func.count())
+                .where(SyncRecord.connection == connection)
+                .group_by(col(SyncRecord.object_type), col(SyncRecord.state))
+            )
+            return {(object_type, state): int(n) for object_type, state, n in session.exec(query).all()}
+
+    # -- callout notifications ---------------------------------------------------------------
+
+    def record_callout(
+        self,
+        connection: str,
+        notification_id: str,
+        event_code: str,
+        *,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        account_id: str | None = None,
+    ) -> tuple[CalloutNotification, bool]:
+        """Store a received callout; returns ``(row, is_new)`` - ``False`` for a duplicate delivery."""
+        key = sa.and_(
+            col(CalloutNotification.connection) == connection,
+            col(CalloutNotification.notification_id) == notification_id,
+        )
+        with session_scope(self.engine) as session:
+            inserted = insert_ignoring_conflict(
+                session,
+                metadata.tables["callout_notification"],
+                {
+                    "connection": connection,
+                    "notification_id": notification_id,
+                    "event_code": event_code,
+                    "object_type": object_type,
+                    "object_id": object_id,
+                    "account_id": account_id,
+                    "received_at": utcnow(),
+                    "state": CalloutState.RECEIVED.value,
+                },
+                ["connection", "notification_id"],
+            )
+            return session.exec(select(CalloutNotification).where(key)).one(), inserted
+
+    def set_callout_state(self, callout_id: int, state: str, error: str | None = None) -> None:
+        if state not in {s.value for s in CalloutState}:
+            raise ValueError(f"unknown callout state {state!r}; one of: {', '.join(CalloutState)}")
+        with session_scope(self.engine) as session:
+            row = session.get(CalloutNotification, callout_id)
+            if row is None:
+                raise RecordNotFound(f"no callout notification with id {callout_id}")
+            row.state = state
+            row.error = error
+
+    # -- connections -------------------------------------------------------------------------
+
+    def add_connection(self, conn: Connection, box: SecretBox, *, replace: bool = False) -> ConnectionRow:
+        """Store ``conn`` with its secrets encrypted by ``box``; :class:`ConnectionExists` if the
+        name is taken (unless ``replace``)."""
+        config, secrets = _split_connection(conn)
+        token = box.encrypt_json(secrets)
+        now = utcnow()
+        try:
+            with session_scope(self.engine) as session:
+                row = session.exec(select(ConnectionRow).where(ConnectionRow.name == conn.name)).first()
+                if row is not None and not replace:
+                    raise ConnectionExists(
+                        f"a connection named {conn.name!r} already exists; remove it first"
+                    )
+                if row is None:
+                    row = ConnectionRow(
+                        name=conn.name,
+                        zuora_base_url=conn.zuora.base_url,
+                        zuora_client_id=conn.zuora.client_id,
+                        erp_kind=conn.erp_kind,
+                        secrets=token,
+                        created_at=now,
+                    )
+                row.zuora_base_url = conn.zuora.base_url
+                row.zuora_client_id = conn.zuora.client_id
+                row.zuora_entity_id = conn.zuora.entity_id
+                row.erp_kind = conn.erp_kind
+                row.config = config
+                row.secrets = token
+                row.updated_at = now
+                session.add(row)
+                session.flush()
+                return row
+        except IntegrityError:
+            raise ConnectionExists(
+                f"a connection named {conn.name!r} already exists; remove it first"
+            ) from None
+
+    def get_connection(self, name: str, box: SecretBox) -> Connection:
+        """The named connection with its secrets decrypted; :class:`UnknownConnection` if absent."""
+        with session_scope(self.engine) as session:
+            row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
+            if row is None:
+                known = session.exec(select(ConnectionRow.name).order_by(col(ConnectionRow.name))).all()
+                raise UnknownConnection(
+                    f"no connection named {name!r} in the ledger (known: {', '.join(known) or 'none'}); "
+                    "add it with `ledgerbridge connection add`"
+                )
+        return _join_connection(row, box.decrypt_json(row.secrets))
+
+    def list_connections(self) -> list[ConnectionRow]:
+        """Every stored connection, by name (``secrets`` stays encrypted)."""
+        with session_scope(self.engine) as session:
+            return list(session.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all())
+
+    def remove_connection(self, name: str) -> bool:
+        """Delete the named connection (its records, marks and audit stay); False if absent."""
+        with session_scope(self.engine) as session:
+            row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
+            if row is None:
+                return False
+            session.delete(row)
+            return True
+
+    def rotate_secrets(self, box: SecretBox) -> int:
+        """Re-encrypt every connection's secrets with ``box``'s first key, all or nothing;
+        returns how many connections were re-encrypted."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(ConnectionRow).with_for_update()).all()
+            now = utcnow()
+            for row in rows:
+                row.secrets = box.rotate(row.secrets)
+                row.updated_at = now
+            return len(rows)
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, str]]:
+    """(non-secret config, secrets) of a connection, in the ledger's storage layout."""
+    if conn.erp_kind == "acumatica" and conn.acumatica is None:
+        raise ValueError(f"connection {conn.name!r}: erp_kind 'acumatica' needs Acumatica settings")
+    if conn.erp_kind == "file" and conn.file is None:
+        raise ValueError(f"connection {conn.name!r}: erp_kind 'file' needs an export directory")
+    z = conn.zuora
+    config: dict[str, Any] = {
+        "zuora": {
+            "requests_per_minute": z.requests_per_minute,
+            "max_concurrent": z.max_concurrent,
+            "timeout_seconds": z.timeout_seconds,
+        }
+    }
+    secrets: dict[str, Any] = {"zuora_client_secret": z.client_secret}
+    if conn.acumatica is not None:
+        a = conn.acumatica
+        config["acumatica"] = acumatica_settings(a)
+        secrets |= {
+            "acumatica_password": a.password,
+            "acumatica_client_secret": a.client_secret,
+            "acumatica_refresh_token": a.refresh_token,
+        }
+    if conn.file is not None:
+        config["file"] = {"export_dir": str(conn.file.export_dir)}
+    return config, _drop_none(secrets)
+
+
+def _join_connection(row: ConnectionRow, secrets: Mapping[str, Any]) -> Connection:
+    z = row.config.get("zuora", {})
+    zuora = ZuoraTarget(
+        base_url=row.zuora_base_url,
+        client_id=row.zuora_client_id,
+        client_secret=secrets.get("zuora_client_secret", ""),
+        entity_id=row.zuora_entity_id,
+        requests_per_minute=int(z.get("requests_per_minute", 2500)),
+        max_concurrent=int(z.get("max_concurrent", 20)),
+        timeout_seconds=float(z.get("timeout_seconds", 60.0)),
+    )
+    acumatica = None
+    if "acumatica" in row.config:
+        a: Mapping[str, Any] = row.config["acumatica"]
+        acumatica = AcumaticaTarget(
+            url=a["url"],
+            endpoint=a["endpoint"],
+            username=a.get("username"),
+            password=secrets.get("acumatica_password"),
+            tenant=a.get("tenant"),
+            branch=a.get("branch"),
+            client_id=a.get("client_id"),
+            client_secret=secrets.get("acumatica_client_secret"),
+            refresh_token=secrets.get("acumatica_refresh_token"),
+            requests_per_minute=int(a.get("requests_per_minute", 150)),
+            max_concurrent=int(a.get("max_concurrent", 2)),
+            max_sessions=int(a.get("max_sessions", 2)),
+        )
+    file_target = (
+        FileTarget(export_dir=Path(row.config["file"]["export_dir"])) if "file" in row.config else None
+    )
+    return Connection(
+        name=row.name,
+        zuora=zuora,
+        erp_kind=cast(Literal["acumatica", "file"], row.erp_kind),
+        acumatica=acumatica,
+        file=file_target,
+    )

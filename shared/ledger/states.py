@@ -1,0 +1,445 @@
+"""The sync-record state machine: the only code that writes ``SyncRecord.state``.
+
+::
+
+    (new) -> pending -> posting -> posted (erp_ref) -> marked
+                |          |
+                |          +--> failed --retry/replay--> pending
+                +--> failed
+    pending | posting | failed --park--> parked --replay--> pending
+    posting (no erp_ref, in doubt) --resume_in_doubt--> posted (found in the ERP) | pending (not found)
+    posted | marked --begin_posting(force=True)--> posting        (``replay --force``)
+
+Every function takes a Session and a record (or its id), validates the transition against the
+table (:class:`IllegalTransition` otherwise), updates the bookkeeping columns, appends an
+``AuditEvent(kind="transition")`` and flushes - so a concurrent change by another worker is
+detected here, through the row's optimistic-lock ``version``, as :class:`TransitionConflict`
+(the session must then be rolled back). Nothing commits: the caller owns the transaction, and
+before an ERP create the caller commits ``begin_posting`` on its own, so a crash leaves the row
+visibly in doubt (see ARCHITECTURE.md, "The ledger is the truth").
+
+``next_attempt_at`` is when the sweep may re-drive the row: a little after it became pending or
+posted (its task should have run by then), the posting timeout for ``posting`` (after which it is
+in doubt), the backoff for ``failed``, and ``None`` for ``marked`` and ``parked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import Session, select
+
+from shared.backoff import exponential, full_jitter
+from shared.ledger.db import insert_ignoring_conflict
+from shared.ledger.errors import IllegalTransition, RecordNotFound, TransitionConflict
+from shared.ledger.models import (
+    AuditEvent,
+    AuditKind,
+    ObjectType,
+    RecordSource,
+    RecordState,
+    SyncRecord,
+    metadata,
+    utcnow,
+)
+
+PENDING = RecordState.PENDING.value
+POSTING = RecordState.POSTING.value
+POSTED = RecordState.POSTED.value
+MARKED = RecordState.MARKED.value
+FAILED = RecordState.FAILED.value
+PARKED = RecordState.PARKED.value
+STATES = tuple(s.value for s in RecordState)
+
+# Transitions any caller may make.
+ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        (PENDING, POSTING),
+        (POSTING, POSTED),
+        (POSTED, MARKED),
+        (PENDING, FAILED),
+        (POSTING, FAILED),
+        (FAILED, PENDING),
+        (PENDING, PARKED),
+        (POSTING, PARKED),
+        (FAILED, PARKED),
+        (PARKED, PENDING),
+    }
+)
+# Re-posting a document the ERP already has: only an engineer's ``replay --force``.
+FORCE_ONLY: frozenset[tuple[str, str]] = frozenset({(POSTED, POSTING), (MARKED, POSTING)})
+# Back to pending from posting: only when an in-doubt row was looked up and not found in the ERP.
+IN_DOUBT_ONLY: frozenset[tuple[str, str]] = frozenset({(POSTING, PENDING)})
+
+PENDING_GRACE = timedelta(minutes=5)
+POSTING_TIMEOUT = timedelta(minutes=15)
+RETRY_BASE_SECONDS = 60.0
+RETRY_CAP_SECONDS = 6 * 3600.0
+MAX_ERROR_CHARS = 4000
+
+RecordRef = SyncRecord | int
+
+
+def is_allowed(old: str, new: str, *, force: bool = False, in_doubt: bool = False) -> bool:
+    """Whether the table allows ``old -> new`` (``force``: replay --force; ``in_doubt``: the
+    in-doubt resolution)."""
+    edge = (old, new)
+    return edge in ALLOWED or (force and edge in FORCE_ONLY) or (in_doubt and edge in IN_DOUBT_ONLY)
+
+
+def check_transition(
+    old: str, new: str, *, force: bool = False, in_doubt: bool = False, subject: str = "record"
+) -> None:
+    """Raise :class:`IllegalTransition` unless ``old -> new`` is allowed."""
+    if is_allowed(old, new, force=force, in_doubt=in_doubt):
+        return
+    edge = (old, new)
+    if edge in FORCE_ONLY:
+        hint = " (re-posting a posted record needs force: `replay --force`)"
+    elif edge in IN_DOUBT_ONLY:
+        hint = " (only resume_in_doubt may return a posting record to pending)"
+    else:
+        allowed = sorted(n for (o, n) in ALLOWED if o == old)
+        hint = f" (from {old} only: {', '.join(allowed) or 'nothing'})"
+    raise IllegalTransition(f"illegal transition {old} -> {new} for {subject}{hint}")
+
+
+def _load(session: Session, record: RecordRef) -> SyncRecord:
+    if isinstance(record, int):
+        # FOR UPDATE on PostgreSQL narrows the conflict window; SQLite serialises writers anyway.
+        found = session.get(SyncRecord, record, with_for_update=True)
+        if found is None:
+            raise RecordNotFound(f"no sync record with id {record}")
+        return found
+    if record not in session:
+        session.add(record)
+    return record
+
+
+def _flush(session: Session, subject: str) -> None:
+    try:
+        session.flush()
+    except StaleDataError:
+        raise TransitionConflict(
+            f"{subject} was changed by another worker since it was read; roll back and reload it"
+        ) from None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "...[truncated]"
+
+
+def _check(rec: SyncRecord, new: str, *, force: bool = False, in_doubt: bool = False) -> str:
+    # Validate before touching any column, so a refused transition leaves the row unchanged.
+    check_transition(rec.state, new, force=force, in_doubt=in_doubt, subject=rec.subject)
+    return rec.state
+
+
+def _move(
+    session: Session, rec: SyncRecord, old: str, new: str, now: datetime, *, detail: str | None = None
+) -> SyncRecord:
+    rec.state = new
+    rec.updated_at = now
+    message = f"{old} -> {new}" + (f": {detail}" if detail else "")
+    session.add(
+        AuditEvent(
+            at=now,
+            connection=rec.connection,
+            kind=AuditKind.TRANSITION.value,
+            subject=rec.subject,
+            message=message,
+        )
+    )
+    _flush(session, rec.subject)
+    return rec
+
+
+def upsert_pulled(
+    session: Session,
+    *,
+    connection: str,
+    object_type: str,
+    zuora_id: str,
+    zuora_number: str | None,
+    zuora_updated: datetime | None,
+    payload: Mapping[str, Any],
+    account_id: str | None,
+    source: str,
+    period_name: str | None = None,
+    close_run_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[SyncRecord, bool]:
+    """Put a fetched Zuora record into the ledger; returns ``(row, is_new)``.
+
+    A new record becomes a ``pending`` row. For a known record the state never changes - a
+    re-pull of a posted or marked record (marking bumps Zuora's updatedDate) must not re-post it.
+    The stored payload, ``zuora_updated``, number and account are refreshed only when the fetch
+    is newer (``zuora_updated`` later, or neither has one); an equal or older fetch is a
+    duplicate, de-duplicated on (id, updated). ``period_name``/``close_run_id`` are filled in only
+    where unset. Concurrent inserts of one key are safe (INSERT ... ON CONFLICT DO NOTHING).
+    """
+    if object_type not in {t.value for t in ObjectType}:
+        raise ValueError(f"unknown object type {object_type!r}; one of: {', '.join(ObjectType)}")
+    if source not in {s.value for s in RecordSource}:
+        raise ValueError(f"unknown record source {source!r}; one of: {', '.join(RecordSource)}")
+    now = now or utcnow()
+    key = (
+        (SyncRecord.connection == connection)
+        & (SyncRecord.object_type == object_type)
+        & (SyncRecord.zuora_id == zuora_id)
+    )
+    existing = session.exec(select(SyncRecord).where(key)).first()
+    if existing is None:
+        values = {
+            "connection": connection,
+            "object_type": object_type,
+            "zuora_id": zuora_id,
+            "zuora_number": zuora_number,
+            "account_id": account_id,
+            "zuora_updated": zuora_updated,
+            "state": PENDING,
+            "attempts": 0,
+            "erp_released": False,
+            "next_attempt_at": now + PENDING_GRACE,
+            "source": source,
+            "period_name": period_name,
+            "close_run_id": close_run_id,
+            "payload": dict(payload),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserted = insert_ignoring_conflict(
+            session, metadata.tables["sync_record"], values, ["connection", "object_type", "zuora_id"]
+        )
+        row = session.exec(select(SyncRecord).where(key)).one()
+        if inserted:
+            session.add(
+                AuditEvent(
+                    at=now,
+                    connection=connection,
+                    kind=AuditKind.TRANSITION.value,
+                    subject=row.subject,
+                    message=f"new -> {PENDING} ({source})",
+                )
+            )
+            _flush(session, row.subject)
+            return row, True
+        existing = row  # another worker inserted it between our read and our insert
+    newer = (zuora_updated is None and existing.zuora_updated is None) or (
+        zuora_updated is not None
+        and (existing.zuora_updated is None or zuora_updated > existing.zuora_updated)
+    )
+    changed = False
+    if newer:
+        existing.payload = dict(payload)
+        existing.zuora_updated = zuora_updated
+        existing.zuora_number = zuora_number or existing.zuora_number
+        existing.account_id = account_id or existing.account_id
+        changed = True
+    if period_name and existing.period_name is None:
+        existing.period_name = period_name
+        changed = True
+    if close_run_id is not None and existing.close_run_id is None:
+        existing.close_run_id = close_run_id
+        changed = True
+    if changed:
+        existing.updated_at = now
+        _flush(session, existing.subject)
+    return existing, False
+
+
+def begin_posting(
+    session: Session,
+    record: RecordRef,
+    *,
+    erp_payload: Mapping[str, Any] | None = None,
+    force: bool = False,
+    timeout: timedelta = POSTING_TIMEOUT,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """pending -> posting (or posted|marked -> posting with ``force``). Commit this before the
+    ERP create. A forced re-post forgets the previous ERP reference (kept in the audit message)."""
+    rec = _load(session, record)
+    old = _check(rec, POSTING, force=force)
+    now = now or utcnow()
+    detail = None
+    if old in (POSTED, MARKED):
+        detail = f"forced re-post; previous erp_ref {rec.erp_ref}"
+        rec.erp_ref = None
+        rec.erp_released = False
+    if erp_payload is not None:
+        rec.posted_payload = dict(erp_payload)
+    rec.next_attempt_at = now + timeout
+    return _move(session, rec, old, POSTING, now, detail=detail)
+
+
+def complete_posting(
+    session: Session,
+    record: RecordRef,
+    *,
+    erp_ref: str,
+    erp_payload: Mapping[str, Any] | None = None,
+    released: bool = False,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """posting -> posted: the ERP has the document ``erp_ref`` (required); next, mark it in Zuora."""
+    rec = _load(session, record)
+    old = _check(rec, POSTED)
+    if not erp_ref or not erp_ref.strip():
+        raise IllegalTransition(f"posting -> posted for {rec.subject} needs the ERP reference")
+    now = now or utcnow()
+    rec.erp_ref = erp_ref
+    rec.erp_released = released
+    if erp_payload is not None:
+        rec.posted_payload = dict(erp_payload)
+    rec.last_error = None
+    rec.posted_at = now
+    rec.next_attempt_at = now + PENDING_GRACE
+    return _move(session, rec, old, POSTED, now, detail=f"erp_ref {erp_ref}")
+
+
+def mark_transferred(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
+    """posted -> marked: Zuora has ``transferredToAccounting=Yes``; the record is done."""
+    rec = _load(session, record)
+    old = _check(rec, MARKED)
+    now = now or utcnow()
+    rec.marked_at = now
+    rec.next_attempt_at = None
+    rec.last_error = None
+    return _move(session, rec, old, MARKED, now)
+
+
+def fail(
+    session: Session,
+    record: RecordRef,
+    error: str,
+    *,
+    retry_at: datetime | None = None,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """pending|posting -> failed (retryable): ``attempts`` + 1, ``last_error``, and
+    ``next_attempt_at`` = ``retry_at`` or exponential backoff with full jitter (1 min doubling,
+    capped at 6 h). Only fail a posting row when the ERP certainly did not create the document
+    (a rejection); when unsure, leave it in posting - the in-doubt path will look it up."""
+    rec = _load(session, record)
+    old = _check(rec, FAILED)
+    now = now or utcnow()
+    rec.attempts += 1
+    rec.last_error = _clip(error)
+    if retry_at is None:
+        delay = exponential(
+            rec.attempts,
+            base=RETRY_BASE_SECONDS,
+            cap=RETRY_CAP_SECONDS,
+            floor=RETRY_BASE_SECONDS / 2,
+            jitter=full_jitter,
+        )
+        retry_at = now + timedelta(seconds=delay)
+    rec.next_attempt_at = retry_at
+    return _move(session, rec, old, FAILED, now, detail=f"attempt {rec.attempts}: {_clip(error)}")
+
+
+def park(session: Session, record: RecordRef, reason: str, *, now: datetime | None = None) -> SyncRecord:
+    """pending|posting|failed -> parked: needs a person (unmapped account, missing customer,
+    unbalanced entry...). ``reason`` says what to fix; the sweep leaves parked rows alone."""
+    rec = _load(session, record)
+    old = _check(rec, PARKED)
+    now = now or utcnow()
+    rec.last_error = _clip(reason)
+    rec.next_attempt_at = None
+    return _move(session, rec, old, PARKED, now, detail=_clip(reason))
+
+
+def retry(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
+    """failed -> pending, keeping ``attempts`` (so the backoff keeps growing): the sweep's retry."""
+    rec = _load(session, record)
+    if rec.state != FAILED:
+        raise IllegalTransition(
+            f"cannot retry {rec.subject} in state {rec.state}: only failed records are retried"
+        )
+    old = _check(rec, PENDING)
+    now = now or utcnow()
+    rec.next_attempt_at = now + PENDING_GRACE
+    return _move(session, rec, old, PENDING, now, detail=f"retry after {rec.attempts} attempt(s)")
+
+
+def replay(
+    session: Session, record: RecordRef, *, reason: str | None = None, now: datetime | None = None
+) -> SyncRecord:
+    """failed|parked -> pending after a person fixed the cause: ``attempts`` and ``last_error``
+    reset. (A posted or marked record is re-posted with ``begin_posting(force=True)``.)"""
+    rec = _load(session, record)
+    now = now or utcnow()
+    if rec.state not in (FAILED, PARKED):
+        raise IllegalTransition(
+            f"cannot replay {rec.subject} in state {rec.state}: only failed or parked records are replayed"
+            + (" (a posted record needs `replay --force`)" if rec.state in (POSTED, MARKED) else "")
+        )
+    old = _check(rec, PENDING)
+    rec.attempts = 0
+    rec.last_error = None
+    rec.next_attempt_at = now + PENDING_GRACE
+    return _move(session, rec, old, PENDING, now, detail="replay" + (f": {reason}" if reason else ""))
+
+
+def resume_in_doubt(
+    session: Session,
+    record: RecordRef,
+    *,
+    found_erp_ref: str | None,
+    released: bool = False,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """Resolve a row found in ``posting`` without an ERP reference (the worker died mid-post)
+    after looking the document up in the ERP by natural key: found -> posted with that
+    reference; not found -> pending, to be posted again."""
+    rec = _load(session, record)
+    if rec.state != POSTING or rec.erp_ref:
+        raise IllegalTransition(
+            f"{rec.subject} is not in doubt (state {rec.state}, erp_ref {rec.erp_ref!r}); "
+            "only a posting row without an ERP reference is"
+        )
+    now = now or utcnow()
+    if found_erp_ref:
+        old = _check(rec, POSTED)
+        rec.erp_ref = found_erp_ref
+        rec.erp_released = released
+        rec.last_error = None
+        rec.posted_at = now
+        rec.next_attempt_at = now + PENDING_GRACE
+        return _move(session, rec, old, POSTED, now, detail=f"in doubt; found in the ERP as {found_erp_ref}")
+    old = _check(rec, PENDING, in_doubt=True)
+    rec.next_attempt_at = now + PENDING_GRACE
+    return _move(session, rec, old, PENDING, now, detail="in doubt; not found in the ERP")
+
+
+def reschedule(
+    session: Session,
+    record: RecordRef,
+    *,
+    retry_at: datetime,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """Defer a pending, posted or failed row to ``retry_at`` without changing its state (a rate
+    limit before posting, a transient failure while marking). Noted in the audit trail."""
+    rec = _load(session, record)
+    if rec.state not in (PENDING, POSTED, FAILED):
+        raise IllegalTransition(f"cannot reschedule {rec.subject} in state {rec.state}")
+    now = now or utcnow()
+    rec.next_attempt_at = retry_at
+    if error is not None:
+        rec.last_error = _clip(error)
+    rec.updated_at = now
+    message = f"{rec.state}: next attempt at {retry_at.isoformat()}" + (f": {_clip(error)}" if error else "")
+    session.add(
+        AuditEvent(
+            at=now, connection=rec.connection, kind=AuditKind.NOTE.value, subject=rec.subject, message=message
+        )
+    )
+    _flush(session, rec.subject)
+    return rec

@@ -1,0 +1,188 @@
+"""Telling people what happened: one :class:`Notifier` interface, a log channel and a webhook channel.
+
+A :class:`Notice` is what a person needs to act: a one-line ``text`` (what happened, what to do),
+an ``event`` name such as ``close.trial_balance_error``, a ``severity`` and structured ``fields``
+(counts, totals, the close run id). Channels:
+
+* :class:`LogNotifier` - a JSON log line at ``warning`` (``error`` severity: ``error``, ``info``:
+  ``info``) on the ``ledgerbridge.notify`` logger. Always on.
+* :class:`WebhookNotifier` - a JSON ``POST`` to ``LEDGERBRIDGE_NOTIFY_WEBHOOK_URL`` with a ``text``
+  field (what a Slack incoming webhook shows) plus ``event``, ``severity``, ``subject``,
+  ``connection`` and ``fields``. Amounts are sent as exact decimal strings.
+
+Notifying never fails the work that notifies: a webhook that times out, answers an error or cannot
+be reached is logged (with the reason) and forgotten. One retry is made for a dropped connection,
+a timeout or a 5xx, after a short pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from shared.settings import Settings
+
+log = logging.getLogger("ledgerbridge.notify")
+
+Severity = Literal["info", "warning", "error"]
+_LOG_LEVELS: dict[str, int] = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message for a person. ``text`` is complete on its own; ``fields`` are for machines."""
+
+    event: str
+    text: str
+    severity: Severity = "warning"
+    subject: str | None = None
+    connection: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The webhook body: ``text`` first (Slack shows it), then the structured fields."""
+        return {
+            "text": self.text,
+            "event": self.event,
+            "severity": self.severity,
+            "subject": self.subject,
+            "connection": self.connection,
+            "fields": _plain(self.fields),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: Decimal as its exact string, dates as ISO text, tuples as lists."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Notifier(Protocol):
+    def send(self, notice: Notice) -> None:
+        """Deliver ``notice``; never raises."""
+        ...
+
+
+class LogNotifier:
+    """Writes each notice as a structured log line."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._log = logger
+
+    def send(self, notice: Notice) -> None:
+        self._log.log(
+            _LOG_LEVELS.get(notice.severity, logging.WARNING),
+            notice.text,
+            extra={
+                "event": notice.event,
+                "severity": notice.severity,
+                "subject": notice.subject,
+                "connection": notice.connection,
+                "fields": _plain(notice.fields),
+            },
+        )
+
+
+class WebhookNotifier:
+    """POSTs each notice as JSON to ``url`` (e.g. a Slack incoming webhook). Never raises.
+
+    ``client`` is injectable (tests pass one with a mock transport); by default one
+    ``httpx.Client`` with a ``timeout``-second limit is opened on first use and kept.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        client: httpx.Client | None = None,
+        retry_pause: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._client = client
+        self._retry_pause = retry_pause
+        self._sleep = sleep
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self._timeout, headers={"User-Agent": "ledgerbridge/0.1"})
+        return self._client
+
+    def send(self, notice: Notice) -> None:
+        body = json.dumps(notice.as_json(), ensure_ascii=False)
+        for attempt in (1, 2):
+            try:
+                response = self._http().post(
+                    self.url, content=body.encode(), headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                retry = True
+            else:
+                if response.is_success:
+                    return
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                retry = response.status_code >= 500
+            if not retry or attempt == 2:
+                break
+            self._sleep(self._retry_pause)
+        # A lost notice must not fail the close that sent it: the log channel has it too.
+        log.warning(
+            "could not deliver a notice to the webhook",
+            extra={"event": notice.event, "webhook_problem": problem},
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class FanOut:
+    """Sends each notice to every channel; one channel's failure never stops the others."""
+
+    def __init__(self, channels: Sequence[Notifier]) -> None:
+        self.channels = tuple(channels)
+
+    def send(self, notice: Notice) -> None:
+        for channel in self.channels:
+            try:
+                channel.send(notice)
+            except Exception:
+                # Channels promise not to raise; this guards a broken one so the rest still run.
+                log.exception("a notifier channel failed", extra={"event": notice.event})
+
+
+class RecordingNotifier:
+    """Keeps every notice in ``sent`` (for tests and the demo's summary)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notice] = []
+
+    def send(self, notice: Notice) -> None:
+        self.sent.append(notice)
+
+
+def notifier_from_settings(settings: Settings) -> Notifier:
+    """The log channel, plus the webhook channel when ``LEDGERBRIDGE_NOTIFY_WEBHOOK_URL`` is set."""
+    channels: list[Notifier] = [LogNotifier()]
+    if settings.notify_webhook_url:
+        channels.append(WebhookNotifier(settings.notify_webhook_url))
+    return FanOut(channels)

@@ -1,0 +1,152 @@
+"""The composition root: builds, per process, the ledger, Redis, and each connection's clients.
+
+One long-lived client per API and connection per process (opened on first use, closed by
+:func:`close_all` at process shutdown). This is where the API clients' audit hooks are wired
+to the ledger, so ``zuora/`` and ``erp/`` never import ``ledger/``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import redis
+from cryptography.fernet import Fernet
+
+from shared.connections import Connection, default_connection
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.erp.base import ErpTarget
+    from shared.ledger.repo import Ledger
+    from shared.ledger.secrets import SecretBox
+    from shared.zuora.client import ZuoraClient
+
+
+class _Registry:
+    """This process's long-lived clients, created on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.redis: redis.Redis[bytes] | None = None
+        self.ledger: Ledger | None = None
+        self.zuora: dict[str, ZuoraClient] = {}
+        self.erp: dict[str, ErpTarget] = {}
+
+
+_registry = _Registry()
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def redis_client() -> redis.Redis[bytes]:
+    with _registry.lock:
+        if _registry.redis is None:
+            _registry.redis = redis.Redis.from_url(settings().redis_url, health_check_interval=30)
+        return _registry.redis
+
+
+def ledger() -> Ledger:
+    with _registry.lock:
+        if _registry.ledger is None:
+            from shared.ledger.db import make_engine
+            from shared.ledger.repo import Ledger
+
+            _registry.ledger = Ledger(make_engine(settings().database_url))
+        return _registry.ledger
+
+
+def secret_box() -> SecretBox:
+    from shared.ledger.secrets import SecretBox
+
+    key = settings().secret_key
+    return SecretBox.from_setting(key.get_secret_value() if key else None)
+
+
+def connection(name: str | None = None) -> Connection:
+    """The named connection: the default one if the environment describes it, else the ledger's."""
+    current = settings()
+    name = name or current.connection
+    if name == current.connection and current.zuora_base_url is not None:
+        return default_connection(current)
+    return ledger().get_connection(name, secret_box())
+
+
+def connection_names() -> list[str]:
+    """Every connection this deployment serves: the environment's default (when it describes one)
+    and each one stored in the ledger."""
+    current = settings()
+    names = {row.name for row in ledger().list_connections()}
+    if current.zuora_base_url is not None:
+        names.add(current.connection)
+    return sorted(names)
+
+
+def _audit_hook() -> Any:
+    """Every exchange goes to the ledger's audit trail, then into the connection's API counters
+    in Redis (calls, 429s and token requests for ``GET /metrics``, see ``shared.metrics``)."""
+    from shared.metrics import counting_hook
+
+    return counting_hook(ledger().record_exchange, redis_client)
+
+
+def zuora(conn: Connection) -> ZuoraClient:
+    with _registry.lock:
+        client = _registry.zuora.get(conn.name)
+        if client is None:
+            from shared.zuora.client import ZuoraClient
+
+            client = ZuoraClient(conn.zuora, connection=conn.name, redis=redis_client(), audit=_audit_hook())
+            _registry.zuora[conn.name] = client
+        return client
+
+
+def erp(conn: Connection) -> ErpTarget:
+    with _registry.lock:
+        target = _registry.erp.get(conn.name)
+        if target is None:
+            target = _build_erp(conn)
+            _registry.erp[conn.name] = target
+        return target
+
+
+def _build_erp(conn: Connection) -> ErpTarget:
+    if conn.erp_kind == "acumatica":
+        from shared.erp.acumatica import AcumaticaErp
+
+        assert conn.acumatica is not None
+        key = settings().secret_key
+        # The shared Acumatica session (cookies or bearer token) in Redis is a credential: encrypt it.
+        fernet = Fernet(key.get_secret_value().split(",")[0].strip().encode()) if key else None
+        return AcumaticaErp.from_target(
+            conn.acumatica, connection=conn.name, redis=redis_client(), audit=_audit_hook(), fernet=fernet
+        )
+    from shared.erp.file_export import FileExportErp
+
+    assert conn.file is not None
+    return FileExportErp(conn.file.export_dir)
+
+
+def close_all() -> None:
+    """Close every client this process opened (logs out of ERP sessions). Safe to call twice."""
+    with _registry.lock:
+        for target in _registry.erp.values():
+            target.close()
+        _registry.erp.clear()
+        for client in _registry.zuora.values():
+            client.close()
+        _registry.zuora.clear()
+        if _registry.ledger is not None:
+            _registry.ledger.dispose()
+            _registry.ledger = None
+        if _registry.redis is not None:
+            _registry.redis.close()
+            _registry.redis = None
+
+
+def reset_for_tests() -> None:
+    """Forget cached clients and settings (tests that change the environment between cases)."""
+    close_all()
+    get_settings.cache_clear()

@@ -1,0 +1,171 @@
+"""Fault injection: error answers, slowness, and connections dropped before or after a commit.
+
+A rule fires on the calls it matches (``method``, ``entity``), either on the ``next`` N of them
+or on a ``share`` of them (drawn from a seeded RNG, so a run is repeatable), or both (a share, at
+most ``next`` times); with neither, on every match. The keys follow the Zuora sandbox's rules
+(``count`` and ``ms`` are accepted as aliases of ``next`` and ``latency_ms``). Kinds:
+
+- ``status``: answer ``status`` (500 HttpError, 429 plain text, 503 ...) without doing the work;
+- ``lock_violation``: 500 ``PXLockViolationException`` without doing the work (section 5.1);
+- ``latency``: wait ``latency_ms`` more before doing the work;
+- ``drop``: close the connection without an answer and without doing the work;
+- ``commit_then_drop``: on a PUT that *creates* a record, store it and then close the connection
+  without an answer, so the client cannot know the create happened (section 7). A client must
+  find the document by its natural key instead of creating it twice.
+
+Dropping is done by ``ConnectionDropper``, the outermost ASGI middleware: a handler marks its
+response with ``DROP_HEADER``; the dropper swallows the response and aborts the TCP connection
+(uvicorn's transport, reached through the server's ``receive`` callable). Under Starlette's
+TestClient, which has no socket, it raises ``ConnectionDropped`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from shared.sandbox.acumatica.errors import DROP_HEADER
+from shared.sandbox.acumatica.licence import ASGIApp, Message, Receive, Scope, Send
+
+FaultKind = Literal["status", "lock_violation", "latency", "drop", "commit_then_drop"]
+_KINDS = ("status", "lock_violation", "latency", "drop", "commit_then_drop")
+BEFORE_WORK = frozenset({"status", "lock_violation", "latency", "drop"})
+
+
+class ConnectionDropped(Exception):
+    """Raised in-process (TestClient) where a real server would drop the connection."""
+
+
+class FaultError(ValueError):
+    """A fault rule the control plane cannot accept."""
+
+
+@dataclass
+class FaultRule:
+    kind: FaultKind
+    status: int = 500
+    latency_ms: float = 0.0
+    next: int | None = None  # fire on at most this many more matching calls; None = no limit
+    share: float | None = None  # fire on this share of matching calls; None = every one
+    method: str | None = None  # "PUT", "GET", "POST", "DELETE"
+    entity: str | None = None  # "Invoice", "Payment", ..., "auth" for login
+    fired: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> FaultRule:
+        if not isinstance(data, dict):
+            raise FaultError("a fault rule must be a JSON object")
+        known = {"kind", "status", "latency_ms", "ms", "next", "count", "share", "method", "entity"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FaultError(f"unknown fault rule keys: {', '.join(unknown)}")
+        kind = data.get("kind")
+        if kind not in _KINDS:
+            raise FaultError(f"kind must be one of {', '.join(_KINDS)}")
+        times = data.get("next", data.get("count"))
+        rule = cls(
+            kind=kind,
+            status=int(data.get("status", 500)),
+            latency_ms=float(data.get("latency_ms", data.get("ms")) or 0.0),
+            next=None if times is None else int(times),
+            share=None if data.get("share") is None else float(data["share"]),
+            method=None if data.get("method") is None else str(data["method"]).upper(),
+            entity=data.get("entity"),
+        )
+        if rule.share is not None and not 0.0 <= rule.share <= 1.0:
+            raise FaultError("share must be between 0 and 1")
+        if rule.next is not None and rule.next < 0:
+            raise FaultError("next must not be negative")
+        if rule.kind == "status" and not 400 <= rule.status <= 599:
+            raise FaultError("status must be an HTTP error status (400-599)")
+        return rule
+
+
+class FaultPlan:
+    """The active fault rules; thread-safe."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._random = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+
+    def add(self, rules: list[FaultRule], *, replace: bool = False, seed: int | None = None) -> None:
+        """Add rules (or replace all with them); a ``seed`` restarts the share RNG."""
+        with self._lock:
+            self._rules = list(rules) if replace else [*self._rules, *rules]
+            if seed is not None:
+                self._random = random.Random(seed)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules = []
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(rule) for rule in self._rules]
+
+    def draw(self, kinds: frozenset[str], method: str, entity: str) -> list[FaultRule]:
+        """The rules of ``kinds`` that fire on this call (counts are used up here)."""
+        fired = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind not in kinds:
+                    continue
+                if rule.method is not None and rule.method != method:
+                    continue
+                if rule.entity is not None and rule.entity != entity:
+                    continue
+                if rule.next is not None and rule.fired >= rule.next:
+                    continue
+                if rule.share is not None and self._random.random() >= rule.share:
+                    continue
+                rule.fired += 1
+                self.injected[rule.kind] += 1
+                fired.append(rule)
+        return fired
+
+
+class ConnectionDropper:
+    """Outermost ASGI middleware: turns a response marked with ``DROP_HEADER`` into a dropped connection."""
+
+    def __init__(self, app: ASGIApp, *, on_drop: Any = None) -> None:
+        self.app = app
+        self.on_drop = on_drop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        dropping = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal dropping
+            if message["type"] == "http.response.start":
+                dropping = any(name.lower() == DROP_HEADER for name, _ in message.get("headers", []))
+            if not dropping:
+                await send(message)
+
+        await self.app(scope, receive, guarded_send)
+        if dropping:
+            if self.on_drop is not None:
+                self.on_drop()
+            await _abort(receive)
+
+
+async def _abort(receive: Receive) -> None:
+    """Close the client's TCP connection without a byte of response."""
+    cycle = getattr(receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionDropped("the sandbox dropped the connection without a response")
+    transport.abort()
+    # Let uvicorn see the connection is lost, so it neither logs nor tries to send a 500.
+    for _ in range(100):
+        if getattr(cycle, "disconnected", True):
+            return
+        await asyncio.sleep(0)

@@ -1,0 +1,237 @@
+"""All process configuration, read from the environment (prefix ``LEDGERBRIDGE_``).
+
+The variable names are ledgerbridge's public interface. :func:`load_settings` validates them
+once at start-up and turns any problem into a :class:`SettingsError` whose message names the
+variable to fix. Nothing else in the code reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LEDGERBRIDGE_"
+
+# Zuora REST roots per data centre (zuora-api.md section 1.3). A named choice or a raw URL.
+ZUORA_DATA_CENTRES: dict[str, str] = {
+    "us-developer": "https://rest.test.zuora.com",
+    "us-sandbox": "https://rest.sandbox.na.zuora.com",
+    "us-sandbox-cloud2": "https://rest.apisandbox.zuora.com",
+    "us-production": "https://rest.na.zuora.com",
+    "us-production-cloud2": "https://rest.zuora.com",
+    "eu-developer": "https://rest.test.eu.zuora.com",
+    "eu-sandbox": "https://rest.sandbox.eu.zuora.com",
+    "eu-production": "https://rest.eu.zuora.com",
+    "apac-developer": "https://rest.test.ap.zuora.com",
+    "apac-production": "https://rest.ap.zuora.com",
+}
+
+# Contract-version-4 Default endpoints (acumatica-api.md section 1.2).
+ACUMATICA_ENDPOINTS = (
+    "Default/20.200.001",
+    "Default/22.200.001",
+    "Default/23.200.001",
+    "Default/24.200.001",
+    "Default/25.200.001",
+)
+
+# Zuora's summary-GL sample list for an Invoice Settlement tenant (zuora-api.md section 7.1).
+DEFAULT_JOURNAL_TRANSACTION_TYPES = (
+    "Invoice Item",
+    "Taxation Item",
+    "Debit Memo Item (Charge)",
+    "Debit Memo Item (Tax)",
+    "Credit Memo Item (Charge)",
+    "Credit Memo Item (Tax)",
+    "Credit Memo Application Item",
+    "Electronic Payment Application Item",
+    "External Payment Application Item",
+    "Electronic Refund Application Item",
+    "External Refund Application Item",
+)
+
+
+class SettingsError(ValueError):
+    """Configuration is missing or wrong; the message names each variable to fix."""
+
+
+def resolve_zuora_base_url(value: str) -> str:
+    """A data-centre name (``us-sandbox``, ``eu-production`` ...) or an http(s) URL -> REST root."""
+    named = ZUORA_DATA_CENTRES.get(value.strip().lower())
+    if named:
+        return named
+    if not re.match(r"^https?://[^\s/]+", value):
+        choices = ", ".join(sorted(ZUORA_DATA_CENTRES))
+        raise ValueError(f"must be an http(s) URL or one of: {choices}")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Configuration for one ledgerbridge process. Frozen: built once, passed down."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    database_url: str = "sqlite:///ledgerbridge.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # The Celery queue every task goes to and the worker consumes (tests use a unique one).
+    queue: str = "ledgerbridge"
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    # The default connection (a Zuora tenant and its ERP target).
+    connection: str = "default"
+    zuora_base_url: str | None = None
+    zuora_client_id: str | None = None
+    zuora_client_secret: SecretStr | None = None
+    zuora_entity_id: str | None = None
+    zuora_requests_per_minute: int = Field(default=2500, ge=1)
+    zuora_max_concurrent: int = Field(default=20, ge=1)
+    zuora_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    erp: Literal["acumatica", "file"] = "file"
+    gl_export_dir: Path = Path("gl-export")
+    acumatica_url: str | None = None
+    acumatica_endpoint: str = "Default/24.200.001"
+    acumatica_tenant: str | None = None
+    acumatica_username: str | None = None
+    acumatica_password: SecretStr | None = None
+    acumatica_branch: str | None = None
+    acumatica_client_id: str | None = None
+    acumatica_client_secret: SecretStr | None = None
+    acumatica_refresh_token: SecretStr | None = None
+    acumatica_requests_per_minute: int = Field(default=150, ge=1)
+    acumatica_max_concurrent: int = Field(default=2, ge=1)
+    acumatica_max_sessions: int = Field(default=2, ge=1)
+
+    mapping_file: Path | None = None
+    journal_transaction_types: str | None = None
+    callout_hmac_secret: SecretStr | None = None
+    notify_webhook_url: str | None = None
+
+    # Item-level sync (shared/item_level): beat intervals, the high-water-mark overlap, timeouts.
+    pull_interval_seconds: int = Field(default=300, ge=1)
+    # Per-stream intervals overriding the one above: "invoices=60,payments=120".
+    pull_stream_intervals: str | None = None
+    # External payments fire no callout (zuora-api.md 12.5): the payments stream is also pulled this often.
+    external_payments_poll_seconds: int = Field(default=300, ge=1)
+    pull_overlap_seconds: int = Field(default=300, ge=0)
+    pull_max_pages: int = Field(default=200, ge=1)
+    pull_lock_seconds: int = Field(default=300, ge=5)
+    posting_timeout_seconds: int = Field(default=900, ge=5)
+    sweep_interval_seconds: int = Field(default=60, ge=1)
+    sweep_grace_seconds: int = Field(default=300, ge=1)
+    mark_audit_interval_seconds: int = Field(default=3600, ge=1)
+    mark_audit_window_seconds: int = Field(default=21600, ge=60)
+    # Zuora retries a callout up to 5 times, up to a day apart (zuora-api.md 12.2): a week covers it.
+    callout_max_age_seconds: int = Field(default=7 * 86400, ge=60)
+    item_release: bool = False
+    audit_retention_days: int = Field(default=400, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", value):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not re.match(r"^rediss?://", value):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                # Comma-separated during a rotation: the first key encrypts, every key decrypts.
+                for key in value.get_secret_value().split(","):
+                    Fernet(key.strip().encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    "must be a Fernet key (32 url-safe base64-encoded bytes); make one with "
+                    "`ledgerbridge secrets generate-key`"
+                ) from exc
+        return value
+
+    @field_validator("zuora_base_url")
+    @classmethod
+    def _check_zuora_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else resolve_zuora_base_url(value)
+
+    @field_validator("acumatica_endpoint")
+    @classmethod
+    def _check_acumatica_endpoint(cls, value: str) -> str:
+        if value not in ACUMATICA_ENDPOINTS:
+            raise ValueError(
+                f"must be one of the contract-version-4 endpoints: {', '.join(ACUMATICA_ENDPOINTS)}"
+            )
+        return value
+
+    @field_validator("acumatica_url", "notify_webhook_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("pull_stream_intervals")
+    @classmethod
+    def _check_stream_intervals(cls, value: str | None) -> str | None:
+        # Stream names are checked where the streams are known (worker/schedule.py).
+        if value:
+            for part in value.split(","):
+                name, _, seconds = part.strip().partition("=")
+                if not name.strip() or not seconds.strip().isdigit() or int(seconds) < 1:
+                    raise ValueError("must look like 'invoices=60,payments=120' (seconds >= 1)")
+        return value
+
+    @property
+    def stream_intervals(self) -> dict[str, int]:
+        """``LEDGERBRIDGE_PULL_STREAM_INTERVALS`` as ``{stream: seconds}``."""
+        result: dict[str, int] = {}
+        for part in (self.pull_stream_intervals or "").split(","):
+            if part.strip():
+                name, _, seconds = part.strip().partition("=")
+                result[name.strip()] = int(seconds)
+        return result
+
+    @property
+    def transaction_types(self) -> tuple[str, ...]:
+        """Journal-run transaction types: the comma-separated variable, else Zuora's default list."""
+        if not self.journal_transaction_types:
+            return DEFAULT_JOURNAL_TRANSACTION_TYPES
+        return tuple(t.strip() for t in self.journal_transaction_types.split(",") if t.strip())
+
+    def require(self, *fields: str) -> None:
+        """Raise :class:`SettingsError` naming every variable among ``fields`` that is unset."""
+        missing = [f"{ENV_PREFIX}{f.upper()}" for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise SettingsError("missing configuration: set " + ", ".join(missing))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings from the environment; errors name the variable to fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return load_settings()

@@ -1,0 +1,203 @@
+"""Object Query: ``GET /object-query/{object}`` and ``/object-query/{object}/{key}``
+(zuora-api.md section 9).
+
+A query is data (:class:`ObjectQuery`); :meth:`ObjectQueries.pages` yields one :class:`Page` per
+response so the caller can commit each page before moving its mark. Paging follows the response's
+``nextPage`` by passing it back verbatim as ``cursor`` (opaque base64, section 9.3); the key is
+absent on the last page; a cursor seen twice raises :class:`~shared.zuora.paging.PagingLoop`.
+
+Rows come back with camelCase keys whose first letter is lowered (``eRPAccountId__c``): read them
+with :func:`shared.zuora.records.get_field`. Expanded child arrays are cut at ``pageSize`` with no
+cursor of their own; fetch large children from their own object (section 9.3).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.errors import Rejected
+from shared.zuora.paging import Pager
+from shared.zuora.transport import Params, ZuoraTransport, segment
+
+# The objects the sync reads (section 9.1) and the few it may expand into on its own.
+OBJECTS = frozenset(
+    {
+        "accounts",
+        "invoices",
+        "invoice-items",
+        "payments",
+        "refunds",
+        "credit-memos",
+        "credit-memo-items",
+        "debit-memos",
+        "debit-memo-items",
+        "contacts",
+        "subscriptions",
+        "payment-applications",
+        "refund-applications",
+        "credit-memo-applications",
+    }
+)
+# invoice-items rejects a list request without filter[] (section 9.1).
+FILTER_REQUIRED = frozenset({"invoice-items"})
+MAX_PAGE_SIZE = 99
+OPERATORS = ("EQ", "NE", "LT", "GT", "LE", "GE", "SW", "IN")
+
+_FILTER_RE = re.compile(r"^[A-Za-z_][\w.]*\.(EQ|NE|LT|GT|LE|GE|SW|IN):.*$", re.IGNORECASE | re.DOTALL)
+_SORT_RE = re.compile(r"^[A-Za-z_][\w]*\.(ASC|DESC)$", re.IGNORECASE)
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("Object Query datetimes need an offset or Z (section 9.2)")
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, date | int | Decimal):
+        return str(value)
+    if isinstance(value, str):
+        if value == "":
+            return "\x02\x03"  # Zuora's spelling of the empty string; EQ:'' is unsupported (section 9.2)
+        return value
+    raise TypeError(f"cannot filter on {value!r}")
+
+
+def condition(field_name: str, op: str, value: object) -> str:
+    """One ``filter[]`` value: ``condition("updateddate", "GT", dt)`` -> ``updateddate.GT:2025-...``.
+    ``IN`` takes a sequence and renders ``[a,b]``; None is ``null``."""
+    op = op.upper()
+    if op not in OPERATORS:
+        raise ValueError(f"unknown Object Query operator {op!r}")
+    if op == "IN":
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            raise ValueError("IN takes a sequence of values")
+        rendered = "[" + ",".join(_value(v) for v in value) + "]"
+    else:
+        rendered = _value(value)
+    return f"{field_name}.{op}:{rendered}"
+
+
+@dataclass(frozen=True)
+class ObjectQuery:
+    """A list query over one object. ``expand_fields`` maps an ``expand[]`` value to the fields
+    wanted from it (``{"invoiceitems": ("id", "chargename")}``)."""
+
+    object: str
+    filters: tuple[str, ...] = ()
+    sort: str | None = None
+    fields: tuple[str, ...] = ()
+    expand: tuple[str, ...] = ()
+    expand_fields: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    page_size: int = MAX_PAGE_SIZE
+    include_null_fields: bool = False
+
+    def __post_init__(self) -> None:
+        if self.object not in OBJECTS:
+            raise ValueError(
+                f"unknown Object Query object {self.object!r}; expected one of {sorted(OBJECTS)}"
+            )
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"pageSize must be 1..{MAX_PAGE_SIZE} (Zuora answers 400 otherwise)")
+        for f in self.filters:
+            if not _FILTER_RE.match(f):
+                raise ValueError(f"filter {f!r} is not '<field>.<OP>:<value>'")
+        if self.sort is not None and not _SORT_RE.match(self.sort):
+            raise ValueError(f"sort {self.sort!r} is not '<field>.ASC|DESC' (one field only)")
+        if self.object in FILTER_REQUIRED and not self.filters:
+            raise ValueError(f"{self.object} needs at least one filter")
+        unknown = {k.lower() for k in self.expand_fields} - {e.lower() for e in self.expand}
+        if unknown:
+            raise ValueError(f"fields given for {sorted(unknown)} which are not expanded")
+
+    def params(self, cursor: str | None = None) -> list[tuple[str, str]]:
+        return [
+            ("pageSize", str(self.page_size)),
+            *_shape_params(self.fields, self.expand, self.expand_fields, self.include_null_fields),
+            *(("filter[]", f) for f in self.filters),
+            *((("sort[]", self.sort),) if self.sort else ()),
+            *((("cursor", cursor),) if cursor is not None else ()),
+        ]
+
+
+def _shape_params(
+    fields: Sequence[str],
+    expand: Sequence[str],
+    expand_fields: Mapping[str, Sequence[str]],
+    include_nulls: bool,
+) -> Params:
+    params: list[tuple[str, str]] = []
+    if fields:
+        params.append(("fields[]", ",".join(fields)))
+    params.extend(("expand[]", e) for e in expand)
+    params.extend((f"{name}.fields[]", ",".join(fs)) for name, fs in expand_fields.items() if fs)
+    params.append(("includeNullFields", "true" if include_nulls else "false"))
+    return params
+
+
+@dataclass(frozen=True)
+class Page:
+    """One Object Query response: ``data`` rows, the ``cursor`` that fetched it (None for the
+    first page), the raw ``nextPage`` (None on the last page) and the whole body."""
+
+    data: list[dict[str, Any]]
+    cursor: str | None
+    next_cursor: str | None
+    response: dict[str, Any]
+
+
+class ObjectQueries:
+    def __init__(self, transport: ZuoraTransport) -> None:
+        self._t = transport
+
+    def pages(self, query: ObjectQuery, *, cursor: str | None = None) -> Iterator[Page]:
+        """The pages of ``query``, starting at ``cursor`` (a ``next_cursor`` kept from an earlier
+        run) or at the first page."""
+        pager = Pager(f"object-query {query.object}", cursor)
+        while not pager.finished:
+            body = self._t.call(
+                "GET",
+                f"/object-query/{query.object}",
+                operation=f"object-query.{query.object}",
+                params=query.params(pager.current),
+            )
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise Rejected(f"object-query {query.object}: the response has no data list", api="zuora")
+            next_cursor = body.get("nextPage") or None
+            yield Page(data=data, cursor=pager.current, next_cursor=next_cursor, response=body)
+            pager.advance(next_cursor)
+
+    def rows(self, query: ObjectQuery) -> Iterator[dict[str, Any]]:
+        for page in self.pages(query):
+            yield from page.data
+
+    def get(
+        self,
+        object: str,
+        key: str,
+        *,
+        fields: Sequence[str] = (),
+        expand: Sequence[str] = (),
+        expand_fields: Mapping[str, Sequence[str]] | None = None,
+        include_null_fields: bool = False,
+    ) -> dict[str, Any]:
+        """The object with this id or number (no ``data`` wrapper). NotFound if it does not exist."""
+        if object not in OBJECTS:
+            raise ValueError(f"unknown Object Query object {object!r}")
+        body = self._t.call(
+            "GET",
+            f"/object-query/{object}/{segment(key)}",
+            operation=f"object-query.{object}.get",
+            params=_shape_params(fields, expand, expand_fields or {}, include_null_fields),
+        )
+        if not isinstance(body, dict):
+            raise Rejected(f"object-query {object}/{key}: the response is not an object", api="zuora")
+        return body

@@ -1,0 +1,598 @@
+"""The one way every Zuora API area talks to Zuora: :meth:`ZuoraTransport.call`.
+
+Per call it adds ``Zuora-Version: 2025-08-12`` (modern status mapping, zuora-api.md section 0), a
+``Zuora-Track-Id`` (<= 64 ASCII, no ``:;"'``, section 3), and on POST/PATCH only a deterministic
+``Idempotency-Key`` (section 3: Zuora replays the first result for 24 h, so a retried write is
+harmless). Per attempt it takes a permit from the fleet-wide token bucket and a concurrency slot,
+sends through the OAuth flow, reports every wire exchange (token requests and 401s included) to
+the audit hook with secrets redacted, reads the ``RateLimit-*`` / ``Concurrency-Limit-*`` headers
+(section 2) and asks :func:`~shared.zuora.retry.decide` whether to repeat.
+
+Waits up to ``max_inline_wait`` seconds are slept here; a longer wait raises
+:class:`~shared.errors.RateLimited` (or the failure's own type) so a Celery task can
+``retry(countdown=...)`` instead of sleeping. A 429 pauses the bucket for the whole fleet.
+
+Final failures become the typed errors of :mod:`shared.errors` by status and error category
+(``code % 100``, section 4). A body with ``"success": false`` is an error even on HTTP 200 (legacy
+tenants, section 0). Actions' per-row results (200 arrays) are *not* call failures: the area
+reports them row by row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+import httpx
+from redis import Redis
+
+from shared.backoff import Jitter, full_jitter
+from shared.connections import ZuoraTarget
+from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Reason, Rejected, Transient
+from shared.exchange import REDACTED, AuditHook, Exchange, current_subject, redact_body, redact_headers
+from shared.throttle import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
+from shared.zuora.auth import CREDENTIAL_VARIABLES, ZuoraOAuth
+from shared.zuora.retry import Decision, NetworkError, RetryPolicy, decide
+
+log = logging.getLogger("ledgerbridge.zuora")
+
+ZUORA_VERSION = "2025-08-12"
+USER_AGENT = "ledgerbridge/0.1 (+zuora-client)"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+KEYED_METHODS = frozenset({"POST", "PATCH"})
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+Params = Sequence[tuple[str, str]]
+IdempotencyKey = str | Sequence[str]
+
+_attempt: ContextVar[int] = ContextVar("ledgerbridge_zuora_attempt", default=1)
+
+
+# -- JSON: money stays Decimal on the way in and out ---------------------------------------------
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse a Zuora body; JSON numbers with a fraction become :class:`Decimal`, never float."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def dumps(obj: object, *, sort_keys: bool = False) -> str:
+    """Compact JSON where a :class:`Decimal` is written as the exact number it holds."""
+    nonce = uuid.uuid4().hex
+    exact: dict[str, str] = {}
+
+    def mark(value: object) -> object:
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise ValueError(f"cannot send {value} as a JSON number")
+            placeholder = f"\x00{nonce}{len(exact)}\x00"
+            exact[json.dumps(placeholder)] = str(value)
+            return placeholder
+        if isinstance(value, Mapping):
+            return {str(k): mark(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [mark(v) for v in value]
+        return value
+
+    text = json.dumps(mark(obj), separators=(",", ":"), sort_keys=sort_keys)
+    for placeholder, number in exact.items():
+        text = text.replace(placeholder, number)
+    return text
+
+
+# -- headers --------------------------------------------------------------------------------------
+
+
+def segment(value: str) -> str:
+    """``value`` as one quoted path segment, so an id or number can never change the path."""
+    if not value:
+        raise ValueError("empty path parameter")
+    return quote(value, safe="")
+
+
+def make_idempotency_key(connection: str, parts: Sequence[str]) -> str:
+    """``lb-`` + sha256 over the connection and ``parts``: the same logical write gets the same key
+    in every process and every retry; another connection (tenant) never shares it."""
+    digest = hashlib.sha256(json.dumps([connection, *parts], separators=(",", ":")).encode()).hexdigest()
+    return f"lb-{digest}"
+
+
+def make_track_id(connection: str, operation: str, call_id: str | None = None) -> str:
+    """``lb-{connection}-{operation}-{call id}``, cut to Zuora's 64 chars, only ``[A-Za-z0-9._-]``."""
+    call_id = call_id or uuid.uuid4().hex[:12]
+    head = re.sub(r"[^A-Za-z0-9._-]+", "-", f"lb-{connection}-{operation}")[: 63 - len(call_id)]
+    return f"{head}-{call_id}"
+
+
+@dataclass(frozen=True)
+class RateLimitSnapshot:
+    """The rate and concurrency headers of the latest API response (section 2); None = absent."""
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+    concurrency_type: str | None
+    concurrency_limit: int | None
+    concurrency_remaining: int | None
+    observed_at: float
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value.split(",")[0].split(";")[0].strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_rate_limits(headers: Mapping[str, str], *, at: float) -> RateLimitSnapshot | None:
+    """Read ``RateLimit-Limit`` (first number = the window closest to exhaustion), ``-Remaining``,
+    ``-Reset`` (seconds) and ``Concurrency-Limit-Type/-Limit/-Remaining``; None if none is present."""
+    h = httpx.Headers(headers)
+    snapshot = RateLimitSnapshot(
+        limit=_int(h.get("RateLimit-Limit")),
+        remaining=_int(h.get("RateLimit-Remaining")),
+        reset=None if (reset := _int(h.get("RateLimit-Reset"))) is None else float(reset),
+        concurrency_type=h.get("Concurrency-Limit-Type"),
+        concurrency_limit=_int(h.get("Concurrency-Limit-Limit")),
+        concurrency_remaining=_int(h.get("Concurrency-Limit-Remaining")),
+        observed_at=at,
+    )
+    values = (snapshot.limit, snapshot.remaining, snapshot.reset, snapshot.concurrency_type)
+    return None if all(v is None for v in (*values, snapshot.concurrency_limit)) else snapshot
+
+
+# -- error bodies ---------------------------------------------------------------------------------
+
+
+def parse_reasons(body: object) -> tuple[Reason, ...]:
+    """The reasons of any Zuora error shape (section 4): v1 and Object Query ``reasons[]``,
+    finance 403 ``{code, message}``, 401/Actions ``{message}``, SOAP-style ``FaultCode``."""
+    if not isinstance(body, Mapping):
+        return ()
+    if isinstance(reasons := body.get("reasons"), list):
+        return tuple(
+            Reason(code=str(r.get("code", "")), message=str(r.get("message", "")))
+            for r in reasons
+            if isinstance(r, Mapping)
+        )
+    if "FaultCode" in body:
+        return (Reason(code=str(body["FaultCode"]), message=str(body.get("FaultMessage", ""))),)
+    if "message" in body:
+        return (Reason(code=str(body.get("code", "")), message=str(body["message"])),)
+    return ()
+
+
+def error_category(reasons: Sequence[Reason]) -> int | None:
+    """``code % 100`` of the first numeric reason code (8-digit codes or a bare category like 70);
+    codes may arrive as int or string (section 4.1)."""
+    for reason in reasons:
+        code = reason.code.strip()
+        if code.isdigit():
+            return int(code) % 100
+    return None
+
+
+def reports_failure(body: object) -> bool:
+    """A 2xx body that is nevertheless a failure: ``"success": false`` (legacy mapping) or an
+    error ``reasons`` list without ``success: true`` (pre-2025-08-12 Object Query)."""
+    if not isinstance(body, Mapping):
+        return False
+    if body.get("success") is False:
+        return True
+    return bool(body.get("reasons")) and body.get("success") is not True and "data" not in body
+
+
+_CATEGORY_ERRORS: dict[int, type[ApiError]] = {11: AuthFailed, 40: NotFound, 50: Transient, 60: Transient}
+_CATEGORY_ERRORS.update({61: Transient, 99: Transient, 70: RateLimited})
+
+
+def error_class(status: int, category: int | None) -> type[ApiError]:
+    """The typed error for a failed response: the category when the body has one, else the
+    status. 10/20/21/22/23/27/30/45/90 are all ``Rejected`` (retrying the payload cannot help)."""
+    if status == 401:
+        return AuthFailed
+    if status == 429:
+        return RateLimited
+    if category is not None:
+        return _CATEGORY_ERRORS.get(category, Rejected)
+    if status == 404:
+        return NotFound
+    if status == 409 or status >= 500:
+        return Transient
+    return Rejected
+
+
+# -- the fleet-wide throttle ----------------------------------------------------------------------
+
+
+class Throttle(Protocol):
+    """Admission for one attempt, shared by every process of a connection."""
+
+    def permit(self, *, max_wait: float) -> AbstractContextManager[object]:
+        """Hold a rate permit and a concurrency slot for the block; raise
+        :class:`~shared.throttle.ThrottleTimeout` rather than wait longer than ``max_wait``."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Stop every process from starting requests for ``seconds``."""
+        ...
+
+
+class RedisThrottle:
+    """:class:`TokenBucket` ``ledgerbridge:{connection}:zuora:bucket`` (requests per minute) plus
+    :class:`ConcurrencyLimiter` ``ledgerbridge:{connection}:zuora:inflight`` (in flight)."""
+
+    def __init__(
+        self, redis: Redis[Any], connection: str, target: ZuoraTarget, *, sleep: Sleep = time.sleep
+    ) -> None:
+        rate = target.requests_per_minute / 60.0
+        self.bucket = TokenBucket(
+            redis, f"ledgerbridge:{connection}:zuora:bucket", rate=rate, capacity=max(1.0, rate), sleep=sleep
+        )
+        self.limiter = ConcurrencyLimiter(
+            redis,
+            f"ledgerbridge:{connection}:zuora:inflight",
+            limit=target.max_concurrent,
+            lease=max(180.0, 2 * target.timeout_seconds),
+            sleep=sleep,
+        )
+
+    @contextmanager
+    def permit(self, *, max_wait: float) -> Iterator[object]:
+        self.bucket.acquire(max_wait=max_wait)
+        with self.limiter.slot(max_wait=max_wait):
+            yield None
+
+    def pause(self, seconds: float) -> None:
+        self.bucket.pause(seconds)
+
+
+# -- the transport --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    response: httpx.Response | None = None
+    error: NetworkError | None = None
+    exception: httpx.TransportError | None = None
+
+
+class ZuoraTransport:
+    """Owns the process's one ``httpx.Client`` for a connection and runs every call through it."""
+
+    def __init__(
+        self,
+        target: ZuoraTarget,
+        *,
+        connection: str,
+        auth: ZuoraOAuth,
+        throttle: Throttle,
+        audit: AuditHook | None = None,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.time,
+        jitter: Jitter = full_jitter,
+        max_inline_wait: float = 20.0,
+    ) -> None:
+        self.connection = connection
+        self._auth = auth
+        self._throttle = throttle
+        self._audit = audit
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._max_inline_wait = max_inline_wait
+        self.rate_limits: RateLimitSnapshot | None = None
+        headers = {
+            "Zuora-Version": ZUORA_VERSION,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip",  # Zuora gzips JSON bodies > 1000 bytes (section 3)
+            "User-Agent": USER_AGENT,
+        }
+        if target.entity_id:
+            headers["Zuora-Entity-Ids"] = target.entity_id
+        self.http = httpx.Client(
+            base_url=target.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(target.timeout_seconds, connect=min(10.0, target.timeout_seconds)),
+            transport=transport,
+            follow_redirects=False,
+            event_hooks={"response": [self._on_response]},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: Params = (),
+        body: object = None,
+        idempotency_key: IdempotencyKey | None = None,
+    ) -> Any:
+        """Send one logical request, retrying per the policy; return the parsed JSON body
+        (``{}`` for an empty one).
+
+        ``path`` is relative to the base URL with path parameters already quoted; ``params`` are
+        encoded with ``%20`` for spaces and ``%2B`` for ``+`` (Object Query filters, section 9.2).
+        ``operation`` names the call in the Track-Id and, for POST/PATCH without an explicit
+        ``idempotency_key``, in the key derived from method, path and body. An explicit key (a
+        string or parts such as ``("journal-run", period, *types)``) is hashed with the
+        connection. Raises the typed errors of :mod:`shared.errors`.
+        """
+        method = method.upper()
+        url = path + ("?" + urlencode(list(params), quote_via=quote) if params else "")
+        content = None if body is None else dumps(body).encode()
+        headers = {"Zuora-Track-Id": make_track_id(self.connection, operation)}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if method in KEYED_METHODS:
+            if idempotency_key is None:
+                parts: Sequence[str] = (operation, method, path, dumps(body, sort_keys=True))
+            else:
+                parts = (idempotency_key,) if isinstance(idempotency_key, str) else tuple(idempotency_key)
+            headers["Idempotency-Key"] = make_idempotency_key(self.connection, parts)
+        elif idempotency_key is not None:
+            raise ValueError("Zuora takes an Idempotency-Key on POST and PATCH only (section 3)")
+        idempotent = method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
+
+        attempt = 0
+        while True:
+            attempt += 1
+            request = self.http.build_request(method, url, content=content, headers=headers)
+            outcome = self._send(request, attempt)
+            response, body_value = outcome.response, None
+            category: int | None = None
+            token_endpoint = False
+            if response is not None:
+                token_endpoint = self._auth.is_token_request(response.request)
+                body_value = _json_or_none(response)
+                if not token_endpoint and response.is_success and not reports_failure(body_value):
+                    if body_value is None and response.content.strip():
+                        raise Transient(
+                            f"{operation}: HTTP {response.status_code} with a body that is not JSON",
+                            **self._context(method, request, response),
+                        )
+                    return {} if body_value is None else body_value
+                category = error_category(parse_reasons(body_value))
+            decision = decide(
+                attempt,
+                status=None if response is None else response.status_code,
+                headers={} if response is None else response.headers,
+                error=outcome.error,
+                body_success_false_category=category,
+                method=method,
+                idempotent=idempotent,
+                policy=self._policy,
+                jitter=self._jitter,
+            )
+            rate_limited = response is not None and (response.status_code == 429 or category == 70)
+            if rate_limited and not token_endpoint and decision.wait > 0:
+                self._throttle.pause(decision.wait)  # the whole fleet waits, not just this process
+            if not decision.retry or decision.wait > self._max_inline_wait:
+                raise self._failure(
+                    operation=operation,
+                    method=method,
+                    request=request,
+                    outcome=outcome,
+                    body=body_value,
+                    category=category,
+                    decision=decision,
+                ) from outcome.exception
+            log.warning(
+                "zuora %s %s attempt %d failed (%s); retrying in %.2fs [%s]",
+                method,
+                path,
+                attempt,
+                decision.reason,
+                decision.wait,
+                headers["Zuora-Track-Id"],
+            )
+            self._sleep(decision.wait)
+
+    # -- one attempt ------------------------------------------------------------------------------
+
+    def _send(self, request: httpx.Request, attempt: int) -> _Attempt:
+        token = _attempt.set(attempt)
+        started = time.perf_counter()
+        try:
+            with self._throttle.permit(max_wait=self._max_inline_wait):
+                response = self.http.send(request, auth=self._auth)
+        except ThrottleTimeout as exc:
+            raise RateLimited(
+                f"the fleet-wide Zuora limit of connection {self.connection} is reached",
+                retry_after=max(exc.wait, 1.0),
+                api="zuora",
+                method=request.method,
+                url=str(request.url),
+            ) from None
+        except httpx.TransportError as exc:
+            kind: NetworkError
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                kind = "connect"  # nothing reached Zuora
+            elif isinstance(exc, httpx.TimeoutException):
+                kind = "timeout"
+            else:
+                kind = "read"
+            self._report_failure(exc, request, kind, started)
+            return _Attempt(error=kind, exception=exc)
+        finally:
+            _attempt.reset(token)
+        self._observe(response)
+        return _Attempt(response=response)
+
+    def _observe(self, response: httpx.Response) -> None:
+        if self._auth.is_token_request(response.request):
+            return  # the token endpoint has its own per-IP limits (section 1.1)
+        snapshot = parse_rate_limits(response.headers, at=self._clock())
+        if snapshot is None:
+            return
+        self.rate_limits = snapshot
+        if snapshot.remaining == 0 and snapshot.reset:
+            self._throttle.pause(snapshot.reset)  # the quota is spent until the window resets
+        elif snapshot.concurrency_remaining == 0:
+            # No headroom left; Zuora refreshes this counter about once a second (section 2.2).
+            self._throttle.pause(1.0)
+
+    # -- errors -----------------------------------------------------------------------------------
+
+    def _context(
+        self, method: str, request: httpx.Request, response: httpx.Response | None
+    ) -> dict[str, Any]:
+        context: dict[str, Any] = {"api": "zuora", "method": method, "url": str(request.url)}
+        if response is not None:
+            context["status"] = response.status_code
+            context["request_id"] = response.headers.get("Zuora-Request-Id")
+            context["body"] = _redacted_response_body(self._auth, response)
+        return context
+
+    def _failure(
+        self,
+        *,
+        operation: str,
+        method: str,
+        request: httpx.Request,
+        outcome: _Attempt,
+        body: object,
+        category: int | None,
+        decision: Decision,
+    ) -> ApiError:
+        response = outcome.response
+        if response is None:
+            return Transient(
+                f"{operation}: {outcome.error} error talking to Zuora ({decision.reason})",
+                **self._context(method, request, None),
+            )
+        status = response.status_code
+        context = self._context(response.request.method, response.request, response)
+        if self._auth.is_token_request(response.request):
+            if status == 429:
+                return RateLimited(
+                    "Zuora's token endpoint is rate limited (100/min per IP)",
+                    retry_after=decision.wait or self._policy.cap,
+                    **context,
+                )
+            if status >= 500:
+                return Transient(f"Zuora's token endpoint failed ({decision.reason})", **context)
+            return AuthFailed(
+                f"Zuora refused the OAuth client credentials (HTTP {status}); check {CREDENTIAL_VARIABLES}",
+                **context,
+            )
+        reasons = parse_reasons(body)
+        if context["request_id"] is None and isinstance(body, Mapping):
+            context["request_id"] = body.get("requestId") or body.get("processId")
+        cls = error_class(status, category)
+        message = f"{operation} failed: HTTP {status}" + (" with success:false" if status < 300 else "")
+        if status == 401:
+            message += (
+                f" after a token refresh; check {CREDENTIAL_VARIABLES} and the OAuth client's permissions"
+            )
+        if cls is RateLimited:
+            return RateLimited(
+                message, retry_after=decision.wait or self._policy.cap, reasons=reasons, **context
+            )
+        return cls(message, reasons=reasons, **context)
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    def _on_response(self, response: httpx.Response) -> None:
+        """httpx response hook: runs for every wire exchange, including the token requests and
+        401s inside the auth flow, so the audit trail shows each of them."""
+        response.read()
+        if self._audit is None:
+            return
+        request = response.request
+        try:
+            duration_ms = response.elapsed.total_seconds() * 1000
+        except RuntimeError:
+            duration_ms = 0.0
+        self._audit(
+            Exchange(
+                api="zuora",
+                connection=self.connection,
+                method=request.method,
+                url=str(request.url),
+                status=response.status_code,
+                duration_ms=duration_ms,
+                request_headers=redact_headers(request.headers),
+                request_body=redact_body(request.content),
+                response_headers=redact_headers(response.headers),
+                response_body=_redacted_response_body(self._auth, response),
+                request_id=response.headers.get("Zuora-Request-Id"),
+                attempt=_attempt.get(),
+                subject=current_subject.get(),
+            )
+        )
+
+    def _report_failure(
+        self, exc: httpx.TransportError, fallback: httpx.Request, kind: str, started: float
+    ) -> None:
+        if self._audit is None:
+            return
+        try:
+            request = exc.request  # may be the token request yielded by the auth flow
+        except RuntimeError:
+            request = fallback
+        self._audit(
+            Exchange(
+                api="zuora",
+                connection=self.connection,
+                method=request.method,
+                url=str(request.url),
+                status=None,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                request_headers=redact_headers(request.headers),
+                request_body=redact_body(request.content),
+                error=f"{kind}: {type(exc).__name__}: {exc}",
+                attempt=_attempt.get(),
+                subject=current_subject.get(),
+            )
+        )
+
+
+def required(body: object, key: str, operation: str) -> Any:
+    """``body[key]`` of a successful response, or :class:`Rejected` when Zuora left it out."""
+    if isinstance(body, Mapping) and body.get(key) not in (None, ""):
+        return body[key]
+    raise Rejected(f"{operation}: the response has no {key!r}", api="zuora", body=redact_body(dumps(body)))
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return loads(response.content)
+    except ValueError:
+        return None
+
+
+_TOKEN_SECRETS = ("access_token", "jti")  # jti is near-identical to the token (section 1.1)
+
+
+def _redacted_response_body(auth: ZuoraOAuth, response: httpx.Response) -> str | None:
+    text = response.text
+    if auth.is_token_request(response.request):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return redact_body(text)
+        if isinstance(data, dict):
+            text = json.dumps({k: (REDACTED if k in _TOKEN_SECRETS else v) for k, v in data.items()})
+    return redact_body(text)

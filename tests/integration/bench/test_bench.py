@@ -1,0 +1,193 @@
+"""``ledgerbridge bench`` at its tiny size: every scenario runs end to end against the sandboxes
+(real processes, real Redis, real worker processes) and its correctness checks pass.
+
+No timed assertions: a tiny run proves the machinery (start-up, knobs, baseline, ledgerbridge,
+counters, checks, report), not the speed. The figures themselves are measured with
+``scripts/bench --size full`` and published in the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from shared import callouts
+from worker import bench
+
+pytestmark = [pytest.mark.redis]
+
+
+def run_tiny(tmp_path: Path, redis_url: str, scenario: str) -> dict[str, Any]:
+    runner = bench.Bench(
+        plan=bench.Plan.for_size("tiny"),
+        tuning=bench.Tuning(),
+        workdir=tmp_path / "work",
+        redis_url=redis_url,
+        console=Console(width=140, record=True),
+    )
+    runner.workdir.mkdir()
+    out = tmp_path / "bench.json"
+    report = bench.run_bench(
+        runner, [scenario], out=out, command=f"ledgerbridge bench {scenario} --size tiny"
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    return dict(report["scenarios"][scenario])
+
+
+def failed_checks(result: dict[str, Any]) -> dict[str, Any]:
+    return {name: check for name, check in result["checks"].items() if not check["ok"]}
+
+
+# -- each scenario, tiny --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_backlog_tiny_syncs_every_record_once_on_both_sides(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "backlog")
+
+    assert result["status"] in ("ok", "missed"), result["notes"]
+    assert failed_checks(result) == {}
+    figures = result["figures"]
+    assert figures["records"] == figures["baseline"]["records"]  # the same tenant, the same records
+    assert figures["records"] > 0
+    assert figures["zuora_calls"]["token"] == 1
+    assert figures["erp"]["requests"] >= figures["records"]
+    assert {t["name"] for t in result["targets"]} == {
+        "speed-up vs baseline",
+        "ERP calls/record",
+        "Zuora calls/record",
+        "Zuora token requests",
+    }
+
+
+@pytest.mark.slow
+def test_licence_tiny_loses_nothing_and_stays_in_the_licence(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "licence")
+
+    assert result["status"] in ("ok", "missed"), result["notes"]
+    assert failed_checks(result) == {}
+    ours = result["figures"]["ledgerbridge"]
+    assert ours["requests"] > 0
+    assert ours["max_concurrent_observed"] <= bench.LICENCE["max_concurrent"]
+    assert result["figures"]["reconciliation"]["problems"] == []
+
+
+@pytest.mark.slow
+def test_memory_tiny_samples_every_process_at_both_sizes(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "memory")
+
+    assert failed_checks(result) == {}
+    small, large = (str(n) for n in bench.Plan.for_size("tiny").memory_documents)
+    for size in (small, large):
+        peaks = result["figures"][size]["peak_rss_mb_tree"]
+        assert set(peaks) == {"worker-0", "worker-1", "beat", "web", "sync"}
+        assert all(v > 0 for v in peaks.values())
+    assert len(result["targets"]) == 5
+
+
+@pytest.mark.slow
+def test_push_tiny_creates_every_invoice_once(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "push")
+
+    assert failed_checks(result) == {}
+    figures = result["figures"]
+    plan = bench.Plan.for_size("tiny")
+    assert figures["posted"] == int(plan.push_rate * plan.push_seconds)
+    assert figures["erp_duplicates"] == 0
+    assert figures["sent"]["statuses"] == {
+        "200": figures["sent"]["sent"] + figures["sent"]["duplicates_sent"]
+    }
+    assert figures["p99_ms"] is not None
+
+
+@pytest.mark.slow
+def test_close_tiny_posts_and_marks_every_entry(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "close")
+
+    assert failed_checks(result) == {}
+    figures = result["figures"]
+    assert figures["entries"] > 0
+    assert figures["entries"] == figures["baseline"]["entries"]
+    assert [j["job"] for j in figures["jobs"]] == ["trial_balance", "trial_balance", "journal_run"]
+    assert figures["polls"]["journal_run"] >= 1
+
+
+# -- the pieces, without processes ----------------------------------------------------------------
+
+
+def test_tenant_sizes_keeps_the_mix_and_the_exact_document_count():
+    sizes = bench.tenant_sizes(20_000, large_invoices=2)
+
+    assert sum(sizes[name] for name in bench.MIX) == 20_000
+    assert sizes["accounts"] == 1_500
+    assert bench.record_count(sizes) == 21_500
+    assert sizes["payments"] == 6_950
+    assert sizes["large_invoices"] == 2
+
+
+def test_signed_callout_passes_the_receivers_signature_check():
+    body, headers = bench.signed_callout("s3cret", "1110", "inv-1", "acc-1")
+    expected = hmac.new(
+        b"s3cret", headers["X-Zuora-Timestamp"].encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+
+    assert headers["X-Zuora-Signature"] == expected
+    callouts.verify_signature("s3cret", headers["X-Zuora-Timestamp"], body, headers["X-Zuora-Signature"])
+    callouts.check_timestamp(headers["X-Zuora-Timestamp"], datetime.now(UTC), max_age=timedelta(days=1))
+    parsed = callouts.parse_body(body)
+    assert (parsed.event_code, parsed.object_id) == ("1110", "inv-1")
+
+
+def test_zuora_calls_groups_the_sandbox_counters_by_kind():
+    counters = {
+        "counts": {
+            "POST /oauth/token": 1,
+            "GET /object-query/invoices": 5,
+            "POST /v1/action/update": 3,
+            "PUT /v1/credit-memos/{key}": 2,
+            "PUT /v1/debit-memos/{key}": 1,
+            "GET /v1/accounting-periods/{id}": 4,
+        }
+    }
+
+    assert bench.zuora_calls(counters) == {
+        "token": 1,
+        "object_query": 5,
+        "action_update": 3,
+        "memo_put": 3,
+        "other": 4,
+        "total": 16,
+    }
+
+
+def test_percentile_is_the_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+
+    assert bench.percentile(values, 0.5) == 50.0
+    assert bench.percentile(values, 0.99) == 99.0
+    assert bench.percentile([], 0.5) is None
+
+
+def test_bench_command_refuses_an_unknown_scenario(tmp_path):
+    app = typer.Typer()
+    bench.register(app, Console(), Console(stderr=True))
+
+    @app.command("other")
+    def other() -> None:  # a second command keeps typer's sub-command routing
+        pass
+
+    result = CliRunner().invoke(
+        app, ["bench", "nonsense", "--size", "tiny", "--out", str(tmp_path / "x.json")]
+    )
+
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.json").exists()

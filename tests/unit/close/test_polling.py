@@ -1,0 +1,40 @@
+"""The poll schedule of asynchronous Zuora jobs: few reads, little lateness."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.summary_gl import POLL_CAP, poll_delay
+
+
+def reads_until(duration: float) -> tuple[int, float]:
+    """(status reads, seconds from the job's start to the read that sees it done)."""
+    now, polls = 0.0, 0
+    now += poll_delay(0, 0.0)
+    while True:
+        polls += 1
+        if now >= duration:
+            return polls, now
+        now += poll_delay(polls, now)
+
+
+def test_poll_delay_starts_at_half_a_second_and_backs_off():
+    assert [poll_delay(n, 0.0) for n in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+
+
+def test_poll_delay_grows_with_elapsed_time_up_to_the_cap():
+    assert poll_delay(10, 50.0) == 10.0
+    assert poll_delay(40, 3600.0) == POLL_CAP
+
+
+@pytest.mark.parametrize("duration", [0.0, 0.4, 1.0, 2.5, 5.0, 10.0, 15.0])
+def test_sandbox_length_job_takes_at_most_12_reads_and_2_seconds_late(duration):
+    polls, seen_at = reads_until(duration)
+    assert polls <= 12
+    assert seen_at - duration <= 2.0
+
+
+def test_hour_long_job_is_read_rarely():
+    polls, seen_at = reads_until(3600.0)
+    assert polls <= 140
+    assert seen_at - 3600.0 <= POLL_CAP

@@ -1,0 +1,91 @@
+"""The per-(connection, stream) lock and the beat schedule of the item-level sync."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.item_level.locks import RunLock, lock_key
+from shared.settings import SettingsError, load_settings
+from worker.schedule import beat_schedule, item_level_schedule
+
+
+def test_second_holder_is_refused_until_the_first_releases(fake_redis):
+    first = RunLock(fake_redis, "c1", "pull:invoices", ttl=60)
+    second = RunLock(fake_redis, "c1", "pull:invoices", ttl=60)
+    assert first.acquire()
+    assert not second.acquire()
+    first.release()
+    assert second.acquire()
+
+
+def test_locks_of_other_streams_and_connections_are_independent(fake_redis):
+    assert RunLock(fake_redis, "c1", "pull:invoices", ttl=60).acquire()
+    assert RunLock(fake_redis, "c1", "pull:payments", ttl=60).acquire()
+    assert RunLock(fake_redis, "c2", "pull:invoices", ttl=60).acquire()
+
+
+def test_extend_reports_a_lock_lost_to_a_flush(fake_redis):
+    lock = RunLock(fake_redis, "c1", "pull:invoices", ttl=60)
+    assert lock.acquire()
+    assert lock.extend()
+    fake_redis.flushdb()
+    assert not lock.extend()
+    lock.release()  # nothing to release, no error
+
+
+def test_extend_resets_the_ttl(fake_redis):
+    lock = RunLock(fake_redis, "c1", "pull:invoices", ttl=60)
+    lock.acquire()
+    fake_redis.pexpire(lock_key("c1", "pull:invoices"), 1000)
+    assert lock.extend()
+    assert fake_redis.pttl(lock_key("c1", "pull:invoices")) > 50_000
+
+
+def test_schedule_pulls_every_stream_and_polls_external_payments():
+    settings = load_settings(
+        pull_interval_seconds=240, external_payments_poll_seconds=60, sweep_interval_seconds=30
+    )
+    entries = item_level_schedule(settings)
+    pulls = {name: e for name, e in entries.items() if name.startswith("pull-")}
+    assert sorted(pulls) == [
+        "pull-accounts",
+        "pull-credit_memos",
+        "pull-debit_memos",
+        "pull-invoices",
+        "pull-payments",
+        "pull-refunds",
+    ]
+    # Every entry is fanned out to each connection by ledgerbridge.upkeep.for_each_connection.
+    assert all(e["task"] == "ledgerbridge.upkeep.for_each_connection" for e in entries.values())
+    assert all(e["kwargs"]["task"] == "ledgerbridge.pull.stream" for e in pulls.values())
+    assert pulls["pull-invoices"]["schedule"] == timedelta(seconds=240)
+    assert pulls["pull-invoices"]["kwargs"]["kwargs"] == {"stream": "invoices"}
+    assert entries["poll-external-payments"]["kwargs"]["kwargs"] == {"stream": "payments"}
+    assert entries["poll-external-payments"]["schedule"] == timedelta(seconds=60)
+    assert entries["sweep-item-level"]["kwargs"]["task"] == "ledgerbridge.upkeep.sweep"
+    assert entries["sweep-item-level"]["schedule"] == timedelta(seconds=30)
+    assert entries["audit-marks"]["kwargs"]["task"] == "ledgerbridge.upkeep.audit_marks"
+    assert entries["sweep-close-runs"]["kwargs"]["task"] == "ledgerbridge.close.sweep"
+    assert entries["sweep-close-runs"]["schedule"] == timedelta(seconds=300)
+
+
+def test_every_entry_expires_within_its_interval():
+    entries = beat_schedule(load_settings())
+    for name, entry in entries.items():
+        assert entry["options"]["expires"] > 0, name
+        if isinstance(entry["schedule"], timedelta):
+            assert entry["options"]["expires"] <= entry["schedule"].total_seconds(), name
+
+
+def test_per_stream_intervals_override_the_default():
+    entries = item_level_schedule(load_settings(pull_stream_intervals="invoices=60,credit-memos=900"))
+    assert entries["pull-invoices"]["schedule"] == timedelta(seconds=60)
+    assert entries["pull-credit_memos"]["schedule"] == timedelta(seconds=900)
+    assert entries["pull-payments"]["schedule"] == timedelta(seconds=300)
+
+
+def test_unknown_stream_in_the_intervals_names_the_variable():
+    with pytest.raises(SettingsError, match="LEDGERBRIDGE_PULL_STREAM_INTERVALS: unknown stream 'orders'"):
+        item_level_schedule(load_settings(pull_stream_intervals="orders=60"))

@@ -1,0 +1,303 @@
+"""Posting ledger rows to the ERP: one call per document, customers first, in-doubt rows looked up."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared.errors import RateLimited, Rejected, Transient
+from shared.item_level import post_one, post_records, pull_stream
+from shared.item_level.context import Options
+from shared.item_level.streams import ACCOUNTS, CREDIT_MEMOS, INVOICES, PAYMENTS
+from shared.ledger.states import begin_posting
+from tests.unit.item_level.support import SMALL, ItemHarness
+
+
+@pytest.fixture
+def harness(tmp_path, fake_redis):
+    return ItemHarness(tmp_path, fake_redis)
+
+
+def _invoice_rows(h: ItemHarness):
+    pull_stream(h.ctx, INVOICES)
+    return [h.record("invoice", zid) for zid in h.posted_ids("invoices", "Posted")]
+
+
+def test_posting_a_page_costs_one_erp_call_per_document_and_per_customer(harness):
+    rows = _invoice_rows(harness)
+    summary = post_records(harness.ctx, harness.dispatch.post_ids)
+
+    accounts = {r.account_id for r in rows}
+    assert summary.counts() == {"posted": len(rows), "marked": len(accounts)}
+    assert harness.erp.erp_calls() == len(rows) + len(accounts)
+    assert all(harness.erp.count("invoice", r.zuora_number) == 1 for r in rows)
+    assert {k: v for k, v in harness.states().items()} == {
+        ("invoice", "posted"): len(rows),
+        ("account", "marked"): len(accounts),
+    }
+
+
+def test_customer_is_upserted_before_its_first_document(harness):
+    rows = _invoice_rows(harness)
+    post_records(harness.ctx, [rows[0].id])
+
+    first_customer = next(i for i, (m, _) in enumerate(harness.erp.calls) if m == "upsert_customer")
+    first_invoice = next(i for i, (m, _) in enumerate(harness.erp.calls) if m == "create_invoice")
+    assert first_customer < first_invoice
+
+
+def test_posting_marks_nothing_itself_but_asks_for_marking(harness):
+    _invoice_rows(harness)
+    harness.dispatch.marked.clear()
+    post_records(harness.ctx, harness.dispatch.post_ids)
+    assert harness.dispatch.marked == ["invoices"]
+
+
+def test_document_waits_while_its_account_has_no_customer(harness):
+    rows = _invoice_rows(harness)
+    row = rows[0]
+    account = harness.record("account", row.account_id)
+    with harness.ledger.session() as session:
+        from shared.ledger.states import park
+
+        park(session, account.id, "unmapped currency XYZ")
+
+    outcome = post_one(harness.ctx, row.id)
+
+    assert outcome.outcome == "waiting"
+    after = harness.record("invoice", row.zuora_id)
+    assert after.state == "pending"
+    assert "waiting for account" in after.last_error
+    assert harness.erp.creates() == 0
+
+
+def test_unmapped_accounting_code_parks_the_record(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, mapping_drop=('"Subscription Revenue"',))
+    rows = _invoice_rows(h)
+    post_records(h.ctx, h.dispatch.post_ids)
+
+    parked = [
+        h.record("invoice", r.zuora_id) for r in rows if h.record("invoice", r.zuora_id).state == "parked"
+    ]
+    assert parked
+    assert all("unmapped account 'Subscription Revenue'" in r.last_error for r in parked)
+    assert all(h.erp.count("invoice", r.zuora_number) == 0 for r in parked)
+
+
+def test_lost_answer_leaves_row_in_doubt_and_the_lookup_finds_it(harness):
+    row = _invoice_rows(harness)[0]
+    harness.ctx.options = Options(posting_timeout=timedelta(minutes=15))
+    harness.erp.script.append("commit-then-unknown")
+
+    first = post_one(harness.ctx, row.id)
+    assert first.outcome == "in_doubt"
+    assert harness.record("invoice", row.zuora_id).state == "posting"
+
+    # Inside the posting timeout another worker may still be posting it: left alone.
+    assert post_one(harness.ctx, row.id).outcome == "busy"
+    harness.advance(16 * 60)
+    second = post_one(harness.ctx, row.id)
+
+    assert second.outcome == "posted"
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+    assert (
+        harness.record("invoice", row.zuora_id).erp_ref
+        == harness.erp.documents[("invoice", row.zuora_number)][0].key
+    )
+
+
+def test_in_doubt_row_not_in_the_erp_is_posted_again_once(harness):
+    rows = _invoice_rows(harness)
+    row = rows[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    with harness.ledger.session() as session:
+        begin_posting(session, row.id, now=harness.clock.dt())  # a worker died right after this commit
+    harness.advance(16 * 60)
+
+    outcome = post_one(harness.ctx, row.id)
+
+    assert outcome.outcome == "posted"
+    assert [m for m, k in harness.erp.calls if k == row.zuora_number] == ["find_document", "create_invoice"]
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+
+
+def test_rate_limited_create_fails_until_the_reset(harness):
+    rows = _invoice_rows(harness)
+    row = rows[0]
+    harness.erp.script.append(RateLimited("licence", api="fake", retry_after=30))
+
+    outcome = post_one(harness.ctx, row.id)
+
+    after = harness.record("invoice", row.zuora_id)
+    assert outcome.outcome == "failed"
+    assert after.state == "failed"
+    assert after.next_attempt_at == harness.clock.dt() + timedelta(seconds=30)
+    assert post_one(harness.ctx, row.id).outcome == "failed"  # not due yet
+    harness.advance(31)
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+
+
+def test_transient_error_fails_with_backoff(harness):
+    row = _invoice_rows(harness)[0]
+    harness.erp.script.append(Transient("connection refused", api="fake"))
+    assert post_one(harness.ctx, row.id).outcome == "failed"
+    assert harness.record("invoice", row.zuora_id).attempts == 1
+
+
+def test_rejected_document_is_parked_after_max_rejections(harness):
+    row = _invoice_rows(harness)[0]
+    harness.ctx.options = Options(max_rejections=2)
+    harness.erp.script.extend([Rejected("period closed", api="fake"), Rejected("period closed", api="fake")])
+
+    assert post_one(harness.ctx, row.id).outcome == "failed"
+    harness.advance(7 * 3600)
+    assert post_one(harness.ctx, row.id).outcome == "parked"
+    parked = harness.record("invoice", row.zuora_id)
+    assert parked.state == "parked"
+    assert "refused it 2 times" in parked.last_error
+
+
+def test_two_workers_posting_one_row_create_it_once(harness):
+    row = _invoice_rows(harness)[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def worker():
+        barrier.wait()
+        outcomes.append(post_one(harness.ctx, row.id).outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+    assert outcomes.count("posted") >= 1
+    assert set(outcomes) <= {"posted", "busy"}
+
+
+def test_payment_is_applied_to_the_released_invoice_it_paid(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis)
+    h.erp.released = True  # an ERP whose documents are released on creation (the file export)
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    post_records(h.ctx, h.dispatch.post_ids)
+
+    payment = next(
+        p
+        for p in h.rows("payments")
+        if any(a["PaymentId"] == p["Id"] for a in h.rows("payment-applications"))
+    )
+    application = next(a for a in h.rows("payment-applications") if a["PaymentId"] == payment["Id"])
+    invoice = h.record("invoice", application["InvoiceId"])
+    applied = h.erp.applications[payment["PaymentNumber"]]
+    assert [(a.natural_key, a.kind) for a in applied] == [(invoice.zuora_number, "invoice")]
+
+
+def test_payment_is_posted_unapplied_when_the_erp_did_not_release_the_invoice(harness):
+    pull_stream(harness.ctx, INVOICES)
+    pull_stream(harness.ctx, PAYMENTS)
+    post_records(harness.ctx, harness.dispatch.post_ids)
+
+    applied_payments = {a["PaymentId"] for a in harness.rows("payment-applications")}
+    payment = next(p for p in harness.rows("payments") if p["Id"] in applied_payments)
+    row = harness.record("payment", payment["Id"])
+    assert row.state == "posted"
+    assert harness.erp.applications[payment["PaymentNumber"]] == ()
+    assert row.posted_payload["not_applied"][0]["reason"] == "not released in the ERP"
+
+
+def test_payment_posts_its_pending_invoice_first(harness):
+    pull_stream(harness.ctx, INVOICES)
+    pull_stream(harness.ctx, PAYMENTS)
+    payments = [harness.record("payment", p["Id"]).id for p in harness.rows("payments")]
+
+    post_records(harness.ctx, payments)
+
+    application = harness.rows("payment-applications")[0]
+    assert harness.record("invoice", application["InvoiceId"]).state == "posted"
+
+
+def test_payment_waits_briefly_for_an_invoice_the_ledger_has_not_seen(harness):
+    pull_stream(harness.ctx, PAYMENTS)  # the invoices stream has not run yet
+    applied = {a["PaymentId"] for a in harness.rows("payment-applications")}
+    payment = next(p for p in harness.rows("payments") if p["Id"] in applied)
+    row = harness.record("payment", payment["Id"])
+
+    outcome = post_one(harness.ctx, row.id)
+
+    assert outcome.outcome == "waiting"
+    assert outcome.retry_in is not None
+    harness.advance(3600)  # past apply_wait: posted without the application
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+    left_out = harness.record("payment", payment["Id"]).posted_payload["not_applied"]
+    assert left_out[0]["reason"] == "invoice not in the ledger"
+
+
+def test_waiting_rows_are_dispatched_again_with_a_countdown(harness):
+    pull_stream(harness.ctx, PAYMENTS)
+    harness.dispatch.posted.clear()
+    applied = {a["PaymentId"] for a in harness.rows("payment-applications")}
+    ids = [harness.record("payment", p["Id"]).id for p in harness.rows("payments") if p["Id"] in applied]
+
+    post_records(harness.ctx, ids)
+
+    assert harness.dispatch.posted
+    assert all(countdown > 0 for _, countdown in harness.dispatch.posted)
+    assert sorted(i for batch, _ in harness.dispatch.posted for i in batch) == sorted(ids)
+
+
+def test_credit_memo_applies_to_released_invoices(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, sizes=replace(SMALL, credit_memos=30))
+    h.erp.released = True
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, CREDIT_MEMOS)
+    post_records(h.ctx, h.dispatch.post_ids)
+    applications = h.rows("credit-memo-applications")
+    memo = h.record("credit_memo", applications[0]["CreditMemoId"])
+    assert memo.state == "posted"
+    assert [a.kind for a in h.erp.applications[memo.zuora_number]] == ["invoice"]
+
+
+def test_account_rows_go_straight_to_marked(harness):
+    pull_stream(harness.ctx, ACCOUNTS)
+    post_records(harness.ctx, harness.dispatch.post_ids)
+    assert {k: v for k, v in harness.states().items()} == {
+        ("account", "marked"): len(harness.rows("accounts"))
+    }
+
+
+def test_release_option_releases_each_document(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(release=True))
+    row = _invoice_rows(h)[0]
+    post_one(h.ctx, row.id)
+    assert ("release", h.record("invoice", row.zuora_id).erp_ref) in h.erp.calls
+    assert h.record("invoice", row.zuora_id).erp_released is True
+
+
+def test_payment_does_not_wait_for_an_invoice_the_invoice_pull_did_not_bring(harness):
+    pull_stream(harness.ctx, PAYMENTS)
+    applied = {a["PaymentId"] for a in harness.rows("payment-applications")}
+    payment = next(p for p in harness.rows("payments") if p["Id"] in applied)
+    row = harness.record("payment", payment["Id"])
+    invoice_id = next(
+        a["InvoiceId"] for a in harness.rows("payment-applications") if a["PaymentId"] == payment["Id"]
+    )
+    harness.advance(1)
+    # the invoices stream runs completely after the payment arrived, and its invoice is not there
+    harness.ledger.advance_mark(harness.connection, "invoices", harness.later(3600))
+    pull_stream(harness.ctx, INVOICES, since=harness.later(3600))
+    assert harness.ledger.get_record(harness.connection, "invoice", invoice_id) is None
+
+    outcome = post_one(harness.ctx, row.id)
+
+    assert outcome.outcome == "posted"
+    assert harness.record("payment", payment["Id"]).posted_payload["not_applied"] == [
+        {"target": invoice_id, "reason": "invoice not in the ledger"}
+    ]

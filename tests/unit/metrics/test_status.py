@@ -1,0 +1,109 @@
+"""``ledgerbridge status`` at a glance: per stream the mark and its lag, counts by state and the
+last error; the open close runs with their step; ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from shared import ports
+from shared.ledger.migrate import upgrade
+from shared.ledger.repo import Ledger
+from worker.cli import app
+from worker.cli_item_level import format_lag, lag_seconds
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    upgrade(url)
+    made = Ledger.from_url(url)
+    yield made
+    made.dispose()
+
+
+def status(ledger: Ledger, *args: str):
+    env: dict[str, str | None] = {
+        k: None
+        for k in os.environ
+        if k.startswith("LEDGERBRIDGE_") and not k.startswith("LEDGERBRIDGE_TEST_")
+    }
+    env.update(
+        LEDGERBRIDGE_DATABASE_URL=str(ledger.engine.url), LEDGERBRIDGE_CONNECTION="acme", COLUMNS="200"
+    )
+    ports.reset_for_tests()
+    try:
+        return CliRunner().invoke(app, ["status", *args], env=env)
+    finally:
+        ports.reset_for_tests()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "-"),
+        (0.4, "0s"),
+        (119, "119s"),
+        (120, "2m"),
+        (7199, "119m"),
+        (7200, "2h00m"),
+        (90061, "25h01m"),
+        (3 * 86400, "3d"),
+    ],
+)
+def test_lag_is_shown_in_a_unit_that_reads_at_a_glance(seconds, shown):
+    assert format_lag(seconds) == shown
+
+
+def test_lag_is_now_minus_the_mark():
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    assert lag_seconds(now - timedelta(minutes=7), now) == 420.0
+    assert lag_seconds(None, now) is None
+    assert lag_seconds(now + timedelta(seconds=5), now) == 0.0  # a mark never lags negatively
+
+
+def test_status_json_has_each_streams_lag_and_the_open_close_runs(ledger):
+    mark = datetime.now(UTC) - timedelta(minutes=10)
+    ledger.advance_mark("acme", "invoices", mark)
+    ledger.finish_stream_run("acme", "invoices", status="failed", error="Zuora answered 503")
+    stopped, _ = ledger.open_close_run("acme", "December 2024", step="check")
+    ledger.update_close_run(stopped.id or 0, status="needs_attention", error="2 entries parked")
+    finished, _ = ledger.open_close_run("acme", "November 2024")
+    ledger.update_close_run(finished.id or 0, status="done")
+
+    result = status(ledger, "--json")
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    invoices = next(s for s in data["streams"] if s["stream"] == "invoices")
+    assert 600 <= invoices["lag_seconds"] < 700
+    assert invoices["last_error"] == "Zuora answered 503"
+    assert next(s for s in data["streams"] if s["stream"] == "payments")["lag_seconds"] is None
+    assert [(r["id"], r["period"], r["step"], r["status"], r["error"]) for r in data["close_runs"]] == [
+        (stopped.id, "December 2024", "check", "needs_attention", "2 entries parked")
+    ]
+
+
+def test_status_table_shows_the_lag_and_the_open_close_runs_with_their_step(ledger):
+    ledger.advance_mark("acme", "invoices", datetime.now(UTC) - timedelta(minutes=10))
+    ledger.open_close_run("acme", "December 2024", step="journal_run")
+
+    result = status(ledger)
+
+    assert result.exit_code == 0, result.output
+    assert "lag" in result.output
+    assert "10m" in result.output
+    assert "open close runs of connection acme" in result.output
+    line = next(line for line in result.output.splitlines() if "December 2024" in line)
+    assert "journal_run" in line and "running" in line
+
+
+def test_status_without_open_close_runs_says_so(ledger):
+    result = status(ledger)
+
+    assert result.exit_code == 0, result.output
+    assert "no open close runs" in result.output

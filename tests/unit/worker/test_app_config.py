@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from worker.app import MAX_COUNTDOWN, UnsafeConfiguration, app, build_config, check_config
+
+
+def _conf(**overrides):
+    values = build_config("redis://127.0.0.1:6379/0")
+    values.setdefault("task_always_eager", False)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def test_shipped_configuration_passes_the_self_check():
+    check_config(app.conf)
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_transport_options["visibility_timeout"] > MAX_COUNTDOWN
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"task_acks_late": False}, "task_acks_late must be True"),
+        ({"task_reject_on_worker_lost": False}, "task_reject_on_worker_lost must be True"),
+        ({"worker_prefetch_multiplier": 4}, "worker_prefetch_multiplier must be 1"),
+        ({"accept_content": ["json", "pickle"]}, "only the json serializer is allowed"),
+        ({"broker_transport_options": {"visibility_timeout": 300}}, "visibility_timeout (300s) must exceed"),
+        ({"task_always_eager": True}, "task_always_eager must be False"),
+    ],
+)
+def test_self_check_refuses_unsafe_combination(override, message):
+    with pytest.raises(UnsafeConfiguration) as info:
+        check_config(_conf(**override))
+    assert message in str(info.value)
+
+
+def test_every_task_has_an_explicit_dotted_name():
+    app.loader.import_default_modules()
+    ours = [name for name in app.tasks if not name.startswith("celery.")]
+    assert ours, "no ledgerbridge task registered"
+    assert all(name.startswith("ledgerbridge.") for name in ours)

@@ -1,0 +1,139 @@
+"""The callout receiver: ``uvicorn worker.web:app`` (the Procfile's ``web`` process).
+
+``POST /zuora/callouts`` (the default connection) and ``POST /zuora/callouts/{connection}`` (a
+stored connection) take Zuora callouts made with our documented template (see
+:mod:`shared.callouts`): it checks the HMAC signature over the raw body, records the notification
+in the ledger (de-duplicated on ``Zuora-Notification-Id``) and enqueues
+``ledgerbridge.push.callout`` - answering within milliseconds, as Zuora gives a callout 25 s
+and treats anything but 200 as a failure (zuora-api.md section 12.2). The work itself (re-fetch,
+post, mark) happens in a worker. ``GET /healthz`` answers 200 for load balancers. ``GET /metrics``
+serves ledgerbridge's own metrics in the Prometheus text format (:mod:`shared.metrics`: records by
+state and stream, missed-by-mark, missed-by-push, API calls, 429s and token requests per API).
+
+Everything the endpoint needs (settings, ledger, the enqueue function, the clock) is injectable
+through :func:`create_app`; the module-level ``app`` resolves them from the environment on the
+first request, so importing this module needs no configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from shared import callouts, metrics
+from shared.ledger.repo import Ledger
+from shared.settings import Settings
+
+CALLOUT_PATH = "/zuora/callouts"
+Enqueue = Callable[[str, int], None]  # (connection, callout id)
+
+
+def celery_enqueue(connection: str, callout_id: int) -> None:
+    """Send ``ledgerbridge.push.callout`` to this deployment's queue (no broker retries: a
+    failure must come back at once, the sweep sends it later)."""
+    from worker.app import app as celery_app
+
+    celery_app.send_task(
+        "ledgerbridge.push.callout",
+        kwargs={"connection": connection, "callout_id": callout_id},
+        retry=False,
+    )
+
+
+@dataclass
+class _Deps:
+    settings: Settings | None = None
+    ledger: Ledger | None = None
+    enqueue: Enqueue | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    redis: Any = None
+
+    def redis_client(self) -> Any:
+        from shared import ports
+
+        return self.redis if self.redis is not None else ports.redis_client()
+
+    def resolved(self) -> tuple[Settings, Ledger, Enqueue]:
+        from shared import ports
+
+        settings = self.settings if self.settings is not None else ports.settings()
+        ledger = self.ledger if self.ledger is not None else ports.ledger()
+        return settings, ledger, self.enqueue if self.enqueue is not None else celery_enqueue
+
+
+def create_app(
+    *,
+    settings: Settings | None = None,
+    ledger: Ledger | None = None,
+    enqueue: Enqueue | None = None,
+    clock: Callable[[], datetime] | None = None,
+    redis: Any = None,
+) -> FastAPI:
+    """The receiver. Unset dependencies come from ``shared.ports`` on the first request
+    (``redis``: where ``GET /metrics`` reads the API counters)."""
+    deps = _Deps(settings, ledger, enqueue, clock or (lambda: datetime.now(UTC)), redis)
+    web = FastAPI(title="ledgerbridge callout receiver", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @web.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @web.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        def scrape() -> bytes:
+            settings, ledger, _ = deps.resolved()
+            # The default connection is listed even before it has a record, so its series exist.
+            return metrics.exposition(ledger, deps.redis_client(), also=[settings.connection])
+
+        # Blocking ledger and Redis reads: off the event loop, like the callouts.
+        body = await run_in_threadpool(scrape)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    async def receive(request: Request, connection: str | None) -> JSONResponse:
+        body = await request.body()  # raw bytes: the signature covers them exactly
+        headers = dict(request.headers)  # lower-cased names
+
+        def handle() -> callouts.Answer | None:
+            settings, ledger, enqueue = deps.resolved()
+            secret = settings.callout_hmac_secret.get_secret_value() if settings.callout_hmac_secret else None
+            name = connection or settings.connection
+            if name != settings.connection and name not in {row.name for row in ledger.list_connections()}:
+                return None
+            return callouts.receive(
+                headers=headers,
+                body=body,
+                secret=secret,
+                ledger=ledger,
+                connection=name,
+                enqueue=lambda callout_id: enqueue(name, callout_id),
+                now=deps.clock(),
+                max_age=timedelta(seconds=settings.callout_max_age_seconds),
+            )
+
+        # The ledger and the broker are blocking clients: keep them off the event loop.
+        answer = await run_in_threadpool(handle)
+        if answer is None:
+            # Not retried by Zuora (only 1xx/403/408/429/5xx are): a wrong URL is configuration.
+            return JSONResponse({"error": f"unknown connection {connection!r}"}, status_code=404)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    @web.post(CALLOUT_PATH)
+    async def zuora_callout(request: Request) -> JSONResponse:
+        """Callouts for the default connection (``LEDGERBRIDGE_CONNECTION``)."""
+        return await receive(request, None)
+
+    @web.post(CALLOUT_PATH + "/{connection}")
+    async def zuora_callout_for(request: Request, connection: str) -> JSONResponse:
+        """Callouts for a stored connection: point that tenant's callout template here."""
+        return await receive(request, connection)
+
+    return web
+
+
+app = create_app()
