@@ -25,6 +25,7 @@ Documents are created with ``Hold = false`` (pitfall 7) and released by a separa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,10 @@ ACCOUNT_REF_LEN = 50
 
 PAGE_SIZE = 100
 READ_THREADS = 16  # concurrent reads of one totals read-back
+# Journal batches looked up by one read-back request: an OData `or` of this many Description
+# prefixes keeps the query string under ~1,500 characters (IIS refuses more than 2,048 by default).
+KEYS_PER_READ = 20
+KEY_CHARS_PER_READ = 1_000
 CURRENCY_CACHE_SECONDS = 3600
 
 
@@ -236,6 +241,25 @@ def find_query(kind: RefKind, natural_key: str, customer_id: str | None = None) 
     raise ValueError(f"unknown document kind {kind!r}")
 
 
+def key_groups(keys: Iterable[str]) -> list[list[str]]:
+    """Natural keys in groups of at most KEYS_PER_READ keys and KEY_CHARS_PER_READ characters,
+    each group one read-back request."""
+    groups: list[list[str]] = []
+    chars = 0
+    for key in dict.fromkeys(keys):
+        if not groups or len(groups[-1]) >= KEYS_PER_READ or chars + len(key) > KEY_CHARS_PER_READ:
+            groups.append([])
+            chars = 0
+        groups[-1].append(key)
+        chars += len(key)
+    return groups
+
+
+def _journal_key(batch: Mapping[str, Any]) -> str:
+    """The journal entry number a batch's Description starts with (``JE-00000123 ...``)."""
+    return str(batch.get("Description") or "").split(" ", 1)[0]
+
+
 def _carries(kind: RefKind, row: Mapping[str, Any], natural_key: str) -> bool:
     """Whether a row found by the (case-insensitive, prefix) filter carries exactly the key."""
     if kind in INVOICE_TYPES:
@@ -387,18 +411,31 @@ class AcumaticaErp:
             raise ValueError("give natural_keys or period, not both")
         batches: list[dict[str, Any]] = []
         if natural_keys is not None:
+            groups = key_groups(natural_keys)
 
-            def read(key: str) -> list[dict[str, Any]]:
-                _, where, _ = find_query("journal", key)
-                found = self.client.get_list("JournalTransaction", filter=where, expand=["Details"])
-                return [b for b in found if _carries("journal", b, key)]
+            def read(keys: Sequence[str]) -> list[dict[str, Any]]:
+                wanted = set(keys)
+                where = "(" + " or ".join(f"startswith(Description,{odata_string(k)})" for k in keys) + ")"
+                where += " and Module eq 'GL'"
+                found: list[dict[str, Any]] = []
+                skip = 0
+                while True:
+                    page = self.client.get_list(
+                        "JournalTransaction", filter=where, expand=["Details"], top=PAGE_SIZE, skip=skip
+                    )
+                    found += [b for b in page if _journal_key(b) in wanted]
+                    if len(page) < PAGE_SIZE:
+                        return found
+                    skip += PAGE_SIZE
 
-            # One read per batch, as many at a time as the licence lets requests run (the client's
-            # fleet-wide limiter still counts each); the first error stops the whole read.
-            width = max(1, min(self.client.target.max_concurrent, READ_THREADS, len(natural_keys)))
+            # A few keys per read (an OData `or`), as many reads at a time as the licence lets
+            # requests run (the client's fleet-wide limiter still counts each); each thread runs
+            # in a copy of the caller's context so its exchanges keep the caller's audit subject.
+            width = max(1, min(self.client.target.max_concurrent, READ_THREADS, len(groups)))
             with ThreadPoolExecutor(max_workers=width, thread_name_prefix="acumatica-read") as pool:
-                for found in pool.map(read, natural_keys):
-                    batches.extend(found)
+                futures = [pool.submit(contextvars.copy_context().run, read, g) for g in groups]
+                for future in futures:
+                    batches.extend(future.result())
         else:
             assert period is not None
             wire_period = post_period(period)

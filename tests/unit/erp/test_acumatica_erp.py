@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from shared.erp.acumatica import (
+    KEYS_PER_READ,
     AcumaticaErp,
     customer_record,
     document_record,
     find_query,
     journal_record,
+    key_groups,
     payment_record,
 )
 from shared.erp.acumatica_wire import dumps, wrap
@@ -624,9 +626,39 @@ def test_journal_totals_by_natural_keys(fake, erp):
             ],
         ),
     )
-    totals = erp.journal_totals(natural_keys=["JE-00000012"])
+    totals = erp.journal_totals(natural_keys=["JE-00000012", "JE-00000013"])
     assert totals == {("11000", "USD"): Totals(D("100.5"), D(0)), ("40000", "USD"): Totals(D(0), D("100.5"))}
-    assert b"$expand=Details" in fake.data_requests()[0].url.query
+    [request] = fake.data_requests()
+    assert b"$expand=Details" in request.url.query
+    assert filter_of(request) == (
+        "(startswith(Description,'JE-00000012') or startswith(Description,'JE-00000013')) and Module eq 'GL'"
+    )
+
+
+def test_journal_totals_ignore_a_batch_whose_description_only_shares_a_prefix(fake, erp):
+    fake.on(
+        "GET",
+        "JournalTransaction",
+        json_response(
+            200,
+            [
+                _batch("1", "JE-1 a", [("11000", 1, 0), ("40000", 0, 1)]),
+                _batch("2", "JE-10 b", [("11000", 7, 0), ("40000", 0, 7)]),
+            ],
+        ),
+    )
+    assert erp.journal_totals(natural_keys=["JE-1"]) == {
+        ("11000", "USD"): Totals(D(1), D(0)),
+        ("40000", "USD"): Totals(D(0), D(1)),
+    }
+
+
+def test_key_groups_bound_keys_and_characters_per_read():
+    keys = [f"JE-{n:08d}" for n in range(2 * KEYS_PER_READ + 1)]
+    assert [len(g) for g in key_groups([*keys, keys[0]])] == [KEYS_PER_READ, KEYS_PER_READ, 1]
+    long_keys = ["x" * 400, "y" * 400, "z" * 400]
+    assert key_groups(long_keys) == [long_keys[:2], long_keys[2:]]
+    assert key_groups([]) == []
 
 
 def test_journal_totals_by_period_pages_and_skips_voided(fake, erp, monkeypatch):
