@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
 REDACTED = "***"
@@ -65,6 +66,7 @@ class Exchange:
     request_id: str | None = None
     attempt: int = 1
     subject: str | None = None
+    at: datetime | None = None  # when it ended (set when the row is written later than that)
 
 
 AuditHook = Callable[[Exchange], None]

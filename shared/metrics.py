@@ -8,7 +8,8 @@ Two sources:
 * **Redis counters** of the HTTP exchanges every process makes: calls per (connection, API,
   status class), 429s per (connection, API), and token requests (Zuora OAuth, Acumatica sign-ins)
   per (connection, API). They are counted by the audit hook that ``shared/ports.py`` gives the API
-  clients (:func:`counting_hook`), so the clients themselves know nothing about metrics. Each
+  clients (:class:`~shared.audit_writer.AuditWriter`, one pipeline per batch of exchanges), so the
+  clients themselves know nothing about metrics. Each
   connection's counters are one Redis hash, ``ledgerbridge:{connection}:metrics:api``.
 
 Redis keeps nothing on disk here (ARCHITECTURE.md), so the API counters restart from zero after
@@ -32,7 +33,8 @@ Metric names (every series carries ``connection``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +46,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from redis.exceptions import RedisError
 from sqlmodel import col, func, select
 
-from shared.exchange import AuditHook, Exchange
+from shared.exchange import Exchange
 from shared.ledger.models import (
     OPEN_CLOSE_STATUSES,
     CloseRun,
@@ -102,33 +104,26 @@ def _fields(exchange: Exchange) -> list[str]:
 
 
 def count_exchange(redis: Any, exchange: Exchange) -> None:
-    """Add one HTTP exchange to its connection's counters. Never raises: a metric lost to a
-    Redis outage must not turn an API call that happened into a failure."""
+    """Add one HTTP exchange to its connection's counters (see :func:`count_exchanges`)."""
+    count_exchanges(redis, [exchange])
+
+
+def count_exchanges(redis: Any, exchanges: Iterable[Exchange]) -> None:
+    """Add these HTTP exchanges to their connections' counters, in one pipeline. Never raises: a
+    metric lost to a Redis outage must not turn an API call that happened into a failure."""
+    counted = list(exchanges)
+    totals: Counter[tuple[str, str]] = Counter(
+        (exchange.connection, name) for exchange in counted for name in _fields(exchange)
+    )
+    if not totals:
+        return
     try:
         pipe = redis.pipeline(transaction=False)
-        for name in _fields(exchange):
-            pipe.hincrby(counters_key(exchange.connection), name, 1)
+        for (connection, name), n in sorted(totals.items()):
+            pipe.hincrby(counters_key(connection), name, n)
         pipe.execute()
     except (RedisError, OSError) as exc:
-        log.warning("could not count an API call in Redis: %s", exc)
-
-
-def counting_hook(inner: AuditHook, redis: Callable[[], Any]) -> AuditHook:
-    """An audit hook that calls ``inner`` (the ledger's audit writer), then counts the exchange in
-    Redis. ``redis`` is called for the client on each exchange (the process's long-lived one)."""
-
-    def hook(exchange: Exchange) -> None:
-        try:
-            inner(exchange)
-        finally:
-            try:
-                client = redis()
-            except Exception as exc:  # no Redis configured or reachable: count nothing
-                log.warning("no Redis to count API calls in: %s", exc)
-            else:
-                count_exchange(client, exchange)
-
-    return hook
+        log.warning("could not count %d API call(s) in Redis: %s", len(counted), exc)
 
 
 @dataclass(frozen=True)
@@ -354,7 +349,6 @@ __all__ = [
     "collect",
     "count_exchange",
     "counters_key",
-    "counting_hook",
     "exposition",
     "is_token_request",
     "known_connections",

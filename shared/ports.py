@@ -7,6 +7,7 @@ to the ledger, so ``zuora/`` and ``erp/`` never import ``ledger/``.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from shared.connections import Connection, default_connection
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from shared.audit_writer import AuditWriter
     from shared.erp.base import ErpTarget
     from shared.ledger.repo import Ledger
     from shared.ledger.secrets import SecretBox
@@ -32,6 +34,7 @@ class _Registry:
         self.ledger: Ledger | None = None
         self.zuora: dict[str, ZuoraClient] = {}
         self.erp: dict[str, ErpTarget] = {}
+        self.audit: AuditWriter | None = None
 
 
 _registry = _Registry()
@@ -85,11 +88,25 @@ def connection_names() -> list[str]:
 
 
 def _audit_hook() -> Any:
-    """Every exchange goes to the ledger's audit trail, then into the connection's API counters
-    in Redis (calls, 429s and token requests for ``GET /metrics``, see ``shared.metrics``)."""
-    from shared.metrics import counting_hook
+    """Every exchange goes to the ledger's audit trail and into the connection's API counters in
+    Redis (calls, 429s and token requests for ``GET /metrics``, see ``shared.metrics``), written
+    in batches by this process's one :class:`~shared.audit_writer.AuditWriter`."""
+    with _registry.lock:
+        if _registry.audit is None:
+            from shared.audit_writer import AuditWriter
 
-    return counting_hook(ledger().record_exchange, redis_client)
+            _registry.audit = AuditWriter(ledger(), redis_client)
+        return _registry.audit
+
+
+def flush_audit() -> None:
+    """Write this process's queued audit rows and API counters now (the end of a task, exit)."""
+    writer = _registry.audit
+    if writer is not None:
+        writer.flush()
+
+
+atexit.register(flush_audit)
 
 
 def zuora(conn: Connection) -> ZuoraClient:
@@ -138,6 +155,9 @@ def close_all() -> None:
         for client in _registry.zuora.values():
             client.close()
         _registry.zuora.clear()
+        if _registry.audit is not None:
+            _registry.audit.close()
+            _registry.audit = None
         if _registry.ledger is not None:
             _registry.ledger.dispose()
             _registry.ledger = None

@@ -150,6 +150,9 @@ MAX_CONCURRENCY = 16
 # API call of a step (a holder that died on this host is detected at once; on another host the
 # lock is only free after this long). Between steps: the countdown plus LOCK_GRACE.
 RUNNING_LOCK_TTL = 900.0
+# A step renews its lock (and checks it still holds it) at most this often, not once per entry:
+# entries are guarded against a second driver by the ledger's versioned transitions anyway.
+HEARTBEAT_EVERY = 1.0
 LOCK_GRACE = 120.0
 
 CRASH_ENV = "LEDGERBRIDGE_TEST_CRASH_AT"
@@ -412,6 +415,21 @@ class CloseLock:
 
 def _noop() -> None:
     return None
+
+
+def throttled(call: Callable[[], None], every: float, clock: Callable[[], float]) -> Callable[[], None]:
+    """``call`` at most once per ``every`` seconds of ``clock`` (the first call always runs); an
+    exception leaves the next call due at once."""
+    last: list[float] = []
+
+    def run() -> None:
+        now = clock()
+        if last and now - last[0] < every:
+            return
+        call()
+        last[:] = [now]
+
+    return run
 
 
 @dataclass
@@ -1499,7 +1517,7 @@ def drive_step(ctx: CloseContext, lock: CloseLock, close_run_id: int, step: str,
     if run.status != CloseStatus.RUNNING.value or run.step != step:
         lock.release(token)
         return Stale(f"close run {close_run_id} is {run.status} at step {run.step}, not {step}")
-    ctx.heartbeat = lambda: lock.heartbeat(token, close_run_id)
+    ctx.heartbeat = throttled(lambda: lock.heartbeat(token, close_run_id), HEARTBEAT_EVERY, ctx.clock)
     ctx.crash(f"before:{step}")
     try:
         try:

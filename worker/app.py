@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -84,9 +84,22 @@ def check_config(conf: Any) -> None:
         raise UnsafeConfiguration("unsafe Celery configuration:\n  " + "\n  ".join(problems))
 
 
+class LedgerbridgeTask(Task):  # type: ignore[misc]
+    """Every task writes the audit rows of its API calls before its result is stored: whoever
+    sees a task finish can read what it did."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from shared import ports
+
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            ports.flush_audit()
+
+
 def create_app() -> Celery:
     settings = get_settings()
-    celery_app = Celery("ledgerbridge", include=TASK_MODULES)
+    celery_app = Celery("ledgerbridge", include=TASK_MODULES, task_cls=LedgerbridgeTask)
     celery_app.conf.update(build_config(settings.redis_url, settings.queue))
     from worker.schedule import beat_schedule
 
@@ -112,6 +125,13 @@ def _check_beat(sender: Any = None, **_: Any) -> None:
 @signals.worker_process_init.connect
 def _process_init(**_: Any) -> None:
     configure_logging(get_settings().log_level)
+
+
+@signals.worker_shutdown.connect
+def _worker_shutdown(**_: Any) -> None:
+    from shared import ports
+
+    ports.flush_audit()
 
 
 @signals.worker_process_shutdown.connect

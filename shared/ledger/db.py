@@ -55,6 +55,10 @@ def loads_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
+POOL_SIZE = 24
+POOL_OVERFLOW = 24
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     try:
@@ -76,8 +80,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         "echo": echo,
         "json_serializer": dumps_json,
         "json_deserializer": loads_json,
-        "pool_pre_ping": True,
     }
+    # Kept connections: a worker runs up to 16 task threads, each fanning out to posting threads;
+    # a smaller pool would open and close a connection (and set its pragmas) on most checkouts.
+    pooled: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         connect_args = {"check_same_thread": False, "timeout": 30}
@@ -85,13 +91,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             # One shared connection, or every session would see its own empty database.
             engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=StaticPool, **common)
         else:
-            engine = sa.create_engine(parsed, connect_args=connect_args, **common)
+            # A local file has no connection to drop: no ping before each checkout.
+            engine = sa.create_engine(parsed, connect_args=connect_args, **pooled, **common)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, **common)
+        return sa.create_engine(parsed, pool_pre_ping=True, **pooled, **common)
     raise ValueError(
         f"unsupported ledger database {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///path or postgresql+psycopg://user@host/db"

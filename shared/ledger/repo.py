@@ -77,35 +77,47 @@ class Ledger:
 
     def record_exchange(self, exchange: Exchange) -> None:
         """The API clients' audit hook: store one (already redacted) HTTP exchange. Never raises."""
+        self.record_exchanges([exchange])
+
+    def record_exchanges(self, exchanges: Iterable[Exchange]) -> None:
+        """Store these (already redacted) HTTP exchanges in one transaction. Never raises."""
+        subject = current_subject.get()
+        now = utcnow()
+        rows = [
+            AuditEvent(
+                at=exchange.at or now,
+                connection=exchange.connection,
+                kind=AuditKind.HTTP.value,
+                subject=exchange.subject or subject,
+                api=exchange.api,
+                method=exchange.method,
+                url=exchange.url,
+                status=exchange.status,
+                duration_ms=exchange.duration_ms,
+                request_id=exchange.request_id,
+                attempt=exchange.attempt,
+                request_headers=dict(exchange.request_headers),
+                request_body=exchange.request_body,
+                response_headers=dict(exchange.response_headers),
+                response_body=exchange.response_body,
+                message=exchange.error,
+            )
+            for exchange in exchanges
+        ]
+        if not rows:
+            return
         try:
             with session_scope(self.engine) as session:
-                session.add(
-                    AuditEvent(
-                        at=utcnow(),
-                        connection=exchange.connection,
-                        kind=AuditKind.HTTP.value,
-                        subject=exchange.subject or current_subject.get(),
-                        api=exchange.api,
-                        method=exchange.method,
-                        url=exchange.url,
-                        status=exchange.status,
-                        duration_ms=exchange.duration_ms,
-                        request_id=exchange.request_id,
-                        attempt=exchange.attempt,
-                        request_headers=dict(exchange.request_headers),
-                        request_body=exchange.request_body,
-                        response_headers=dict(exchange.response_headers),
-                        response_body=exchange.response_body,
-                        message=exchange.error,
-                    )
-                )
+                session.add_all(rows)
         except Exception:
             # The hook runs inside an API call whose effect (an ERP document, a Zuora update) may
             # already have happened; raising here would make the flow treat a success as a
             # failure. A lost audit line costs less: log it loudly and carry on.
+            first = rows[0]
             logger.exception(
-                "could not write an audit event",
-                extra={"api": exchange.api, "method": exchange.method, "url": exchange.url},
+                "could not write %d audit event(s)",
+                len(rows),
+                extra={"api": first.api, "method": first.method, "url": first.url},
             )
 
     def note(self, subject: str | None, message: str, connection: str | None = None) -> None:
