@@ -130,6 +130,7 @@ POSTED_STATES = (RecordState.POSTED.value, RecordState.MARKED.value)
 POLL_SCHEDULE = (0.5, 1.0, 1.5, 2.0)
 POLL_FLOOR = 1.0
 POLL_SHARE = 0.15
+MIN_POLL_DELAY = 0.05
 POLL_CAP = 30.0
 MAX_JOB_WAIT = 12 * 3600.0
 # Transient failures (5xx, timeouts): exponential backoff, then a person is asked.
@@ -249,6 +250,19 @@ def poll_delay(polls: int, elapsed: float, *, cap: float = POLL_CAP) -> float:
     else:
         delay = max(POLL_FLOOR, POLL_SHARE * max(elapsed, 0.0))
     return min(cap, delay)
+
+
+def next_poll_in(polls: int, elapsed: float) -> float:
+    """Seconds from now to the next status read, for a job read ``polls`` times and started
+    ``elapsed`` seconds ago: the reads keep to :func:`poll_delay`'s schedule counted from the
+    job's start, so the time each read and its task take does not add up over the wait. A job
+    waited on for longer than the schedule (a worker was down) is read ``poll_delay`` apart."""
+    due = poll_delay(0, 0.0)
+    for n in range(1, polls + 1):
+        due += poll_delay(n, due)
+    if due < elapsed:
+        return poll_delay(polls, elapsed)
+    return max(MIN_POLL_DELAY, due - elapsed)
 
 
 # -- the lock ---------------------------------------------------------------------------------
@@ -557,7 +571,7 @@ def _wait_for_job(ctx: CloseContext, run: CloseRun, step: str, what: str) -> Wai
             f"`{_rerun(run)}` again"
         )
     _save(ctx, run, step, polls=polls, job_started_at=started, seen_running=True)
-    return Wait(poll_delay(polls, elapsed), f"waiting for {what}")
+    return Wait(next_poll_in(polls, elapsed), f"waiting for {what}")
 
 
 def _started(ctx: CloseContext, run: CloseRun, step: str) -> Wait:

@@ -93,6 +93,9 @@ class ZuoraOAuth(httpx.Auth):
         )  # only if still the token that failed
         self.token_url = httpx.URL(target.base_url.rstrip("/") + TOKEN_PATH)
         self.token_requests = 0
+        # This process's copy of the fleet's token: used until it is due for refresh or Zuora
+        # refuses it, so a request costs no Redis round trip.
+        self._local: CachedToken | None = None
 
     def is_token_request(self, request: httpx.Request) -> bool:
         return request.method == "POST" and request.url.copy_with(query=None) == self.token_url
@@ -122,14 +125,19 @@ class ZuoraOAuth(httpx.Auth):
         """A token not yet due for refresh that is not ``failed``; fetches one under the
         lock when needed. None when the token endpoint refused (its response was the last one
         sent into the flow)."""
+        local = self._local
+        if self._fresh(local, failed):
+            return local
         cached = self._load()
         if self._fresh(cached, failed):
+            self._local = cached
             return cached
         lock = self._redis.lock(self._lock_key, timeout=self._lock_timeout, sleep=0.05)
         have_lock = acquire_lock(lock, self._redis, self._lock_key, self._lock_wait)
         try:
             cached = self._load()  # double-check: another process may have refreshed meanwhile
             if self._fresh(cached, failed):
+                self._local = cached
                 return cached
             if (
                 not have_lock
@@ -144,6 +152,7 @@ class ZuoraOAuth(httpx.Auth):
                 return None
             token = self._parse(response)
             self._store(token)
+            self._local = token
             return token
         finally:
             if have_lock:
@@ -212,5 +221,8 @@ class ZuoraOAuth(httpx.Auth):
             return None  # unreadable entry: treated as missing and overwritten
 
     def _discard(self, token: CachedToken) -> None:
+        local = self._local
+        if local is not None and local.access_token == token.access_token:
+            self._local = None
         if token.raw:
             self._discard_script(keys=[self.key], args=[token.raw])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.summary_gl import POLL_CAP, poll_delay
+from shared.summary_gl import POLL_CAP, next_poll_in, poll_delay
 
 
 def reads_until(duration: float) -> tuple[int, float]:
@@ -38,3 +38,21 @@ def test_hour_long_job_is_read_rarely():
     polls, seen_at = reads_until(3600.0)
     assert polls <= 150
     assert seen_at - 3600.0 <= POLL_CAP
+
+
+def test_reads_keep_to_the_schedule_counted_from_the_job_start():
+    # Each read and its task take 0.08 s: the reads still land on the schedule's times.
+    started, now, polls, reads = 0.0, poll_delay(0, 0.0), 0, []
+    while now < 12.0:
+        polls += 1
+        reads.append(round(now - started, 2))
+        now += 0.08
+        now += next_poll_in(polls, now - started)
+    assert reads == [0.5, 1.5, 3.0, 5.0, 6.0, 7.0, 8.05, 9.26, 10.65]
+
+
+def test_a_job_waited_on_past_its_schedule_is_not_read_in_a_burst():
+    # The worker was down for ten minutes after the second read.
+    assert next_poll_in(2, 600.0) == poll_delay(2, 600.0) == 1.5
+    assert next_poll_in(5, 600.0) == POLL_CAP
+    assert next_poll_in(1, 1.49) == pytest.approx(0.05)

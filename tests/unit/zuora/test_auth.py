@@ -15,12 +15,12 @@ from shared.zuora.auth import token_key
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, T0, token_response
 
+PERIOD = {"id": "p1", "name": "Dec'16", "status": "Open", "success": True}
+
 
 def period_route(router):
     return router.get("/v1/accounting-periods/p1", name="period").mock(
-        return_value=httpx.Response(
-            200, json={"id": "p1", "name": "Dec'16", "status": "Open", "success": True}
-        )
+        return_value=httpx.Response(200, json=PERIOD)
     )
 
 
@@ -297,3 +297,45 @@ def test_token_endpoint_200_without_access_token_is_auth_failed(make_client, rou
 
     with pytest.raises(AuthFailed):
         make_client().periods.get("p1")
+
+
+def test_the_process_uses_its_copy_of_the_token_without_reading_redis(
+    make_client, router, fake_redis, connection_name, monkeypatch
+):
+    period_route(router)
+    client = make_client()
+    client.periods.get("p1")
+    reads: list[str] = []
+    real_get = fake_redis.get
+    monkeypatch.setattr(fake_redis, "get", lambda key: reads.append(key) or real_get(key))
+
+    client.periods.get("p1")
+    client.periods.get("p1")
+
+    assert reads == []
+    assert router.routes["token"].call_count == 1
+    assert [bearer(c.request) for c in router.routes["period"].calls] == ["Bearer tok-1"] * 3
+
+
+def test_a_refused_copy_is_dropped_and_the_fleets_new_token_read_from_redis(
+    make_client, router, fake_redis, connection_name
+):
+    seen: list[str] = []
+    router.get("/v1/accounting-periods/p1", name="period").mock(
+        side_effect=answering(
+            httpx.Response(200, json=PERIOD),
+            httpx.Response(401, json={"message": "Authentication error"}),
+            httpx.Response(200, json=PERIOD),
+            seen=seen,
+        )
+    )
+    client = make_client()
+    client.periods.get("p1")
+    # Another process refreshed the token meanwhile; this one's copy is still tok-1.
+    fleet = json.loads(fake_redis.get(token_key(connection_name)))
+    fake_redis.set(token_key(connection_name), json.dumps(dict(fleet, access_token="tok-fleet")))
+
+    client.periods.get("p1")
+
+    assert seen == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-fleet"]
+    assert router.routes["token"].call_count == 1
