@@ -145,7 +145,7 @@ BUSY_WAIT = 5.0
 STALE_TRIAL_BALANCE_POLLS = 1
 # How long one task may keep posting or marking before handing over to a fresh task.
 STEP_BUDGET_SECONDS = 240.0
-MAX_CONCURRENCY = 16
+MAX_CONCURRENCY = 32
 
 # The close lock while a step runs: renewed before each entry; it must outlive the longest single
 # API call of a step (a holder that died on this host is detected at once; on another host the

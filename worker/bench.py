@@ -1632,8 +1632,9 @@ def scenario_close(bench: Bench) -> ScenarioResult:
 
     result.notes.append(
         f"The sandbox books one summary entry per (transaction type, currency, {', '.join(CLOSE_SEGMENTS)}). "
-        "Posting and marking run as many entries at a time as the Acumatica licence allows (at most "
-        f"{MAX_CLOSE_CONCURRENCY}); the baseline posts and marks one entry after the other."
+        "Posting and marking run as many entries at a time as the Acumatica licence and the Zuora "
+        f"concurrency limit allow (at most {MAX_CLOSE_CONCURRENCY}); the baseline posts and marks one "
+        "entry after the other."
     )
     return result
 

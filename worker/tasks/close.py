@@ -61,8 +61,14 @@ def context(connection: str | None) -> CloseContext:
         settings=ports.settings(),
         notifier=_notifier(),
         erp_name=ERP_NAMES.get(conn.erp_kind, conn.erp_kind),
-        # As many entries at a time as the ERP licence lets requests run (the file export: one).
-        concurrency=min(conn.acumatica.max_concurrent, MAX_CONCURRENCY) if conn.acumatica is not None else 1,
+        # As many entries at a time as both APIs let requests run: each entry in flight holds one
+        # Zuora or one ERP request at a time, and more would only queue in the fleet's limiters
+        # (the file export: one).
+        concurrency=(
+            min(conn.acumatica.max_concurrent, conn.zuora.max_concurrent, MAX_CONCURRENCY)
+            if conn.acumatica is not None
+            else 1
+        ),
     )
 
 
