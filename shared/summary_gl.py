@@ -1162,8 +1162,10 @@ def _post_entry(ctx: CloseContext, run: CloseRun, number: str, index: int, mappi
         # A visible trail in Zuora before the ERP sees anything (and Zuora refuses to cancel an
         # entry that is Processing, section 8.6).
         ctx.zuora.journal_entries.update_basic_information(number, transferred_to_accounting="Processing")
+        # The row read just now: the transition's version check refuses it if another driver has
+        # moved it since, and it saves reading it again.
         with ctx.ledger.session() as session:
-            states.begin_posting(session, row.id or 0, erp_payload=journal_payload(journal))
+            states.begin_posting(session, row, erp_payload=journal_payload(journal))
         ctx.crash(f"posting:{index}")
         try:
             ref = ctx.erp.post_journal(journal)
@@ -1183,7 +1185,7 @@ def _post_entry(ctx: CloseContext, run: CloseRun, number: str, index: int, mappi
         with ctx.ledger.session() as session:
             states.complete_posting(
                 session,
-                row.id or 0,
+                row,
                 erp_ref=ref.key,
                 erp_payload=journal_payload(journal),
                 released=ref.released,
@@ -1264,7 +1266,7 @@ def _mark_entry(
                     ) from None
             ctx.crash(f"marking:{index}")
         with ctx.ledger.session() as session:
-            states.mark_transferred(session, row.id or 0)
+            states.mark_transferred(session, row)
 
 
 def step_verify(ctx: CloseContext, run: CloseRun) -> StepResult:
