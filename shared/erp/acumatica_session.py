@@ -181,6 +181,7 @@ class SessionManager:
         self._owner = uuid.uuid4().hex  # this process's sessions
         self._own: Session | None = None  # the last session this process created
         self._touched: dict[str, float] = {}
+        self._last_loaded: Session | None = None  # the last session read from Redis, decrypted
         self._discard = redis.register_script(COMPARE_AND_DELETE)
         self._replace = redis.register_script(_REPLACE_LUA)
         self._touch = redis.register_script(_TOUCH_LUA)
@@ -449,6 +450,14 @@ class SessionManager:
         raw = self._redis.get(self.key)
         if raw is None:
             return None
+        last = self._last_loaded
+        if last is not None and last.raw == (raw.decode() if isinstance(raw, bytes) else raw):
+            return last  # unchanged since the last read: no decryption, no parsing
+        session = self._parse(raw)
+        self._last_loaded = session
+        return session
+
+    def _parse(self, raw: bytes | str) -> Session | None:
         text = self._open(raw)
         if text is None:
             return None
