@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 import sqlalchemy as sa
 
 from shared.audit_writer import AuditWriter
 from shared.exchange import Exchange, audit_subject
-from shared.ledger.migrate import upgrade
 from shared.ledger.models import AuditEvent
 from shared.ledger.repo import Ledger
 from shared.metrics import read_api_counts
@@ -27,15 +25,6 @@ def exchange(n: int, subject: str | None = None) -> Exchange:
         duration_ms=1.0,
         subject=subject,
     )
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    made = Ledger.from_url(url)
-    yield made
-    made.dispose()
 
 
 def audit_rows(ledger: Ledger) -> list[AuditEvent]:

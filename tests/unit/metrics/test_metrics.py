@@ -32,15 +32,6 @@ def exchange(connection: str, api: str, url: str, status: int | None, method: st
     return Exchange(api=api, connection=connection, method=method, url=url, status=status, duration_ms=1.0)
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    made = Ledger.from_url(url)
-    yield made
-    made.dispose()
-
-
 @pytest.mark.parametrize(
     ("status", "klass"),
     [(200, "2xx"), (204, "2xx"), (302, "3xx"), (404, "4xx"), (429, "4xx"), (503, "5xx"), (None, "error")],

@@ -11,19 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from shared import ports
-from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from worker.cli import app
 from worker.cli_item_level import format_lag, lag_seconds
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    made = Ledger.from_url(url)
-    yield made
-    made.dispose()
 
 
 def status(ledger: Ledger, *args: str):
