@@ -229,6 +229,8 @@ def demo_env(opts: DemoOptions, *, zuora_url: str, acumatica_url: str, web_port:
         LEDGERBRIDGE_PULL_INTERVAL_SECONDS="30",
         LEDGERBRIDGE_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        # As in the Procfile: threaded workers keep to two malloc arenas, not one per thread.
+        MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"),
     )
     return env
 

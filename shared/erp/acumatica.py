@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -78,6 +80,7 @@ CUSTOMER_NAME_LEN = 255
 ACCOUNT_REF_LEN = 50
 
 PAGE_SIZE = 100
+CURRENCY_CACHE_SIZE = 5_000  # customers whose currency one process remembers
 READ_THREADS = 16  # concurrent reads of one totals read-back
 # Journal batches looked up by one read-back request: an OData `or` of this many Description
 # prefixes keeps the query string under ~1,500 characters (IIS refuses more than 2,048 by default).
@@ -297,12 +300,39 @@ def _amount(value: object) -> Decimal:
 # -- the adapter ---------------------------------------------------------------------------------
 
 
+class CurrencyCache:
+    """Customer -> currency (None: the customer has none), the ``size`` most recently used only,
+    so a process's memory does not grow with the number of customers. Thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, customer_id: str) -> tuple[bool, str | None]:
+        with self._lock:
+            if customer_id not in self._items:
+                return False, None
+            self._items.move_to_end(customer_id)
+            return True, self._items[customer_id]
+
+    def put(self, customer_id: str, currency: str | None) -> None:
+        with self._lock:
+            self._items[customer_id] = currency
+            self._items.move_to_end(customer_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class AcumaticaErp:
     """The :class:`~shared.erp.base.ErpTarget` for Acumatica over one :class:`AcumaticaClient`."""
 
     def __init__(self, client: AcumaticaClient, *, shared: Any = None) -> None:
         self.client = client
-        self._customer_currency: dict[str, str | None] = {}
+        self._customer_currency = CurrencyCache(CURRENCY_CACHE_SIZE)
         # Optional Redis client: customer currencies are then shared by the whole fleet, so each
         # is read at most once (not once per worker process); an entry lives an hour.
         self._shared = shared
@@ -503,18 +533,20 @@ class AcumaticaErp:
         (section 6.2). Refuse a document whose currency differs rather than post it silently in
         the wrong one. Each customer's currency is read once per process, or once per fleet when
         the adapter shares a Redis cache (a customer upserted here is never read at all)."""
-        if customer_id not in self._customer_currency:
+        known, erp_currency = self._customer_currency.get(customer_id)
+        if not known:
             shared = self._shared_currency(customer_id)
             if shared is not None:
-                self._customer_currency[customer_id] = shared or None
+                erp_currency = shared or None
+                self._customer_currency.put(customer_id, erp_currency)
             else:
                 try:
                     row = self.client.get_record("Customer", customer_id, select=["CustomerID", "CurrencyID"])
                 except NotFound:
                     raise NotFound(f"customer {customer_id} of {what} is not in Acumatica", api=API) from None
                 found = row.get("CurrencyID")
-                self._remember_currency(customer_id, str(found) if found else None)
-        erp_currency = self._customer_currency[customer_id]
+                erp_currency = str(found) if found else None
+                self._remember_currency(customer_id, erp_currency)
         if erp_currency is not None and erp_currency != currency:
             raise Rejected(
                 f"{what} is in {currency} but customer {customer_id} is in {erp_currency} in Acumatica",
@@ -525,7 +557,7 @@ class AcumaticaErp:
         return f"ledgerbridge:{self.client.connection}:acumatica:customer-currency:{customer_id}"
 
     def _remember_currency(self, customer_id: str, currency: str | None) -> None:
-        self._customer_currency[customer_id] = currency
+        self._customer_currency.put(customer_id, currency)
         if self._shared is not None:
             # A cache: when Redis cannot keep it, the next process reads the customer itself.
             with contextlib.suppress(RedisError):

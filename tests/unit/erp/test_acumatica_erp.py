@@ -14,6 +14,7 @@ import pytest
 from shared.erp.acumatica import (
     KEYS_PER_READ,
     AcumaticaErp,
+    CurrencyCache,
     customer_record,
     document_record,
     find_query,
@@ -766,3 +767,13 @@ def test_from_target_builds_a_client(fake_redis, connection_name):
     )
     assert erp.client.base_url == "https://erp.example.com/AcumaticaERP/entity/Default/24.200.001/"
     erp.close()
+
+
+def test_the_currency_cache_keeps_only_the_most_recently_used_customers():
+    cache = CurrencyCache(2)
+    cache.put("C1", "USD")
+    cache.put("C2", None)
+    assert cache.get("C1") == (True, "USD")  # C1 is now the most recent
+    cache.put("C3", "EUR")
+    assert [cache.get(c) for c in ("C1", "C2", "C3")] == [(True, "USD"), (False, None), (True, "EUR")]
+    assert len(cache) == 2
