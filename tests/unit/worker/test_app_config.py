@@ -44,3 +44,40 @@ def test_every_task_has_an_explicit_dotted_name():
     ours = [name for name in app.tasks if not name.startswith("celery.")]
     assert ours, "no ledgerbridge task registered"
     assert all(name.startswith("ledgerbridge.") for name in ours)
+
+
+def test_a_task_writes_its_queued_audit_rows_before_it_returns(tmp_path, fake_redis, monkeypatch):
+    from shared import ports
+    from shared.exchange import Exchange
+    from shared.ledger.migrate import upgrade
+    from shared.ledger.models import AuditEvent
+    from worker.app import LedgerbridgeTask
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    upgrade(url)
+    monkeypatch.setenv("LEDGERBRIDGE_DATABASE_URL", url)
+    ports.reset_for_tests()
+    monkeypatch.setattr(ports, "redis_client", lambda: fake_redis)
+
+    def rows() -> int:
+        with ports.ledger().session() as session:
+            return len(session.exec(AuditEvent.__table__.select()).all())  # type: ignore[attr-defined]
+
+    seen_inside: list[int] = []
+
+    def calls() -> None:
+        hook = ports._audit_hook()
+        hook.interval = 3600.0  # the writer's thread would not write it for an hour
+        hook(Exchange(api="zuora", connection="acme", method="GET", url="https://z/v1/x", status=200,
+                      duration_ms=1.0))  # fmt: skip
+        seen_inside.append(rows())
+
+    task = app.task(name="tests.audit_rows")(calls)
+    assert isinstance(task, LedgerbridgeTask)
+
+    try:
+        task()
+        assert seen_inside == [0]
+        assert rows() == 1
+    finally:
+        ports.reset_for_tests()
