@@ -148,8 +148,9 @@ STEP_BUDGET_SECONDS = 240.0
 MAX_CONCURRENCY = 32
 
 # The close lock while a step runs: renewed as entries go (every HEARTBEAT_EVERY); it must
-# outlive the longest single API call of a step (a holder that died on this host is detected at once; on another host the
-# lock is only free after this long). Between steps: the countdown plus LOCK_GRACE.
+# outlive the longest single API call of a step (a holder that died on this host is detected at
+# once; on another host the lock is only free after this long). Between steps: the countdown
+# plus LOCK_GRACE.
 RUNNING_LOCK_TTL = 900.0
 # A step renews its lock (and checks it still holds it) at most this often, not once per entry:
 # entries are guarded against a second driver by the ledger's versioned transitions anyway.
