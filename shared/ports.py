@@ -149,15 +149,17 @@ def _build_erp(conn: Connection) -> ErpTarget:
 def close_all() -> None:
     """Close every client this process opened (logs out of ERP sessions). Safe to call twice."""
     with _registry.lock:
+        writer, _registry.audit = _registry.audit, None
+    if writer is not None:
+        # First, and outside the lock: its last write uses the ledger and Redis below.
+        writer.close()
+    with _registry.lock:
         for target in _registry.erp.values():
             target.close()
         _registry.erp.clear()
         for client in _registry.zuora.values():
             client.close()
         _registry.zuora.clear()
-        if _registry.audit is not None:
-            _registry.audit.close()
-            _registry.audit = None
         if _registry.ledger is not None:
             _registry.ledger.dispose()
             _registry.ledger = None

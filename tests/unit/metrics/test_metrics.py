@@ -3,6 +3,7 @@ time, and ``GET /metrics`` in the Prometheus text format."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from datetime import UTC, datetime
 
@@ -242,3 +243,26 @@ def test_open_close_runs_are_the_running_and_stopped_ones(ledger):
         ("December 2024", "check", "needs_attention"),
     ]
     assert metrics.open_close_runs(ledger, "globex") == []
+
+
+def test_closing_the_ports_writes_the_queue_without_deadlocking(tmp_path, fake_redis, monkeypatch):
+    # The writer's last write asks the ports for Redis, whose lock close_all must not hold then.
+    url = f"sqlite:///{tmp_path / 'ports.db'}"
+    upgrade(url)
+    monkeypatch.setenv("LEDGERBRIDGE_DATABASE_URL", url)
+    ports.reset_for_tests()
+    ports._registry.redis = fake_redis
+    hook = ports._audit_hook()
+    hook(exchange("acme", "zuora", f"{ZUORA}/v1/accounts", 200))
+
+    closing = threading.Thread(target=ports.close_all, daemon=True)
+    closing.start()
+    closing.join(timeout=60)
+
+    assert not closing.is_alive(), "close_all deadlocked with the audit writer"
+    ledger = Ledger.from_url(url)
+    with ledger.session() as session:
+        rows = session.exec(AuditEvent.__table__.select()).all()  # type: ignore[attr-defined]
+    ledger.dispose()
+    assert len(rows) == 1
+    assert metrics.read_api_counts(fake_redis, "acme").calls == {("zuora", "2xx"): 1}
