@@ -58,15 +58,11 @@ class AuditWriter:
             exchange, subject=exchange.subject or current_subject.get(), at=exchange.at or utcnow()
         )
         with self._lock:
-            if self._stopped:
-                full = True
-                self._queued.append(queued)
-            else:
-                self._queued.append(queued)
-                full = len(self._queued) >= self.max_rows
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                    self._thread.start()
+            self._queued.append(queued)
+            full = self._stopped or len(self._queued) >= self.max_rows
+            if not self._stopped and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
         if full:
             self.flush()
 

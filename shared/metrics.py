@@ -103,11 +103,6 @@ def _fields(exchange: Exchange) -> list[str]:
     return fields
 
 
-def count_exchange(redis: Any, exchange: Exchange) -> None:
-    """Add one HTTP exchange to its connection's counters (see :func:`count_exchanges`)."""
-    count_exchanges(redis, [exchange])
-
-
 def count_exchanges(redis: Any, exchanges: Iterable[Exchange]) -> None:
     """Add these HTTP exchanges to their connections' counters, in one pipeline. Never raises: a
     metric lost to a Redis outage must not turn an API call that happened into a failure."""
@@ -347,7 +342,7 @@ __all__ = [
     "ApiCounts",
     "Snapshot",
     "collect",
-    "count_exchange",
+    "count_exchanges",
     "counters_key",
     "exposition",
     "is_token_request",

@@ -258,11 +258,6 @@ def key_groups(keys: Iterable[str]) -> list[list[str]]:
     return groups
 
 
-def _journal_key(batch: Mapping[str, Any]) -> str:
-    """The journal entry number a batch's Description starts with (``JE-00000123 ...``)."""
-    return str(batch.get("Description") or "").split(" ", 1)[0]
-
-
 def _carries(kind: RefKind, row: Mapping[str, Any], natural_key: str) -> bool:
     """Whether a row found by the (case-insensitive, prefix) filter carries exactly the key."""
     if kind in INVOICE_TYPES:
@@ -444,7 +439,6 @@ class AcumaticaErp:
             groups = key_groups(natural_keys)
 
             def read(keys: Sequence[str]) -> list[dict[str, Any]]:
-                wanted = set(keys)
                 where = "(" + " or ".join(f"startswith(Description,{odata_string(k)})" for k in keys) + ")"
                 where += " and Module eq 'GL'"
                 found: list[dict[str, Any]] = []
@@ -453,7 +447,7 @@ class AcumaticaErp:
                     page = self.client.get_list(
                         "JournalTransaction", filter=where, expand=["Details"], top=PAGE_SIZE, skip=skip
                     )
-                    found += [b for b in page if _journal_key(b) in wanted]
+                    found += [b for b in page if any(_carries("journal", b, k) for k in keys)]
                     if len(page) < PAGE_SIZE:
                         return found
                     skip += PAGE_SIZE

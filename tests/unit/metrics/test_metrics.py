@@ -67,7 +67,7 @@ def test_exchanges_are_counted_per_connection_api_and_status_class(fake_redis):
         exchange("acme", "acumatica", f"{ACUMATICA}/entity/Default/24.200.001/Invoice", None, "PUT"),
         exchange("other", "zuora", f"{ZUORA}/oauth/token", 200, "POST"),
     ):
-        metrics.count_exchange(fake_redis, ex)
+        metrics.count_exchanges(fake_redis, [ex])
 
     acme = metrics.read_api_counts(fake_redis, "acme")
     other = metrics.read_api_counts(fake_redis, "other")
@@ -101,20 +101,12 @@ def test_a_redis_outage_never_fails_the_api_call(ledger, caplog):
     assert "could not count 1 API call(s) in Redis: Redis is down" in caplog.text
 
 
-def test_the_ports_audit_hook_writes_the_audit_row_and_counts_the_call(tmp_path, fake_redis, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'ports.db'}"
-    upgrade(url)
-    monkeypatch.setenv("LEDGERBRIDGE_DATABASE_URL", url)
-    ports.reset_for_tests()
-    monkeypatch.setattr(ports, "redis_client", lambda: fake_redis)
-    try:
-        hook = ports._audit_hook()
-        hook(exchange("acme", "zuora", f"{ZUORA}/oauth/token", 200, "POST"))
-        ports.flush_audit()
-        with ports.ledger().session() as session:
-            rows = session.exec(AuditEvent.__table__.select()).all()  # type: ignore[attr-defined]
-    finally:
-        ports.reset_for_tests()
+def test_the_ports_audit_hook_writes_the_audit_row_and_counts_the_call(ports_on_sqlite, fake_redis):
+    hook = ports._audit_hook()
+    hook(exchange("acme", "zuora", f"{ZUORA}/oauth/token", 200, "POST"))
+    ports.flush_audit()
+    with ports.ledger().session() as session:
+        rows = session.exec(AuditEvent.__table__.select()).all()  # type: ignore[attr-defined]
 
     assert len(rows) == 1
     assert metrics.read_api_counts(fake_redis, "acme").tokens == {"zuora": 1}
@@ -152,8 +144,8 @@ def _seed(ledger: Ledger, connection: str) -> None:
 def test_metrics_endpoint_serves_the_ledger_and_api_series(ledger, fake_redis):
     _seed(ledger, "acme")
     _seed(ledger, "globex")
-    metrics.count_exchange(fake_redis, exchange("acme", "zuora", f"{ZUORA}/oauth/token", 200, "POST"))
-    metrics.count_exchange(fake_redis, exchange("acme", "zuora", f"{ZUORA}/object-query/invoices", 429))
+    metrics.count_exchanges(fake_redis, [exchange("acme", "zuora", f"{ZUORA}/oauth/token", 200, "POST")])
+    metrics.count_exchanges(fake_redis, [exchange("acme", "zuora", f"{ZUORA}/object-query/invoices", 429)])
     settings = load_settings(connection="acme", database_url=str(ledger.engine.url))
     client = TestClient(create_app(settings=settings, ledger=ledger, redis=fake_redis))
 
@@ -247,6 +239,7 @@ def test_open_close_runs_are_the_running_and_stopped_ones(ledger):
 
 def test_closing_the_ports_writes_the_queue_without_deadlocking(tmp_path, fake_redis, monkeypatch):
     # The writer's last write asks the ports for Redis, whose lock close_all must not hold then.
+    # (Not the ports_on_sqlite fixture: its teardown would wait for the lock a deadlock holds.)
     url = f"sqlite:///{tmp_path / 'ports.db'}"
     upgrade(url)
     monkeypatch.setenv("LEDGERBRIDGE_DATABASE_URL", url)

@@ -46,18 +46,11 @@ def test_every_task_has_an_explicit_dotted_name():
     assert all(name.startswith("ledgerbridge.") for name in ours)
 
 
-def test_a_task_writes_its_queued_audit_rows_before_it_returns(tmp_path, fake_redis, monkeypatch):
+def test_a_task_writes_its_queued_audit_rows_before_it_returns(ports_on_sqlite):
     from shared import ports
     from shared.exchange import Exchange
-    from shared.ledger.migrate import upgrade
     from shared.ledger.models import AuditEvent
     from worker.app import LedgerbridgeTask
-
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    monkeypatch.setenv("LEDGERBRIDGE_DATABASE_URL", url)
-    ports.reset_for_tests()
-    monkeypatch.setattr(ports, "redis_client", lambda: fake_redis)
 
     def rows() -> int:
         with ports.ledger().session() as session:
@@ -75,9 +68,6 @@ def test_a_task_writes_its_queued_audit_rows_before_it_returns(tmp_path, fake_re
     task = app.task(name="tests.audit_rows")(calls)
     assert isinstance(task, LedgerbridgeTask)
 
-    try:
-        task()
-        assert seen_inside == [0]
-        assert rows() == 1
-    finally:
-        ports.reset_for_tests()
+    task()
+    assert seen_inside == [0]
+    assert rows() == 1
