@@ -28,6 +28,8 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -263,3 +265,101 @@ def _set_state_if(ledger: Ledger, callout_id: int, expected: str, state: str) ->
             .values(state=state)
             .execution_options(synchronize_session=False)
         )
+
+
+class CalloutBatcher:
+    """Hands recorded callouts on in batches: ``submit`` (the receiver's ``enqueue``) only queues
+    the id; a thread calls ``send(connection, ids)`` once ``window`` seconds have passed since the
+    first id of a batch, or at once when a connection has ``max_batch`` waiting. One task then
+    re-fetches the whole batch with one Object Query per stream instead of one per callout.
+
+    A batch that cannot be sent is put back to ``received`` with the error, for the sweep (Zuora
+    has had its 200: the notification is safe in the ledger). An id queued when the process dies
+    is in the ledger as ``enqueued``, and the sweep re-drives it too. :meth:`close` sends what is
+    queued and stops the thread."""
+
+    def __init__(
+        self,
+        send: Callable[[str, list[int]], None],
+        ledger: Ledger,
+        *,
+        window: float = 0.1,
+        max_batch: int = 50,
+    ) -> None:
+        if window < 0 or max_batch < 1:
+            raise ValueError("window must be >= 0 and max_batch >= 1")
+        self._send = send
+        self._ledger = ledger
+        self.window = window
+        self.max_batch = max_batch
+        self._pending: dict[str, list[int]] = {}
+        self._since: float | None = None  # when the oldest queued id arrived
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, connection: str, callout_id: int) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the callout batcher is closed")
+            self._pending.setdefault(connection, []).append(callout_id)
+            if self._since is None:
+                self._since = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="callout-batcher", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Send everything queued; later ``submit`` calls raise."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._send_all(self._take(everything=True))
+
+    def _take(self, *, everything: bool) -> list[tuple[str, list[int]]]:
+        """The batches due now (every batch if ``everything`` or the window has passed; else only
+        full ones). Called with the lock held, or after the thread stopped."""
+        due = everything or (self._since is not None and time.monotonic() - self._since >= self.window)
+        batches: list[tuple[str, list[int]]] = []
+        for connection, ids in list(self._pending.items()):
+            while len(ids) >= self.max_batch or (due and ids):
+                batches.append((connection, ids[: self.max_batch]))
+                del ids[: self.max_batch]
+            if not ids:
+                del self._pending[connection]
+        if due or not self._pending:
+            self._since = time.monotonic() if self._pending else None
+        return batches
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batches = self._take(everything=False)
+                while not batches and not self._closed:
+                    timeout = (
+                        None
+                        if self._since is None
+                        else max(0.0, self._since + self.window - time.monotonic())
+                    )
+                    self._cond.wait(timeout)
+                    batches = self._take(everything=False)
+                if not batches and self._closed:
+                    return
+            self._send_all(batches)
+
+    def _send_all(self, batches: list[tuple[str, list[int]]]) -> None:
+        for connection, ids in batches:
+            try:
+                self._send(connection, ids)
+            except Exception as exc:
+                log.error("%d callout(s) recorded but not enqueued (the sweep will): %s", len(ids), exc)
+                try:
+                    self._ledger.set_callout_states(
+                        {i: (CalloutState.RECEIVED.value, f"enqueue failed: {exc}") for i in ids}
+                    )
+                except (SQLAlchemyError, LedgerError) as note_error:
+                    log.error("could not note the enqueue failure: %s", note_error)

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     mark_audit_window_seconds: int = Field(default=21600, ge=60)
     # Zuora retries a callout up to 5 times, up to a day apart (zuora-api.md 12.2): a week covers it.
     callout_max_age_seconds: int = Field(default=7 * 86400, ge=60)
+    # The receiver hands callouts on in batches: at most this long after the first of a batch.
+    callout_batch_seconds: float = Field(default=0.1, ge=0, le=5)
     item_release: bool = False
     audit_retention_days: int = Field(default=400, ge=1)
 

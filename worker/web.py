@@ -3,10 +3,11 @@
 ``POST /zuora/callouts`` (the default connection) and ``POST /zuora/callouts/{connection}`` (a
 stored connection) take Zuora callouts made with our documented template (see
 :mod:`shared.callouts`): it checks the HMAC signature over the raw body, records the notification
-in the ledger (de-duplicated on ``Zuora-Notification-Id``) and enqueues
-``ledgerbridge.push.callout`` - answering within milliseconds, as Zuora gives a callout 25 s
-and treats anything but 200 as a failure (zuora-api.md section 12.2). The work itself (re-fetch,
-post, mark) happens in a worker. ``GET /healthz`` answers 200 for load balancers. ``GET /metrics``
+in the ledger (de-duplicated on ``Zuora-Notification-Id``) and hands it to a
+:class:`~shared.callouts.CalloutBatcher`, which enqueues ``ledgerbridge.push.callouts`` for the
+callouts of each ``LEDGERBRIDGE_CALLOUT_BATCH_SECONDS`` (0.1 s) - answering within milliseconds,
+as Zuora gives a callout 25 s and treats anything but 200 as a failure (zuora-api.md section
+12.2). The work itself (re-fetch, post, mark) happens in a worker. ``GET /healthz`` answers 200 for load balancers. ``GET /metrics``
 serves ledgerbridge's own metrics in the Prometheus text format (:mod:`shared.metrics`: records by
 state and stream, missed-by-mark, missed-by-push, API calls, 429s and token requests per API).
 
@@ -17,7 +18,9 @@ first request, so importing this module needs no configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,14 +37,14 @@ CALLOUT_PATH = "/zuora/callouts"
 Enqueue = Callable[[str, int], None]  # (connection, callout id)
 
 
-def celery_enqueue(connection: str, callout_id: int) -> None:
-    """Send ``ledgerbridge.push.callout`` to this deployment's queue (no broker retries: a
-    failure must come back at once, the sweep sends it later)."""
+def celery_send(connection: str, callout_ids: list[int]) -> None:
+    """Send ``ledgerbridge.push.callouts`` for a batch to this deployment's queue (no broker
+    retries: a failure must come back at once, the sweep sends it later)."""
     from worker.app import app as celery_app
 
     celery_app.send_task(
-        "ledgerbridge.push.callout",
-        kwargs={"connection": connection, "callout_id": callout_id},
+        "ledgerbridge.push.callouts",
+        kwargs={"connection": connection, "callout_ids": callout_ids},
         retry=False,
     )
 
@@ -53,6 +56,8 @@ class _Deps:
     enqueue: Enqueue | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     redis: Any = None
+    batcher: callouts.CalloutBatcher | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def redis_client(self) -> Any:
         from shared import ports
@@ -64,7 +69,21 @@ class _Deps:
 
         settings = self.settings if self.settings is not None else ports.settings()
         ledger = self.ledger if self.ledger is not None else ports.ledger()
-        return settings, ledger, self.enqueue if self.enqueue is not None else celery_enqueue
+        if self.enqueue is not None:
+            return settings, ledger, self.enqueue
+        with self.lock:
+            if self.batcher is None:
+                self.batcher = callouts.CalloutBatcher(
+                    celery_send, ledger, window=settings.callout_batch_seconds
+                )
+            return settings, ledger, self.batcher.submit
+
+    def close(self) -> None:
+        """Send the callouts the batcher still holds (on shutdown)."""
+        with self.lock:
+            batcher, self.batcher = self.batcher, None
+        if batcher is not None:
+            batcher.close()
 
 
 def create_app(
@@ -78,7 +97,19 @@ def create_app(
     """The receiver. Unset dependencies come from ``shared.ports`` on the first request
     (``redis``: where ``GET /metrics`` reads the API counters)."""
     deps = _Deps(settings, ledger, enqueue, clock or (lambda: datetime.now(UTC)), redis)
-    web = FastAPI(title="ledgerbridge callout receiver", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(deps.close)
+
+    web = FastAPI(
+        title="ledgerbridge callout receiver",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
 
     @web.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from shared.item_level.locks import RunLock
 from shared.item_level.marking import MarkSummary, mark_stream
 from shared.item_level.posting import PostOutcome, PostSummary, post_one, post_records
 from shared.item_level.pull import PageProgress, PullResult, Resume, fetch_one, ingest_rows, pull_stream
-from shared.item_level.push import process_callout
+from shared.item_level.push import process_callout, process_callouts
 from shared.item_level.status import SyncStatus, sync_status
 from shared.item_level.streams import STREAM_NAMES, STREAMS, Stream, UnknownStream, get_stream, select_streams
 from shared.item_level.sweep import SweepSummary, audit_marks, sweep
@@ -51,6 +51,7 @@ __all__ = [
     "post_one",
     "post_records",
     "process_callout",
+    "process_callouts",
     "pull_stream",
     "select_streams",
     "sweep",

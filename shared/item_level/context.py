@@ -42,8 +42,8 @@ class Dispatcher(Protocol):
         """Mark the stream's posted rows transferred (``mark_stream``) soon; may be debounced."""
         ...
 
-    def callout(self, connection: str, callout_id: int) -> None:
-        """Process a received callout (``process_callout``) soon."""
+    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
+        """Process these received callouts (``process_callouts``) soon."""
         ...
 
 
@@ -127,10 +127,10 @@ class InlineDispatcher:
         self.marked.append(stream)
         mark_stream(self._context(connection), get_stream(stream))
 
-    def callout(self, connection: str, callout_id: int) -> None:
-        from shared.item_level.push import process_callout
+    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
+        from shared.item_level.push import process_callouts
 
-        process_callout(self._context(connection), callout_id)
+        process_callouts(self._context(connection), callout_ids)
 
 
 class RecordingDispatcher:
@@ -139,7 +139,7 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.posted: list[tuple[list[int], float]] = []
         self.marked: list[str] = []
-        self.callouts: list[int] = []
+        self.callout_ids: list[int] = []
 
     def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
         self.posted.append((list(record_ids), countdown))
@@ -147,8 +147,8 @@ class RecordingDispatcher:
     def mark(self, connection: str, stream: str) -> None:
         self.marked.append(stream)
 
-    def callout(self, connection: str, callout_id: int) -> None:
-        self.callouts.append(callout_id)
+    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
+        self.callout_ids.extend(callout_ids)
 
     @property
     def post_ids(self) -> list[int]:

@@ -365,14 +365,25 @@ def pull_stream(
 
 
 def fetch_one(ctx: ItemContext, stream: Stream, zuora_id: str) -> Row | None:
-    """One record by id with the stream's expansions, whatever its status (the push path):
-    a list query filtered on the id, so expanded children are cut at 99 as in the pull and
-    ``complete_items`` applies unchanged."""
-    for page in ctx.zuora.objects.pages(stream.query_ids([zuora_id], with_filters=False)):
-        for row in page.data:
-            if str(get_field(row, "id")) == zuora_id:
-                return dict(row)
-    return None
+    """One record by id with the stream's expansions, whatever its status."""
+    return fetch_by_ids(ctx, stream, [zuora_id]).get(zuora_id)
+
+
+def fetch_by_ids(ctx: ItemContext, stream: Stream, zuora_ids: Sequence[str]) -> dict[str, Row]:
+    """``{id: record}`` of the ones Zuora has among ``zuora_ids``, with the stream's expansions,
+    whatever their status (the push path): list queries filtered on the ids, a page of ids each,
+    so expanded children are cut at 99 as in the pull and ``complete_items`` applies unchanged."""
+    unique = list(dict.fromkeys(zuora_ids))
+    found: dict[str, Row] = {}
+    for start in range(0, len(unique), MAX_PAGE_SIZE):
+        chunk = unique[start : start + MAX_PAGE_SIZE]
+        wanted = set(chunk)
+        for page in ctx.zuora.objects.pages(stream.query_ids(chunk, with_filters=False)):
+            for row in page.data:
+                zuora_id = str(get_field(row, "id"))
+                if zuora_id in wanted:
+                    found[zuora_id] = dict(row)
+    return found
 
 
 def ids_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:

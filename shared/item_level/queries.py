@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -18,9 +19,10 @@ from shared.ledger.states import POSTED
 
 # SQLite limits bound parameters (999 on old builds): look ids up in chunks.
 _CHUNK = 500
+T = TypeVar("T")
 
 
-def _chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -123,6 +125,18 @@ def open_callouts(
 def callout(ledger: Ledger, callout_id: int) -> CalloutNotification | None:
     with ledger.session() as session:
         return session.get(CalloutNotification, callout_id)
+
+
+def callouts_by_ids(ledger: Ledger, callout_ids: Sequence[int]) -> dict[int, CalloutNotification]:
+    """``{id: row}`` of the callouts with these ids (missing ids are left out)."""
+    found: dict[int, CalloutNotification] = {}
+    with ledger.session() as session:
+        for chunk in _chunks(list(dict.fromkeys(callout_ids))):
+            rows = session.exec(
+                select(CalloutNotification).where(col(CalloutNotification.id).in_(list(chunk)))
+            )
+            found.update({r.id: r for r in rows if r.id is not None})
+    return found
 
 
 def callout_counts(ledger: Ledger, connection: str) -> dict[str, int]:

@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from shared.item_level.context import ItemContext
 from shared.item_level.pull import ingest_rows
+from shared.item_level.push import MAX_CALLOUTS_PER_TASK
 from shared.item_level.queries import earliest_updated, known_zuora_ids, open_callouts
 from shared.item_level.streams import STREAMS, Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, TransitionConflict
@@ -129,9 +130,9 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
             received_before=now - ctx.options.sweep_grace,
             limit=limit,
         )
-        for row in lost:
-            assert row.id is not None
-            ctx.dispatch.callout(ctx.connection, row.id)
+        lost_ids = [row.id for row in lost if row.id is not None]
+        for start in range(0, len(lost_ids), MAX_CALLOUTS_PER_TASK):
+            ctx.dispatch.callouts(ctx.connection, lost_ids[start : start + MAX_CALLOUTS_PER_TASK])
         summary.callouts = len(lost)
         if to_post or streams or lost:
             log.info("sweep re-drove %s", summary.as_dict())

@@ -483,14 +483,33 @@ class Ledger:
             return session.exec(select(CalloutNotification).where(key)).one(), inserted
 
     def set_callout_state(self, callout_id: int, state: str, error: str | None = None) -> None:
-        if state not in {s.value for s in CalloutState}:
-            raise ValueError(f"unknown callout state {state!r}; one of: {', '.join(CalloutState)}")
+        self.set_callout_states({callout_id: (state, error)})
+
+    def set_callout_states(self, changes: Mapping[int, tuple[str, str | None]]) -> None:
+        """Set ``{callout id: (state, error)}`` in one transaction (one UPDATE per distinct pair);
+        :class:`RecordNotFound` (and nothing written) if an id has no row."""
+        known = {s.value for s in CalloutState}
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for callout_id, (state, error) in changes.items():
+            if state not in known:
+                raise ValueError(f"unknown callout state {state!r}; one of: {', '.join(CalloutState)}")
+            groups.setdefault((state, error), []).append(callout_id)
         with session_scope(self.engine) as session:
-            row = session.get(CalloutNotification, callout_id)
-            if row is None:
-                raise RecordNotFound(f"no callout notification with id {callout_id}")
-            row.state = state
-            row.error = error
+            for (state, error), ids in groups.items():
+                updated = session.execute(
+                    sa.update(CalloutNotification)
+                    .where(col(CalloutNotification.id).in_(ids))
+                    .values(state=state, error=error)
+                    .execution_options(synchronize_session=False)
+                )
+                if updated.rowcount != len(ids):  # type: ignore[attr-defined]
+                    found = set(
+                        session.exec(
+                            select(CalloutNotification.id).where(col(CalloutNotification.id).in_(ids))
+                        )
+                    )
+                    missing = sorted(set(ids) - found)
+                    raise RecordNotFound(f"no callout notification with id {', '.join(map(str, missing))}")
 
     # -- connections -------------------------------------------------------------------------
 

@@ -64,15 +64,17 @@ class CeleryDispatcher:
         except Exception as exc:
             log.error("could not enqueue marking of %s (the sweep will): %s", stream, exc)
 
-    def callout(self, connection: str, callout_id: int) -> None:
+    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
+        if not callout_ids:
+            return
         try:
-            from worker.tasks.push import process_callout_task
+            from worker.tasks.push import process_callouts_task
 
-            process_callout_task.apply_async(
-                kwargs={"connection": connection, "callout_id": int(callout_id)}, retry=False
+            process_callouts_task.apply_async(
+                kwargs={"connection": connection, "callout_ids": [int(i) for i in callout_ids]}, retry=False
             )
         except Exception as exc:
-            log.error("could not enqueue callout %s (the sweep will): %s", callout_id, exc)
+            log.error("could not enqueue %d callout(s) (the sweep will): %s", len(callout_ids), exc)
 
 
 def item_context(connection: str | None = None) -> ItemContext:

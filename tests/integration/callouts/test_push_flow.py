@@ -1,6 +1,7 @@
 """Push end to end: the Zuora sandbox sends signed callouts over loopback to the receiver
-(worker/web.py), which records them and enqueues; a real Celery worker re-fetches each record and
-posts it to the Acumatica sandbox; a pull of the same records afterwards adds nothing."""
+(worker/web.py), which records them and enqueues them in batches; a real Celery worker re-fetches
+each batch's records and posts them to the Acumatica sandbox; a pull of the same records
+afterwards adds nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from shared.callouts import sign
+from shared.callouts import CalloutBatcher, sign
 from shared.ledger.repo import Ledger
 from shared.sandbox.server import ThreadedServer
 from shared.sandbox.zuora import Sizes
@@ -59,20 +60,25 @@ class Push:
         self.celery = self.fleet.client()
         self.enqueued = 0
 
-        def enqueue(connection: str, callout_id: int) -> None:
+        def send(connection: str, callout_ids: list[int]) -> None:
             self.celery.send_task(
-                "ledgerbridge.push.callout",
-                kwargs={"connection": connection, "callout_id": callout_id},
+                "ledgerbridge.push.callouts",
+                kwargs={"connection": connection, "callout_ids": callout_ids},
                 queue=self.fleet.queue,
             )
-            self.enqueued += 1
+            self.enqueued += len(callout_ids)
+
+        # The receiver's own batching, sending to this test's queue.
+        self.batcher = CalloutBatcher(send, self.ledger, window=0.05)
 
         settings = load_settings(
             callout_hmac_secret=SECRET,
             connection=connection_name,
             database_url=self.fleet.env["LEDGERBRIDGE_DATABASE_URL"],
         )
-        self.web = ThreadedServer(create_app(settings=settings, ledger=self.ledger, enqueue=enqueue)).start()
+        self.web = ThreadedServer(
+            create_app(settings=settings, ledger=self.ledger, enqueue=self.batcher.submit)
+        ).start()
         self.callout_url = self.web.url + CALLOUT_PATH
         self.redis = redis.Redis.from_url(redis_url)
 
@@ -97,6 +103,7 @@ class Push:
 
     def stop(self) -> None:
         self.web.stop()
+        self.batcher.close()
         self.fleet.stop()
         self.acumatica.stop()
         forget_queue(self.fleet.env["LEDGERBRIDGE_REDIS_URL"], self.fleet.queue)
@@ -196,4 +203,20 @@ def test_a_pushed_record_that_is_later_pulled_is_one_erp_document(push):
     assert push.ledger.get_record(push.connection, "invoice", invoice["Id"]).source == "push"
     assert erp_documents(push.erp)[("invoice", invoice["InvoiceNumber"])] == 1
     wait_until(lambda: invoice["InvoiceNumber"] not in unmarked(push.zuora), timeout=60, what="marked")
+    assert erp_documents(push.erp)[("invoice", invoice["InvoiceNumber"])] == 1
+
+
+def test_a_single_callout_message_is_still_processed(push):
+    """``ledgerbridge.push.callout`` (one id) is what receivers sent before they sent batches."""
+    push.fleet.start(1, concurrency=2)  # the sandbox sends no callouts: this test sends the message
+    invoice = push.zuora.add("invoices", {"AccountId": push.account()})
+    row, _ = push.ledger.record_callout(
+        push.connection, "n-single", "1110", object_type="invoice", object_id=invoice["Id"]
+    )
+
+    result = push.fleet.send("ledgerbridge.push.callout", connection=push.connection, callout_id=row.id).get(
+        timeout=60
+    )
+
+    assert result["status"] == "done"
     assert erp_documents(push.erp)[("invoice", invoice["InvoiceNumber"])] == 1

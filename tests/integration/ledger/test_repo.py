@@ -17,7 +17,7 @@ from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTar
 from shared.exchange import Exchange, audit_subject
 from shared.ledger import states
 from shared.ledger.errors import ConnectionExists, RecordNotFound, SecretKeyError, UnknownConnection
-from shared.ledger.models import AuditEvent
+from shared.ledger.models import AuditEvent, CalloutNotification
 from shared.ledger.repo import Ledger
 from shared.ledger.secrets import SecretBox, generate_key
 
@@ -359,6 +359,22 @@ def test_record_callout_deduplicates_by_notification_id(ledger):
     assert (again.state, again.object_id) == ("enqueued", "8ad0a")
     with pytest.raises(ValueError, match="unknown callout state"):
         ledger.set_callout_state(first.id, "lost")
+
+
+def test_callout_states_are_set_together_or_not_at_all(ledger):
+    a, _ = ledger.record_callout(CONN, "n-a", "1110", object_type="invoice", object_id="8ad0a")
+    b, _ = ledger.record_callout(CONN, "n-b", "1110", object_type="invoice", object_id="8ad0b")
+    c, _ = ledger.record_callout(CONN, "n-c", "2120", object_type="payment", object_id="8ad0c")
+
+    ledger.set_callout_states({a.id: ("done", None), b.id: ("done", None), c.id: ("failed", "not found")})
+    with ledger.session() as s:
+        rows = [s.get(CalloutNotification, i) for i in (a.id, b.id, c.id)]
+    assert [(r.state, r.error) for r in rows] == [("done", None), ("done", None), ("failed", "not found")]
+
+    with pytest.raises(RecordNotFound, match=str(c.id + 100)):
+        ledger.set_callout_states({a.id: ("enqueued", None), c.id + 100: ("enqueued", None)})
+    with ledger.session() as s:
+        assert s.get(CalloutNotification, a.id).state == "done"  # rolled back with the missing id
 
 
 # -- connections ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.item_level import process_callout, pull_stream
+from shared.item_level import process_callout, process_callouts, pull_stream
 from shared.item_level.queries import callout
 from shared.item_level.streams import INVOICES
 from tests.unit.item_level.support import ItemHarness
@@ -76,3 +76,39 @@ def test_callout_for_a_record_zuora_does_not_have_fails(harness):
     callout_id = _record(harness, "2120", "payment", "8ad0doesnotexist")
     assert process_callout(harness.ctx, callout_id)["status"] == "failed"
     assert callout(harness.ledger, callout_id).state == "failed"
+
+
+def test_a_batch_is_refetched_with_one_query_per_stream_and_each_callout_settled(harness):
+    accounts = [r["Id"] for r in harness.rows("accounts")[:2]]
+    invoices = [harness.backend.add_record("invoices", {"AccountId": a}) for a in accounts * 2]
+    payment = harness.backend.add_record("payments", {"AccountId": accounts[0]})
+    draft = harness.backend.add_record("credit-memos", {"AccountId": accounts[1], "Status": "Draft"})
+    ids = [
+        _record(harness, "1110", "invoice", inv["Id"], notification=f"inv-{n}")
+        for n, inv in enumerate(invoices)
+    ]
+    ids.append(_record(harness, "2120", "payment", payment["Id"], notification="pay"))
+    ids.append(_record(harness, "2710", "credit_memo", draft["Id"], notification="memo"))
+    ids.append(_record(harness, "2120", "payment", "8ad0doesnotexist", notification="gone"))
+    # Zuora delivered one notification twice under two ids: one document all the same.
+    ids.append(_record(harness, "1110", "invoice", invoices[0]["Id"], notification="inv-again"))
+    before = harness.zuora_requests()
+
+    results = process_callouts(harness.ctx, [*ids, ids[0]])
+
+    assert [r["callout"] for r in results] == ids
+    assert [r["status"] for r in results] == ["done"] * 6 + ["failed", "done"]
+    assert results[5]["reason"].startswith("status Draft")
+    after = harness.zuora_requests()
+    for path in (
+        "GET /object-query/invoices",
+        "GET /object-query/payments",
+        "GET /object-query/credit-memos",
+    ):
+        assert after[path] - before.get(path, 0) == 1, path
+    assert all(harness.erp.count("invoice", inv["InvoiceNumber"]) == 1 for inv in invoices)
+    assert harness.record("payment", payment["Id"]).state == "marked"
+    states = [callout(harness.ledger, i) for i in ids]
+    assert [s.state for s in states] == ["done"] * 6 + ["failed", "done"]
+    assert "not found" in states[6].error
+    assert process_callouts(harness.ctx, ids[:1]) == [{"callout": ids[0], "status": "done already"}]

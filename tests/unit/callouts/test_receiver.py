@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from shared.callouts import sign
+from shared.callouts import CalloutBatcher, sign
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.settings import load_settings
@@ -199,3 +199,24 @@ def test_callout_for_an_unknown_connection_is_404_and_records_nothing(client, le
     assert response.json() == {"error": "unknown connection 'nobody'"}
     assert callout_rows(ledger) == []
     assert enqueued == []
+
+
+def test_without_an_enqueue_function_callouts_are_sent_in_batches(ledger, connection_name, monkeypatch):
+    sent: list[tuple[str, list[int]]] = []
+    monkeypatch.setattr("worker.web.celery_send", lambda connection, ids: sent.append((connection, ids)))
+
+    class Patient(CalloutBatcher):
+        def __init__(self, send, ledger, *, window, max_batch=50):
+            assert window == 0.5  # from the settings
+            super().__init__(send, ledger, window=3600, max_batch=max_batch)  # leaves at shutdown
+
+    monkeypatch.setattr("shared.callouts.CalloutBatcher", Patient)
+    settings = load_settings(callout_hmac_secret=SECRET, connection=connection_name, callout_batch_seconds=0.5)
+    app = create_app(settings=settings, ledger=ledger, clock=lambda: NOW)
+    with TestClient(app) as test_client:
+        for n in range(3):
+            assert deliver(test_client, INVOICE, notification=f"n-{n}").status_code == 200
+        assert sent == []
+
+    assert sent == [(connection_name, [1, 2, 3])]
+    assert [row.state for row in [*callout_rows(ledger)]] == ["enqueued"] * 3

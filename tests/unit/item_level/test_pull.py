@@ -46,7 +46,7 @@ def test_pull_dispatches_new_rows_only_after_their_page_committed(harness):
         def mark(self, connection, stream):
             pass
 
-        def callout(self, connection, callout_id):
+        def callouts(self, connection, callout_ids):
             pass
 
     harness.ctx.dispatch = Checking()

@@ -111,7 +111,7 @@ def test_lost_callouts_are_sent_again(harness):
     # received_at is wall-clock time in the ledger; the sweep compares it with its own clock
     harness.ctx.clock = lambda: row.received_at + GRACE + timedelta(seconds=1)
     assert sweep(harness.ctx).callouts == 1
-    assert harness.dispatch.callouts == [row.id]
+    assert harness.dispatch.callout_ids == [row.id]
 
 
 def test_mark_audit_finds_a_record_committed_behind_the_mark(harness):
