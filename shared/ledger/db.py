@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ def loads_json(text: str | bytes) -> Any:
 
 
 POOL_SIZE = 24
+BUSY_TIMEOUT_SECONDS = 30
 POOL_OVERFLOW = 24
 
 
@@ -65,11 +67,66 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
         # WAL lets readers run beside the one writer; busy_timeout makes a second writer wait
         # (up to 30 s) for the lock instead of failing at once with "database is locked".
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _serialise_writes(engine: Engine, wait: float) -> None:
+    """Let one thread of this process at a time hold SQLite's write lock, from its first write
+    until its commit or rollback has finished; the others wait their turn on a plain lock.
+
+    SQLite's own busy handler makes a blocked writer sleep in growing steps (up to 100 ms) and
+    retry, so with dozens of threads a writer can lose the race many times in a row: most
+    transactions take milliseconds and a few take seconds. Queued here, only one thread per
+    process contends with the other processes. A thread that has waited ``wait`` seconds goes on
+    without the lock and meets SQLite's busy timeout as before."""
+    lock = threading.Lock()
+    holders: set[int] = set()  # id() of the sqlite3 connection whose transaction holds the lock
+
+    def raw(connection: Any) -> Any:
+        return getattr(connection, "dbapi_connection", connection)  # a pool's proxy, or the connection
+
+    def release(connection: Any) -> None:
+        key = id(raw(connection))
+        if key in holders:
+            holders.discard(key)
+            lock.release()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        key = id(cursor.connection)
+        writes = statement.lstrip()[:7].upper().startswith(_WRITES)
+        if writes and key not in holders and lock.acquire(timeout=wait):
+            holders.add(key)
+
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    # A connection closed mid-transaction (also when invalidated) gives SQLite's lock back: ours too.
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_connection: Any, record: Any) -> None:
+        release(dbapi_connection)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -86,13 +143,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     pooled: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        connect_args = {"check_same_thread": False, "timeout": 30}
+        connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS}
         if parsed.database in (None, "", ":memory:"):
             # One shared connection, or every session would see its own empty database.
             engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=StaticPool, **common)
         else:
             # A local file has no connection to drop: no ping before each checkout.
             engine = sa.create_engine(parsed, connect_args=connect_args, **pooled, **common)
+            _serialise_writes(engine, wait=BUSY_TIMEOUT_SECONDS)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
     if backend == "postgresql":
