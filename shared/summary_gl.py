@@ -552,8 +552,10 @@ def _rows(ledger: Ledger, connection: str, numbers: Sequence[str]) -> dict[str, 
         return {row.zuora_id: row for row in found}
 
 
-def _row(ctx: CloseContext, number: str) -> SyncRecord:
-    row = ctx.ledger.get_record(ctx.connection, JE, number)
+def _row(ctx: CloseContext, number: str, rows: Mapping[str, SyncRecord] | None = None) -> SyncRecord:
+    """The entry's ledger row: from ``rows`` (read by the step in one query) when given, else read
+    now. A stale row is safe: every transition checks the row's version."""
+    row = rows.get(number) if rows is not None else ctx.ledger.get_record(ctx.connection, JE, number)
     if row is None:
         raise StopClose(f"journal entry {number} is not in the ledger; run the close again to re-fetch it")
     return row
@@ -1121,17 +1123,17 @@ def step_post(ctx: CloseContext, run: CloseRun) -> StepResult:
     position = {number: index for index, number in enumerate(numbers, start=1)}
 
     def post(number: str) -> None:
-        _post_entry(ctx, run, number, position[number], mapping)
+        _post_entry(ctx, run, _row(ctx, number, rows), position[number], mapping)
 
     if not _each(ctx, todo, post, deadline):
         return Wait(0.0, "posted part of the entries in this task; continuing in a fresh one")
     return Done("mark", {"entries": len(numbers)})
 
 
-def _post_entry(ctx: CloseContext, run: CloseRun, number: str, index: int, mapping: GlMapping) -> None:
+def _post_entry(ctx: CloseContext, run: CloseRun, row: SyncRecord, index: int, mapping: GlMapping) -> None:
     """Post one entry: in doubt -> look it up; else Processing in Zuora, ``posting`` in the
     ledger, the one ERP call, ``posted`` with its reference."""
-    row = _row(ctx, number)
+    number = row.zuora_id
     if row.state in POSTED_STATES:
         return
     ctx.heartbeat()
@@ -1217,7 +1219,9 @@ def step_mark(ctx: CloseContext, run: CloseRun) -> StepResult:
     if todo:
         run = _save(ctx, run, "mark", inflight=todo)  # before any PUT is sent
     started: set[str] = set()
-    work = functools.partial(_mark_entry, ctx, run, position=position, recheck=inflight, started=started)
+    work = functools.partial(
+        _mark_entry, ctx, run, rows=rows, position=position, recheck=inflight, started=started
+    )
     try:
         finished = _each(ctx, todo, work, deadline)
     except Exception:
@@ -1237,6 +1241,7 @@ def _mark_entry(
     run: CloseRun,
     number: str,
     *,
+    rows: Mapping[str, SyncRecord],
     position: Mapping[str, int],
     recheck: set[str],
     started: set[str],
@@ -1244,7 +1249,7 @@ def _mark_entry(
     """Mark one entry Yes in Zuora, then ``marked`` in the ledger (``recheck``: the entries a dead
     task had in flight, read before they are written)."""
     index = position[number]
-    row = _row(ctx, number)
+    row = _row(ctx, number, rows)
     if row.state == RecordState.MARKED.value:
         return
     ctx.heartbeat()

@@ -211,7 +211,9 @@ def test_without_an_enqueue_function_callouts_are_sent_in_batches(ledger, connec
             super().__init__(send, ledger, window=3600, max_batch=max_batch)  # leaves at shutdown
 
     monkeypatch.setattr("shared.callouts.CalloutBatcher", Patient)
-    settings = load_settings(callout_hmac_secret=SECRET, connection=connection_name, callout_batch_seconds=0.5)
+    settings = load_settings(
+        callout_hmac_secret=SECRET, connection=connection_name, callout_batch_seconds=0.5
+    )
     app = create_app(settings=settings, ledger=ledger, clock=lambda: NOW)
     with TestClient(app) as test_client:
         for n in range(3):
