@@ -9,7 +9,6 @@ countdown or task, or it would be delivered twice while still scheduled.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -21,10 +20,6 @@ from shared.settings import get_settings
 MAX_COUNTDOWN = 600
 TASK_TIME_LIMIT = 900
 VISIBILITY_TIMEOUT = 3600
-# A worker runs dozens of threads that mostly wait on HTTP and hold the ledger's write lock briefly.
-# With Python's default 5 ms, a thread back from I/O (a lock holder among them) can wait that long
-# for the GIL at every step; 1 ms cut the close's posting time by a sixth (bench close).
-GIL_SWITCH_INTERVAL = 0.001
 
 TASK_MODULES = ["worker.tasks.upkeep", "worker.tasks.close", "worker.tasks.pull", "worker.tasks.push"]
 
@@ -117,7 +112,6 @@ app = create_app()
 
 @signals.worker_init.connect
 def _check_worker(sender: Any = None, **_: Any) -> None:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     configure_logging(get_settings().log_level)
     check_config(app.conf)
 

@@ -7,9 +7,10 @@ in the ledger (de-duplicated on ``Zuora-Notification-Id``) and hands it to a
 :class:`~shared.callouts.CalloutBatcher`, which enqueues ``ledgerbridge.push.callouts`` for the
 callouts of each ``LEDGERBRIDGE_CALLOUT_BATCH_SECONDS`` (0.1 s) - answering within milliseconds,
 as Zuora gives a callout 25 s and treats anything but 200 as a failure (zuora-api.md section
-12.2). The work itself (re-fetch, post, mark) happens in a worker. ``GET /healthz`` answers 200 for load balancers. ``GET /metrics``
-serves ledgerbridge's own metrics in the Prometheus text format (:mod:`shared.metrics`: records by
-state and stream, missed-by-mark, missed-by-push, API calls, 429s and token requests per API).
+12.2). The work itself (re-fetch, post, mark) happens in a worker. ``GET /healthz`` answers 200
+for load balancers. ``GET /metrics`` serves ledgerbridge's own metrics in the Prometheus text
+format (:mod:`shared.metrics`: records by state and stream, missed-by-mark, missed-by-push, API
+calls, 429s and token requests per API).
 
 Everything the endpoint needs (settings, ledger, the enqueue function, the clock) is injectable
 through :func:`create_app`; the module-level ``app`` resolves them from the environment on the

@@ -18,7 +18,7 @@ from shared.item_level.context import Dispatcher, InlineDispatcher, ItemContext,
 from shared.item_level.locks import RunLock
 from shared.item_level.marking import MarkSummary, mark_stream
 from shared.item_level.posting import PostOutcome, PostSummary, post_one, post_records
-from shared.item_level.pull import PageProgress, PullResult, Resume, fetch_one, ingest_rows, pull_stream
+from shared.item_level.pull import PageProgress, PullResult, Resume, fetch_by_ids, ingest_rows, pull_stream
 from shared.item_level.push import process_callout, process_callouts
 from shared.item_level.status import SyncStatus, sync_status
 from shared.item_level.streams import STREAM_NAMES, STREAMS, Stream, UnknownStream, get_stream, select_streams
@@ -44,7 +44,7 @@ __all__ = [
     "SyncStatus",
     "UnknownStream",
     "audit_marks",
-    "fetch_one",
+    "fetch_by_ids",
     "get_stream",
     "ingest_rows",
     "mark_stream",

@@ -364,11 +364,6 @@ def pull_stream(
     return result
 
 
-def fetch_one(ctx: ItemContext, stream: Stream, zuora_id: str) -> Row | None:
-    """One record by id with the stream's expansions, whatever its status."""
-    return fetch_by_ids(ctx, stream, [zuora_id]).get(zuora_id)
-
-
 def fetch_by_ids(ctx: ItemContext, stream: Stream, zuora_ids: Sequence[str]) -> dict[str, Row]:
     """``{id: record}`` of the ones Zuora has among ``zuora_ids``, with the stream's expansions,
     whatever their status (the push path): list queries filtered on the ids, a page of ids each,

@@ -58,7 +58,6 @@ def loads_json(text: str | bytes) -> Any:
 
 POOL_SIZE = 24
 BUSY_TIMEOUT_SECONDS = 30
-CACHE_KIB = 512
 POOL_OVERFLOW = 24
 
 
@@ -71,9 +70,6 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # A process keeps up to POOL_SIZE + POOL_OVERFLOW connections, each with its own page cache
-        # (2 MiB by default) that fills as the ledger grows; the OS caches the file anyway.
-        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     finally:
         cursor.close()
 

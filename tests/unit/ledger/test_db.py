@@ -26,10 +26,10 @@ def test_sqlite_engine_sets_pragmas(tmp_path):
     with engine.connect() as conn:
         pragmas = [
             conn.exec_driver_sql(f"PRAGMA {p}").scalar()
-            for p in ("journal_mode", "busy_timeout", "foreign_keys", "cache_size")
+            for p in ("journal_mode", "busy_timeout", "foreign_keys")
         ]
     engine.dispose()
-    assert pragmas == ["wal", 30000, 1, -512]
+    assert pragmas == ["wal", 30000, 1]
 
 
 def test_session_scope_commits_on_success_and_rolls_back_on_error():

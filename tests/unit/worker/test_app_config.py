@@ -71,17 +71,3 @@ def test_a_task_writes_its_queued_audit_rows_before_it_returns(ports_on_sqlite):
     task()
     assert seen_inside == [0]
     assert rows() == 1
-
-
-def test_a_starting_worker_shortens_the_gil_switch_interval(monkeypatch):
-    import sys
-
-    import worker.app as module
-
-    monkeypatch.setattr(module, "configure_logging", lambda level: None)
-    before = sys.getswitchinterval()
-    try:
-        module._check_worker()
-        assert sys.getswitchinterval() == pytest.approx(module.GIL_SWITCH_INTERVAL)
-    finally:
-        sys.setswitchinterval(before)
