@@ -8,17 +8,7 @@ import threading
 import pytest
 
 from shared.callouts import CalloutBatcher
-from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    ledger = Ledger.from_url(url)
-    yield ledger
-    ledger.dispose()
 
 
 class Sent:

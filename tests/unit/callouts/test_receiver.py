@@ -12,8 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from shared.callouts import CalloutBatcher, sign
-from shared.ledger.migrate import upgrade
-from shared.ledger.repo import Ledger
 from shared.settings import load_settings
 from worker.web import CALLOUT_PATH, create_app
 
@@ -33,15 +31,6 @@ class Enqueued(list):
         if self.fail:
             raise ConnectionError("broker down")
         self.append((connection, callout_id))
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    ledger = Ledger.from_url(url)
-    yield ledger
-    ledger.dispose()
 
 
 @pytest.fixture
