@@ -248,12 +248,20 @@ def receive(
     except Exception as exc:
         # The notification is in the ledger; the sweep enqueues it later. Zuora must not retry.
         log.error("callout %s recorded but not enqueued (the sweep will): %s", notification, exc)
-        try:
-            ledger.set_callout_state(row.id, CalloutState.RECEIVED.value, f"enqueue failed: {exc}")
-        except (SQLAlchemyError, LedgerError) as note_error:
-            log.error("could not note the enqueue failure: %s", note_error)
+        note_enqueue_failure(ledger, [row.id], exc)
         return Answer(200, {"success": True}, row.id)
     return Answer(200, {"success": True}, row.id, enqueued=True)
+
+
+def note_enqueue_failure(ledger: Ledger, callout_ids: list[int], exc: Exception) -> None:
+    """Put callouts whose task could not be enqueued back to ``received`` with the error, for the
+    sweep; a ledger that cannot be written is logged, never raised."""
+    try:
+        ledger.set_callout_states(
+            {i: (CalloutState.RECEIVED.value, f"enqueue failed: {exc}") for i in callout_ids}
+        )
+    except (SQLAlchemyError, LedgerError) as note_error:
+        log.error("could not note the enqueue failure: %s", note_error)
 
 
 def _set_state_if(ledger: Ledger, callout_id: int, expected: str, state: str) -> None:
@@ -357,9 +365,4 @@ class CalloutBatcher:
                 self._send(connection, ids)
             except Exception as exc:
                 log.error("%d callout(s) recorded but not enqueued (the sweep will): %s", len(ids), exc)
-                try:
-                    self._ledger.set_callout_states(
-                        {i: (CalloutState.RECEIVED.value, f"enqueue failed: {exc}") for i in ids}
-                    )
-                except (SQLAlchemyError, LedgerError) as note_error:
-                    log.error("could not note the enqueue failure: %s", note_error)
+                note_enqueue_failure(self._ledger, ids, exc)
