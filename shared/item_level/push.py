@@ -50,6 +50,7 @@ def process_callouts(ctx: ItemContext, callout_ids: Sequence[int]) -> list[Resul
     results: dict[int, Result] = {}
     changes: dict[int, tuple[str, str | None]] = {}
     by_stream: dict[str, list[CalloutNotification]] = defaultdict(list)
+    stream_of: dict[int, Stream] = {}  # callout id -> the stream of its object
     for callout_id in ids:
         row = rows.get(callout_id)
         if row is None:
@@ -62,12 +63,12 @@ def process_callouts(ctx: ItemContext, callout_ids: Sequence[int]) -> list[Resul
                 changes[callout_id] = (CalloutState.FAILED.value, "no object to fetch")
                 results[callout_id] = {"callout": callout_id, "status": "failed"}
             else:
+                stream_of[callout_id] = stream
                 by_stream[stream.name].append(row)
     to_post: list[int] = []
     posted_by: dict[int, int] = {}  # callout id -> ledger record id
     for group in by_stream.values():
-        stream = for_object_type(group[0].object_type or "")
-        assert stream is not None
+        stream = stream_of[group[0].id or 0]
         with log_context(connection=ctx.connection, stream=stream.name):
             posted_by.update(_ingest(ctx, stream, group, results=results, changes=changes, to_post=to_post))
     outcomes = {o.record_id: o.outcome for o in post_records(ctx, to_post).outcomes} if to_post else {}
@@ -83,10 +84,9 @@ def process_callouts(ctx: ItemContext, callout_ids: Sequence[int]) -> list[Resul
         ctx.ledger.set_callout_states(changes)
     for callout_id, record_id in posted_by.items():
         row = rows[callout_id]
-        stream = for_object_type(row.object_type or "")
         with log_context(
             connection=ctx.connection,
-            stream=stream.name if stream else None,
+            stream=stream_of[callout_id].name,
             record_id=f"{row.object_type}:{row.object_id}",
         ):
             log.info(
