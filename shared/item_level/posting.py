@@ -32,17 +32,21 @@ left out and named under ``not_applied`` in the row's ERP payload; a target the 
 seen yet is waited for up to ``apply_wait``, then left out too.
 
 :func:`post_records` posts a batch: dependency levels in order (accounts, then invoices and debit
-memos, then payments and credit memos, then refunds), each level concurrently on a thread pool as
-wide as the ERP's concurrency licence (the ERP client's Redis limiter enforces it fleet-wide).
+memos, then payments and credit memos, then refunds), each level concurrently on the process's
+posting threads, as many as the ERP's concurrency licence and shared by all the tasks of the
+process (the ERP client's Redis limiter enforces the licence fleet-wide).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,7 +59,7 @@ from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
 from shared.item_level.context import ItemContext
-from shared.item_level.queries import records_by_ids, records_by_zuora_ids
+from shared.item_level.queries import records_by_zuora_ids, row_keys_by_ids, row_keys_by_zuora_ids
 from shared.item_level.streams import Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
 from shared.ledger.models import ObjectType, SyncRecord
@@ -524,28 +528,26 @@ def _failed(
 
 
 def post_records(ctx: ItemContext, record_ids: Sequence[int]) -> PostSummary:
-    """Post these rows: dependency levels in order, each level on a thread pool as wide as the
-    ERP concurrency. Afterwards dispatch marking for the streams that got postings and dispatch
-    again the rows that wait briefly. Returns every row's outcome."""
+    """Post these rows: dependency levels in order, each level on the process's posting threads
+    (:func:`posting_threads`, as many as the ERP concurrency). Afterwards dispatch marking for the
+    streams that got postings and dispatch again the rows that wait briefly. Returns every row's
+    outcome. Only the rows' keys are held here: each row is read when its turn comes."""
     summary = PostSummary()
-    rows = records_by_ids(ctx.ledger, record_ids)
     levels: dict[int, list[int]] = defaultdict(list)
     account_ids: set[str] = set()
-    for row in rows:
-        stream = for_object_type(row.object_type)
-        if stream is None or row.id is None:
+    for key in row_keys_by_ids(ctx.ledger, record_ids):
+        stream = for_object_type(key.object_type)
+        if stream is None:
             continue
-        levels[stream.level].append(row.id)
-        if stream.depends_on_account and row.account_id:
-            account_ids.add(row.account_id)
+        levels[stream.level].append(key.id)
+        if stream.depends_on_account and key.account_id:
+            account_ids.add(key.account_id)
     # The customers first, once each, so documents of one new account do not race for it.
     own = {i for ids in levels.values() for i in ids}
-    accounts = records_by_zuora_ids(ctx.ledger, ctx.connection, ObjectType.ACCOUNT.value, sorted(account_ids))
-    levels[-1] = [
-        a.id
-        for a in accounts.values()
-        if a.id is not None and a.id not in own and a.state in (PENDING, FAILED)
-    ]
+    accounts = row_keys_by_zuora_ids(
+        ctx.ledger, ctx.connection, ObjectType.ACCOUNT.value, sorted(account_ids)
+    )
+    levels[-1] = [a.id for a in accounts.values() if a.id not in own and a.state in (PENDING, FAILED)]
     for level in sorted(levels):
         ids = levels[level]
         if not ids:
@@ -554,8 +556,7 @@ def post_records(ctx: ItemContext, record_ids: Sequence[int]) -> PostSummary:
         if width == 1:
             summary.outcomes.extend(post_one(ctx, i) for i in ids)
         else:
-            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="post") as pool:
-                summary.outcomes.extend(pool.map(lambda i: post_one(ctx, i), ids))
+            summary.outcomes.extend(_on_posting_threads(ctx, ids))
     later: dict[float, list[int]] = defaultdict(list)
     for outcome in summary.outcomes:
         if outcome.retry_in is not None:
@@ -565,6 +566,38 @@ def post_records(ctx: ItemContext, record_ids: Sequence[int]) -> PostSummary:
     for name in sorted(summary.streams_to_mark):
         ctx.dispatch.mark(ctx.connection, name)
     return summary
+
+
+_threads: dict[int, ThreadPoolExecutor] = {}
+_threads_lock = threading.Lock()
+
+
+def _forget_threads() -> None:
+    # A forked child (Celery's prefork pool) has none of its parent's threads.
+    _threads.clear()
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
+def posting_threads(width: int) -> ThreadPoolExecutor:
+    """This process's posting threads for an ERP concurrency of ``width``, shared by all its tasks:
+    a worker running 16 batches at once keeps ``width`` posting threads, not 16 x ``width``, and the
+    rows waiting for a thread wait as ids. (The ERP client's limiter still bounds the fleet.)"""
+    with _threads_lock:
+        pool = _threads.get(width)
+        if pool is None:
+            pool = _threads[width] = ThreadPoolExecutor(max_workers=width, thread_name_prefix="post")
+        return pool
+
+
+def _on_posting_threads(ctx: ItemContext, ids: Sequence[int]) -> list[PostOutcome]:
+    """``post_one`` of each id on the posting threads, in order; waits for every one of them
+    before raising the first error (a ledger error: the task is retried)."""
+    pool = posting_threads(max(1, ctx.options.erp_concurrency))
+    futures = [pool.submit(copy_context().run, post_one, ctx, i) for i in ids]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 def map_document(

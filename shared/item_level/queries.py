@@ -7,6 +7,7 @@ opens its own short session and returns detached rows or plain values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -27,14 +28,51 @@ def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
         yield values[start : start + size]
 
 
-def records_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[SyncRecord]:
-    """The rows with these ledger ids (any order; missing ids are left out)."""
-    ids = list(dict.fromkeys(record_ids))
-    found: list[SyncRecord] = []
+@dataclass(frozen=True, slots=True)
+class RowKey:
+    """What a batch needs to order its rows, without their payloads."""
+
+    id: int
+    object_type: str
+    zuora_id: str
+    account_id: str | None
+    state: str
+
+
+_KEY_COLUMNS = (
+    col(SyncRecord.id),
+    col(SyncRecord.object_type),
+    col(SyncRecord.zuora_id),
+    col(SyncRecord.account_id),
+    col(SyncRecord.state),
+)
+
+
+def row_keys_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[RowKey]:
+    """:class:`RowKey` of the rows with these ledger ids (any order; missing ids are left out)."""
+    found: list[RowKey] = []
     with ledger.session() as session:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            found.extend(session.exec(select(SyncRecord).where(col(SyncRecord.id).in_(chunk))).all())
+        for chunk in _chunks(list(dict.fromkeys(record_ids))):
+            rows = session.execute(sa.select(*_KEY_COLUMNS).where(col(SyncRecord.id).in_(list(chunk))))
+            found.extend(RowKey(*row) for row in rows)
+    return found
+
+
+def row_keys_by_zuora_ids(
+    ledger: Ledger, connection: str, object_type: str, zuora_ids: Sequence[str]
+) -> dict[str, RowKey]:
+    """``{zuora_id: RowKey}`` for the known ones among ``zuora_ids``."""
+    found: dict[str, RowKey] = {}
+    with ledger.session() as session:
+        for chunk in _chunks(list(dict.fromkeys(zuora_ids))):
+            rows = session.execute(
+                sa.select(*_KEY_COLUMNS).where(
+                    col(SyncRecord.connection) == connection,
+                    col(SyncRecord.object_type) == object_type,
+                    col(SyncRecord.zuora_id).in_(list(chunk)),
+                )
+            )
+            found.update((key.zuora_id, key) for key in (RowKey(*row) for row in rows))
     return found
 
 

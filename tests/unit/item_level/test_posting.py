@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 
 from shared.errors import RateLimited, Rejected, Transient
-from shared.item_level import post_one, post_records, pull_stream
+from shared.item_level import post_one, post_records, posting, pull_stream
 from shared.item_level.context import Options
+from shared.item_level.posting import posting_threads
 from shared.item_level.streams import ACCOUNTS, CREDIT_MEMOS, INVOICES, PAYMENTS
+from shared.ledger.errors import LedgerError
 from shared.ledger.states import begin_posting
 from tests.unit.item_level.support import SMALL, ItemHarness
 
@@ -301,3 +303,63 @@ def test_payment_does_not_wait_for_an_invoice_the_invoice_pull_did_not_bring(har
     assert harness.record("payment", payment["Id"]).posted_payload["not_applied"] == [
         {"target": invoice_id, "reason": "invoice not in the ledger"}
     ]
+
+
+def test_batches_posted_at_once_share_the_process_posting_threads(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(erp_concurrency=3))
+    rows = _invoice_rows(h)
+    for account in {r.account_id for r in rows}:  # no batch waits for another's customer
+        post_one(h.ctx, h.record("account", account).id)
+    seen: set[threading.Thread] = set()
+    create = h.erp.create_document
+
+    def noting_thread(doc):
+        seen.add(threading.current_thread())
+        return create(doc)
+
+    h.erp.create_document = noting_thread
+    batches = [[r.id for r in rows[i::4]] for i in range(4)]
+    errors: list[BaseException] = []
+
+    def task(ids):
+        try:
+            post_records(h.ctx, ids)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(ids,)) for ids in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert all(h.erp.count("invoice", r.zuora_number) == 1 for r in rows)
+    # Four batches at once, three posting threads between them (not three per batch).
+    assert len(batches[0]) >= 2 and seen
+    assert len(seen) <= 3 and all(t.name.startswith("post") for t in seen)
+    assert posting_threads(3) is posting_threads(3)
+
+
+def test_a_ledger_error_in_a_batch_is_raised_after_every_row_of_its_level_finished(
+    tmp_path, fake_redis, monkeypatch
+):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(erp_concurrency=3))
+    rows = _invoice_rows(h)
+    for account in {r.account_id for r in rows}:
+        post_one(h.ctx, h.record("account", account).id)
+    failing = rows[0].id
+    finished: list[int] = []
+    real = posting.post_one
+
+    def post(ctx, record_id, **kwargs):
+        if record_id == failing:
+            raise LedgerError("the ledger went away")
+        outcome = real(ctx, record_id, **kwargs)
+        finished.append(record_id)
+        return outcome
+
+    monkeypatch.setattr(posting, "post_one", post)
+    with pytest.raises(LedgerError):
+        post_records(h.ctx, [r.id for r in rows])
+    assert sorted(finished) == sorted(r.id for r in rows[1:])
