@@ -12,7 +12,7 @@
 
 Every function takes a Session and a record (or its id), validates the transition against the
 table (:class:`IllegalTransition` otherwise), updates the bookkeeping columns, appends an
-``AuditEvent(kind="transition")`` and flushes - so a concurrent change by another worker is
+``AuditEvent(kind="transition")`` row and flushes - so a concurrent change by another worker is
 detected here, through the row's optimistic-lock ``version``, as :class:`TransitionConflict`
 (the session must then be rolled back). Nothing commits: the caller owns the transaction, and
 before an ERP create the caller commits ``begin_posting`` on its own, so a crash leaves the row
@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
@@ -36,7 +37,6 @@ from shared.backoff import exponential, full_jitter
 from shared.ledger.db import insert_ignoring_conflict
 from shared.ledger.errors import IllegalTransition, RecordNotFound, TransitionConflict
 from shared.ledger.models import (
-    AuditEvent,
     AuditKind,
     ObjectType,
     RecordSource,
@@ -81,6 +81,7 @@ RETRY_CAP_SECONDS = 6 * 3600.0
 MAX_ERROR_CHARS = 4000
 
 RecordRef = SyncRecord | int
+AUDIT_EVENTS = metadata.tables["audit_event"]
 
 
 def is_allowed(old: str, new: str, *, force: bool = False, in_doubt: bool = False) -> bool:
@@ -144,17 +145,18 @@ def _move(
     rec.state = new
     rec.updated_at = now
     message = f"{old} -> {new}" + (f": {detail}" if detail else "")
-    session.add(
-        AuditEvent(
-            at=now,
-            connection=rec.connection,
-            kind=AuditKind.TRANSITION.value,
-            subject=rec.subject,
-            message=message,
+    _flush(session, rec.subject)  # the versioned UPDATE first: a conflict raises before the audit line
+    _audit(session, now, rec.connection, AuditKind.TRANSITION.value, rec.subject, message=message)
+    return rec
+
+
+def _audit(session: Session, at: datetime, connection: str, kind: str, subject: str, *, message: str) -> None:
+    # One plain INSERT in the caller's transaction (no ORM object, no unit of work).
+    session.execute(
+        sa.insert(AUDIT_EVENTS).values(
+            at=at, connection=connection, kind=kind, subject=subject, message=message
         )
     )
-    _flush(session, rec.subject)
-    return rec
 
 
 def upsert_pulled(
@@ -217,16 +219,14 @@ def upsert_pulled(
         )
         row = session.exec(select(SyncRecord).where(key)).one()
         if inserted:
-            session.add(
-                AuditEvent(
-                    at=now,
-                    connection=connection,
-                    kind=AuditKind.TRANSITION.value,
-                    subject=row.subject,
-                    message=f"new -> {PENDING} ({source})",
-                )
+            _audit(
+                session,
+                now,
+                connection,
+                AuditKind.TRANSITION.value,
+                row.subject,
+                message=f"new -> {PENDING} ({source})",
             )
-            _flush(session, row.subject)
             return row, True
         existing = row  # another worker inserted it between our read and our insert
     newer = (zuora_updated is None and existing.zuora_updated is None) or (
@@ -436,10 +436,6 @@ def reschedule(
         rec.last_error = _clip(error)
     rec.updated_at = now
     message = f"{rec.state}: next attempt at {retry_at.isoformat()}" + (f": {_clip(error)}" if error else "")
-    session.add(
-        AuditEvent(
-            at=now, connection=rec.connection, kind=AuditKind.NOTE.value, subject=rec.subject, message=message
-        )
-    )
     _flush(session, rec.subject)
+    _audit(session, now, rec.connection, AuditKind.NOTE.value, rec.subject, message=message)
     return rec
