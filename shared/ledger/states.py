@@ -11,10 +11,10 @@
     posted | marked --begin_posting(force=True)--> posting        (``replay --force``)
 
 Every function takes a Session and a record (or its id), validates the transition against the
-table (:class:`IllegalTransition` otherwise), updates the bookkeeping columns, appends an
-``AuditEvent(kind="transition")`` row and flushes - so a concurrent change by another worker is
-detected here, through the row's optimistic-lock ``version``, as :class:`TransitionConflict`
-(the session must then be rolled back). Nothing commits: the caller owns the transaction, and
+table (:class:`IllegalTransition` otherwise), writes the state and the bookkeeping columns as one
+UPDATE guarded by the row's optimistic-lock ``version`` - so a concurrent change by another worker
+is detected here as :class:`TransitionConflict` (the session must then be rolled back) - and
+appends an ``AuditEvent(kind="transition")`` row. Nothing commits: the caller owns the transaction, and
 before an ERP create the caller commits ``begin_posting`` on its own, so a crash leaves the row
 visibly in doubt (see ARCHITECTURE.md, "The ledger is the truth").
 
@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
@@ -82,6 +83,7 @@ MAX_ERROR_CHARS = 4000
 
 RecordRef = SyncRecord | int
 AUDIT_EVENTS = metadata.tables["audit_event"]
+SYNC_RECORDS = metadata.tables["sync_record"]
 
 
 def is_allowed(old: str, new: str, *, force: bool = False, in_doubt: bool = False) -> bool:
@@ -140,14 +142,41 @@ def _check(rec: SyncRecord, new: str, *, force: bool = False, in_doubt: bool = F
 
 
 def _move(
-    session: Session, rec: SyncRecord, old: str, new: str, now: datetime, *, detail: str | None = None
+    session: Session,
+    rec: SyncRecord,
+    old: str,
+    new: str,
+    now: datetime,
+    *,
+    values: dict[str, Any] | None = None,
+    detail: str | None = None,
+    kind: str = AuditKind.TRANSITION.value,
+    message: str | None = None,
 ) -> SyncRecord:
-    rec.state = new
-    rec.updated_at = now
-    message = f"{old} -> {new}" + (f": {detail}" if detail else "")
-    _flush(session, rec.subject)  # the versioned UPDATE first: a conflict raises before the audit line
-    _audit(session, now, rec.connection, AuditKind.TRANSITION.value, rec.subject, message=message)
+    """Write ``values`` and the new state as one versioned UPDATE (a plain statement, no unit of
+    work), then the audit line; the record object takes the written values as committed."""
+    changes = {**(values or {}), "state": new, "updated_at": now}
+    _write(session, rec, changes)
+    text = message if message is not None else f"{old} -> {new}" + (f": {detail}" if detail else "")
+    _audit(session, now, rec.connection, kind, rec.subject, message=text)
     return rec
+
+
+def _write(session: Session, rec: SyncRecord, changes: Mapping[str, Any]) -> None:
+    # The optimistic lock by hand: the UPDATE matches only the version this process read.
+    version = rec.version
+    result = session.execute(
+        sa.update(SYNC_RECORDS)
+        .where(SYNC_RECORDS.c.id == rec.id, SYNC_RECORDS.c.version == version)
+        .values(**changes, version=version + 1)
+    )
+    if cast(Any, result).rowcount != 1:
+        raise TransitionConflict(
+            f"{rec.subject} was changed by another worker since it was read; roll back and reload it"
+        )
+    for name, value in changes.items():
+        set_committed_value(rec, name, value)
+    set_committed_value(rec, "version", version + 1)
 
 
 def _audit(session: Session, at: datetime, connection: str, kind: str, subject: str, *, message: str) -> None:
@@ -267,14 +296,13 @@ def begin_posting(
     old = _check(rec, POSTING, force=force)
     now = now or utcnow()
     detail = None
+    values: dict[str, Any] = {"next_attempt_at": now + timeout}
     if old in (POSTED, MARKED):
         detail = f"forced re-post; previous erp_ref {rec.erp_ref}"
-        rec.erp_ref = None
-        rec.erp_released = False
+        values.update(erp_ref=None, erp_released=False)
     if erp_payload is not None:
-        rec.posted_payload = dict(erp_payload)
-    rec.next_attempt_at = now + timeout
-    return _move(session, rec, old, POSTING, now, detail=detail)
+        values["posted_payload"] = dict(erp_payload)
+    return _move(session, rec, old, POSTING, now, values=values, detail=detail)
 
 
 def complete_posting(
@@ -292,14 +320,16 @@ def complete_posting(
     if not erp_ref or not erp_ref.strip():
         raise IllegalTransition(f"posting -> posted for {rec.subject} needs the ERP reference")
     now = now or utcnow()
-    rec.erp_ref = erp_ref
-    rec.erp_released = released
+    values: dict[str, Any] = {
+        "erp_ref": erp_ref,
+        "erp_released": released,
+        "last_error": None,
+        "posted_at": now,
+        "next_attempt_at": now + PENDING_GRACE,
+    }
     if erp_payload is not None:
-        rec.posted_payload = dict(erp_payload)
-    rec.last_error = None
-    rec.posted_at = now
-    rec.next_attempt_at = now + PENDING_GRACE
-    return _move(session, rec, old, POSTED, now, detail=f"erp_ref {erp_ref}")
+        values["posted_payload"] = dict(erp_payload)
+    return _move(session, rec, old, POSTED, now, values=values, detail=f"erp_ref {erp_ref}")
 
 
 def mark_transferred(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
@@ -307,10 +337,8 @@ def mark_transferred(session: Session, record: RecordRef, *, now: datetime | Non
     rec = _load(session, record)
     old = _check(rec, MARKED)
     now = now or utcnow()
-    rec.marked_at = now
-    rec.next_attempt_at = None
-    rec.last_error = None
-    return _move(session, rec, old, MARKED, now)
+    values = {"marked_at": now, "next_attempt_at": None, "last_error": None}
+    return _move(session, rec, old, MARKED, now, values=values)
 
 
 def fail(
@@ -328,19 +356,18 @@ def fail(
     rec = _load(session, record)
     old = _check(rec, FAILED)
     now = now or utcnow()
-    rec.attempts += 1
-    rec.last_error = _clip(error)
+    attempts = rec.attempts + 1
     if retry_at is None:
         delay = exponential(
-            rec.attempts,
+            attempts,
             base=RETRY_BASE_SECONDS,
             cap=RETRY_CAP_SECONDS,
             floor=RETRY_BASE_SECONDS / 2,
             jitter=full_jitter,
         )
         retry_at = now + timedelta(seconds=delay)
-    rec.next_attempt_at = retry_at
-    return _move(session, rec, old, FAILED, now, detail=f"attempt {rec.attempts}: {_clip(error)}")
+    values = {"attempts": attempts, "last_error": _clip(error), "next_attempt_at": retry_at}
+    return _move(session, rec, old, FAILED, now, values=values, detail=f"attempt {attempts}: {_clip(error)}")
 
 
 def park(session: Session, record: RecordRef, reason: str, *, now: datetime | None = None) -> SyncRecord:
@@ -349,9 +376,8 @@ def park(session: Session, record: RecordRef, reason: str, *, now: datetime | No
     rec = _load(session, record)
     old = _check(rec, PARKED)
     now = now or utcnow()
-    rec.last_error = _clip(reason)
-    rec.next_attempt_at = None
-    return _move(session, rec, old, PARKED, now, detail=_clip(reason))
+    values = {"last_error": _clip(reason), "next_attempt_at": None}
+    return _move(session, rec, old, PARKED, now, values=values, detail=_clip(reason))
 
 
 def retry(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
@@ -363,8 +389,10 @@ def retry(session: Session, record: RecordRef, *, now: datetime | None = None) -
         )
     old = _check(rec, PENDING)
     now = now or utcnow()
-    rec.next_attempt_at = now + PENDING_GRACE
-    return _move(session, rec, old, PENDING, now, detail=f"retry after {rec.attempts} attempt(s)")
+    values = {"next_attempt_at": now + PENDING_GRACE}
+    return _move(
+        session, rec, old, PENDING, now, values=values, detail=f"retry after {rec.attempts} attempt(s)"
+    )
 
 
 def replay(
@@ -380,10 +408,10 @@ def replay(
             + (" (a posted record needs `replay --force`)" if rec.state in (POSTED, MARKED) else "")
         )
     old = _check(rec, PENDING)
-    rec.attempts = 0
-    rec.last_error = None
-    rec.next_attempt_at = now + PENDING_GRACE
-    return _move(session, rec, old, PENDING, now, detail="replay" + (f": {reason}" if reason else ""))
+    values = {"attempts": 0, "last_error": None, "next_attempt_at": now + PENDING_GRACE}
+    return _move(
+        session, rec, old, PENDING, now, values=values, detail="replay" + (f": {reason}" if reason else "")
+    )
 
 
 def resume_in_doubt(
@@ -406,15 +434,18 @@ def resume_in_doubt(
     now = now or utcnow()
     if found_erp_ref:
         old = _check(rec, POSTED)
-        rec.erp_ref = found_erp_ref
-        rec.erp_released = released
-        rec.last_error = None
-        rec.posted_at = now
-        rec.next_attempt_at = now + PENDING_GRACE
-        return _move(session, rec, old, POSTED, now, detail=f"in doubt; found in the ERP as {found_erp_ref}")
+        values = {
+            "erp_ref": found_erp_ref,
+            "erp_released": released,
+            "last_error": None,
+            "posted_at": now,
+            "next_attempt_at": now + PENDING_GRACE,
+        }
+        detail = f"in doubt; found in the ERP as {found_erp_ref}"
+        return _move(session, rec, old, POSTED, now, values=values, detail=detail)
     old = _check(rec, PENDING, in_doubt=True)
-    rec.next_attempt_at = now + PENDING_GRACE
-    return _move(session, rec, old, PENDING, now, detail="in doubt; not found in the ERP")
+    values = {"next_attempt_at": now + PENDING_GRACE}
+    return _move(session, rec, old, PENDING, now, values=values, detail="in doubt; not found in the ERP")
 
 
 def reschedule(
@@ -431,11 +462,10 @@ def reschedule(
     if rec.state not in (PENDING, POSTED, FAILED):
         raise IllegalTransition(f"cannot reschedule {rec.subject} in state {rec.state}")
     now = now or utcnow()
-    rec.next_attempt_at = retry_at
+    values: dict[str, Any] = {"next_attempt_at": retry_at}
     if error is not None:
-        rec.last_error = _clip(error)
-    rec.updated_at = now
+        values["last_error"] = _clip(error)
     message = f"{rec.state}: next attempt at {retry_at.isoformat()}" + (f": {_clip(error)}" if error else "")
-    _flush(session, rec.subject)
-    _audit(session, now, rec.connection, AuditKind.NOTE.value, rec.subject, message=message)
-    return rec
+    return _move(
+        session, rec, rec.state, rec.state, now, values=values, kind=AuditKind.NOTE.value, message=message
+    )
