@@ -41,9 +41,10 @@ The steps (:data:`STEPS`; a dry run follows :data:`DRY_RUN_STEPS`):
    ``pending -> posting`` committed, the ERP create, ``posting -> posted(erp_ref)`` committed. A
    row found in ``posting`` without an ERP reference is in doubt: the ERP is asked by natural key
    (the JE number) and the row moves to ``posted`` (found) or back to ``pending`` (not found).
-   ``concurrency`` entries are in flight at a time, each on exactly this path.
+   ``concurrency`` entries are in flight at a time (:func:`step_widths`), each on exactly this
+   path.
 8. ``mark`` - per entry one ``PUT .../basic-information`` with ``transferredToAccounting=Yes``
-   (section 8.4 has no bulk call), then ``posted -> marked``, ``concurrency`` at a time. The
+   (section 8.4 has no bulk call), then ``posted -> marked``, ``mark_concurrency`` at a time. The
    entries about to be marked are recorded first, so after a crash each is re-read instead of
    being marked a second time.
 9. ``verify`` - re-read every entry of the run: each must be ``Yes`` in Zuora and have an ERP
@@ -465,8 +466,10 @@ class CloseContext:
     heartbeat: Callable[[], None] = _noop
     crash: Callable[[str], None] = crash_point
     step_budget: float = STEP_BUDGET_SECONDS
-    # Entries posted (and marked) at a time: the ERP's concurrency licence, at most MAX_CONCURRENCY.
+    # Entries posted at a time, and entries marked at a time (None: as many as posted); see
+    # :func:`step_widths` for how a connection's limits give them.
     concurrency: int = 1
+    mark_concurrency: int | None = None
     _mapping: GlMapping | None = None
 
     def mapping(self) -> GlMapping:
@@ -1119,12 +1122,27 @@ class LateTransitions:
                 change(session)
 
 
-def _each(ctx: CloseContext, numbers: Sequence[str], work: Callable[[str], None], deadline: float) -> bool:
-    """Run ``work`` on each of ``numbers``, ``ctx.concurrency`` at a time (in the caller's thread
-    when 1). The first ``concurrency`` always run; a later one does not start once the step's
-    budget is spent, nor after an error. The first error is raised once every started one has
-    finished (StopClose before any other). True when every number was done."""
-    width = max(1, ctx.concurrency)
+def step_widths(zuora_limit: int, erp_limit: int | None) -> tuple[int, int]:
+    """Entries in flight in the post and in the mark step, from the requests each API lets the
+    fleet run at once (``erp_limit`` None: the file export, one at a time).
+
+    Posting an entry is one Zuora request, then one ERP request, so with as many entries as the
+    smaller limit one API idles while the other works; twice that keeps both busy, and each API's
+    own fleet limiter still caps its requests. Marking is Zuora requests only."""
+    mark = max(1, min(MAX_CONCURRENCY, zuora_limit))
+    if erp_limit is None:
+        return 1, mark
+    return max(1, min(MAX_CONCURRENCY, erp_limit + min(erp_limit, zuora_limit))), mark
+
+
+def _each(
+    ctx: CloseContext, numbers: Sequence[str], work: Callable[[str], None], deadline: float, *, width: int
+) -> bool:
+    """Run ``work`` on each of ``numbers``, ``width`` at a time (in the caller's thread when 1).
+    The first ``width`` always run; a later one does not start once the step's budget is spent,
+    nor after an error. The first error is raised once every started one has finished
+    (StopClose before any other). True when every number was done."""
+    width = max(1, width)
     stop = threading.Event()
 
     def one(position: int, number: str) -> bool:
@@ -1176,7 +1194,7 @@ def step_post(ctx: CloseContext, run: CloseRun) -> StepResult:
         _post_entry(ctx, run, _row(ctx, number, rows), position[number], mapping, late=late)
 
     try:
-        finished = _each(ctx, todo, post, deadline)
+        finished = _each(ctx, todo, post, deadline, width=ctx.concurrency)
     except BaseException:
         late.flush_quietly()
         raise
@@ -1289,7 +1307,8 @@ def step_mark(ctx: CloseContext, run: CloseRun) -> StepResult:
         _mark_entry, ctx, run, rows=rows, position=position, recheck=inflight, started=started, late=late
     )
     try:
-        finished = _each(ctx, todo, work, deadline)
+        width = ctx.concurrency if ctx.mark_concurrency is None else ctx.mark_concurrency
+        finished = _each(ctx, todo, work, deadline, width=width)
         late.flush()
     except Exception:
         late.flush_quietly()

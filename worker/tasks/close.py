@@ -28,7 +28,7 @@ from shared import ports, summary_gl
 from shared.connections import Connection
 from shared.ledger.models import CloseRun, CloseStatus
 from shared.notify import Notifier, notifier_from_settings
-from shared.summary_gl import MAX_CONCURRENCY, CloseContext, CloseLock, Done, Resumed, Stale, Stop, Wait
+from shared.summary_gl import CloseContext, CloseLock, Done, Resumed, Stale, Stop, Wait, step_widths
 from worker.app import MAX_COUNTDOWN, app
 
 ERP_NAMES = {"acumatica": "Acumatica", "file": "the GL file export"}
@@ -53,6 +53,9 @@ def _notifier() -> Notifier:
 def context(connection: str | None) -> CloseContext:
     """The close context of a connection, built from the process's long-lived clients."""
     conn: Connection = ports.connection(connection)
+    post_width, mark_width = step_widths(
+        conn.zuora.max_concurrent, conn.acumatica.max_concurrent if conn.acumatica is not None else None
+    )
     return CloseContext(
         connection=conn.name,
         zuora=ports.zuora(conn),
@@ -61,14 +64,8 @@ def context(connection: str | None) -> CloseContext:
         settings=ports.settings(),
         notifier=_notifier(),
         erp_name=ERP_NAMES.get(conn.erp_kind, conn.erp_kind),
-        # As many entries at a time as both APIs let requests run: each entry in flight holds one
-        # Zuora or one ERP request at a time, and more would only queue in the fleet's limiters
-        # (the file export: one).
-        concurrency=(
-            min(conn.acumatica.max_concurrent, conn.zuora.max_concurrent, MAX_CONCURRENCY)
-            if conn.acumatica is not None
-            else 1
-        ),
+        concurrency=post_width,
+        mark_concurrency=mark_width,
     )
 
 

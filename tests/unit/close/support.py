@@ -191,6 +191,7 @@ class Harness:
         self._process = 0
         self.step_budget = sg.STEP_BUDGET_SECONDS
         self.concurrency = 1
+        self.mark_concurrency: int | None = None
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -207,6 +208,7 @@ class Harness:
             crash=crash or (lambda point: None),
             step_budget=self.step_budget,
             concurrency=self.concurrency,
+            mark_concurrency=self.mark_concurrency,
         )
 
     def new_process(self) -> tuple[str, int, float]:

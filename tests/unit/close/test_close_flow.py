@@ -66,11 +66,14 @@ def assert_closed_exactly_once(harness, run):
     assert harness.notifier.sent[-1].event == "close.completed"
 
 
-@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize(("concurrency", "mark_concurrency"), [(1, None), (4, None), (1, 5), (6, 3)])
 @pytest.mark.parametrize("erp", ["file", "acumatica"])
-def test_close_posts_each_entry_once_marks_yes_and_reconciles(make_harness, erp, concurrency):
+def test_close_posts_each_entry_once_marks_yes_and_reconciles(
+    make_harness, erp, concurrency, mark_concurrency
+):
     harness = make_harness(erp=erp)
     harness.concurrency = concurrency
+    harness.mark_concurrency = mark_concurrency
 
     run = harness.close()
 
