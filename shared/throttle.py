@@ -64,6 +64,31 @@ end
 return 0
 """
 
+# A slot and a permit at once (one round trip): the slot only if a permit is there too, and no
+# permit is spent without a slot. '-1': every slot is taken; '0': both taken; else the seconds
+# until a permit (the bucket is paused, or empty).
+_SLOT_AND_PERMIT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return '-1' end
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused > now then return tostring(paused - now) end
+local rate = tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+local req = tonumber(ARGV[6])
+local data = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+local tokens = tonumber(data[1])
+local ts = tonumber(data[2])
+if tokens == nil or ts == nil then tokens = cap; ts = now end
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+if tokens < req then return tostring((req - tokens) / rate) end
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - req), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[2], math.ceil(cap / rate) + 60)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 60)
+return '0'
+"""
 
 REAP_EVERY = 1.0  # seconds of waiting for a slot or a lock between looks for holders that died
 
@@ -215,10 +240,26 @@ class ConcurrencyLimiter:
         self._poll = poll
         self._sleep = sleep
         self._take = client.register_script(_SLOT_LUA)
+        self._take_with_permit = client.register_script(_SLOT_AND_PERMIT_LUA)
 
     def try_enter(self) -> str | None:
         token = holder_token()
         return token if int(self._take(keys=[self.key], args=[self.limit, self.lease, token])) else None
+
+    def try_enter_with(self, bucket: TokenBucket, tokens: float = 1.0) -> tuple[str | None, float]:
+        """A slot and ``tokens`` of ``bucket`` together, or neither: ``(token, 0)`` when taken,
+        ``(None, 0)`` when every slot is held, ``(None, seconds)`` when the bucket has no permit
+        for that long."""
+        token = holder_token()
+        answer = float(
+            self._take_with_permit(
+                keys=[self.key, bucket.key, bucket.pause_key],
+                args=[self.limit, self.lease, token, bucket.rate, bucket.capacity, tokens],
+            )
+        )
+        if answer == 0:
+            return token, 0.0
+        return None, max(0.0, answer)
 
     def reap(self) -> int:
         """Free the slots held by processes of this host that no longer exist (a killed worker's
@@ -230,12 +271,27 @@ class ConcurrencyLimiter:
         self._redis.zrem(self.key, token)
 
     @contextmanager
-    def slot(self, *, max_wait: float = 30.0) -> Iterator[float]:
-        """Hold one slot for the block; yields the time waited. Raises :class:`ThrottleTimeout`."""
+    def slot(self, *, max_wait: float = 30.0, bucket: TokenBucket | None = None) -> Iterator[float]:
+        """Hold one slot for the block; yields the time waited. Raises :class:`ThrottleTimeout`.
+
+        With ``bucket``, a permit of it is taken in the same step as the slot (one Redis round
+        trip): the request is both counted and admitted the moment before it is sent."""
         waited = 0.0
         delay = self._poll
         reaped_at = 0.0  # a wait shorter than REAP_EVERY is ordinary contention: no look at holders
-        while (token := self.try_enter()) is None:
+        while True:
+            if bucket is None:
+                token, permit_wait = self.try_enter(), 0.0
+            else:
+                token, permit_wait = self.try_enter_with(bucket)
+            if token is not None:
+                break
+            if permit_wait > 0:
+                if waited + permit_wait > max_wait:
+                    raise ThrottleTimeout(permit_wait)
+                self._sleep(permit_wait)
+                waited += permit_wait
+                continue
             if waited - reaped_at >= REAP_EVERY:
                 reaped_at = waited
                 # One look per REAP_EVERY for the whole fleet, however many are waiting.

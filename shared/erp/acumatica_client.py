@@ -272,9 +272,9 @@ class AcumaticaClient:
             url += "?" + query_string(params)
         content = None if body is None else dumps(body).encode()
         entity = self._entity_of(url)
-        if entity is not None:
+        if pinned is not None and entity is not None:
             self._await_form(entity)
-        current = pinned or self.sessions.current()
+        current = pinned or self._session_for(entity)
         renewals = 0
         while True:
             headers = current.headers()
@@ -369,12 +369,11 @@ class AcumaticaClient:
         started = self._clock()
         try:
             if throttled:
-                # The concurrency slot first, the per-minute permit last: the licence counts a
-                # request when it reaches the server (section 5.2), so the permit must be taken
+                # The concurrency slot and the per-minute permit in one step: the licence counts
+                # a request when it reaches the server (section 5.2), so the permit must be taken
                 # the moment before sending. A permit taken before queueing for a slot would let
                 # permits granted a second apart leave together and burst past the limit.
-                with self._inflight.slot(max_wait=self._throttle_wait):
-                    self._bucket.acquire(max_wait=self._throttle_wait)
+                with self._inflight.slot(max_wait=self._throttle_wait, bucket=self._bucket):
                     if fenced:
                         self._fence(request)
                     response = self._http.send(request)
@@ -480,6 +479,20 @@ class AcumaticaClient:
         finally:
             held.discard(entity)
             self._release_gate(keys=[key], args=[token])  # only if still ours
+
+    def _session_for(self, entity: str | None) -> Session:
+        """The shared session, once ``entity``'s form is not busy with a long-running action;
+        the form's gate and the session are read in one Redis round trip."""
+        if entity is None or entity in self._held():
+            return self.sessions.current()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._gate_prefix + entity)
+        pipe.get(self.sessions.key)
+        busy, stored = pipe.execute()
+        if not busy:
+            return self.sessions.current(stored=stored)
+        self._await_form(entity)
+        return self.sessions.current()
 
     def _await_form(self, entity: str) -> None:
         if entity in self._held():

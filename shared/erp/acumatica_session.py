@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 from cryptography.fernet import Fernet, InvalidToken
@@ -60,6 +60,15 @@ DEFAULT_SESSION_TTL = 300.0
 LOGIN_LIMIT_WAIT = 60.0
 TOKEN_MARGIN = 60.0
 REFRESH_TOKEN_TTL = 30 * 24 * 3600  # the default refresh-token lifetime (section 2.2)
+
+Stored = bytes | str | None  # the session key's value as Redis returns it
+
+
+class NotRead:
+    """The caller has not read the session key (:meth:`SessionStore.current` reads it)."""
+
+
+NOT_READ: Final = NotRead()
 
 _REPLACE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -198,9 +207,10 @@ class SessionManager:
 
     # -- getting a session -----------------------------------------------------------------------
 
-    def current(self, *, failed: Session | None = None) -> Session:
-        """The shared session, signing in (once for the fleet) when there is none usable."""
-        session = self._load()
+    def current(self, *, failed: Session | None = None, stored: Stored | NotRead = NOT_READ) -> Session:
+        """The shared session, signing in (once for the fleet) when there is none usable.
+        ``stored``: the value of :attr:`key` the caller has just read (None: no session stored)."""
+        session = self._load() if isinstance(stored, NotRead) else self._decode(stored)
         if self._usable(session, failed):
             assert session is not None
             return session
@@ -447,7 +457,9 @@ class SessionManager:
             return None  # written under another key: ignore it, it will be replaced
 
     def _load(self) -> Session | None:
-        raw = self._redis.get(self.key)
+        return self._decode(self._redis.get(self.key))
+
+    def _decode(self, raw: Stored) -> Session | None:
         if raw is None:
             return None
         last = self._last_loaded

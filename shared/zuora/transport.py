@@ -251,8 +251,7 @@ class RedisThrottle:
 
     @contextmanager
     def permit(self, *, max_wait: float) -> Iterator[object]:
-        self.bucket.acquire(max_wait=max_wait)
-        with self.limiter.slot(max_wait=max_wait):
+        with self.limiter.slot(max_wait=max_wait, bucket=self.bucket):  # one Redis round trip
             yield None
 
     def pause(self, seconds: float) -> None:

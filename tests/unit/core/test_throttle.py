@@ -57,6 +57,48 @@ def test_concurrency_limiter_caps_holders_and_releases(fake_redis):
     assert limiter.in_use() == 0
 
 
+def test_a_slot_with_a_permit_takes_both_or_neither(fake_redis):
+    bucket = TokenBucket(fake_redis, "both:bucket", rate=1.0, capacity=1)
+    limiter = ConcurrencyLimiter(fake_redis, "both:slots", limit=1)
+    token, wait = limiter.try_enter_with(bucket)
+    assert token is not None and wait == 0.0
+    assert limiter.in_use() == 1
+    # Every slot held: no permit is spent.
+    assert limiter.try_enter_with(bucket) == (None, 0.0)
+    limiter.leave(token)
+    # A free slot but no permit: the slot is not taken, and the wait is the bucket's.
+    token, wait = limiter.try_enter_with(bucket)
+    assert token is None and 0.9 < wait <= 1.0
+    assert limiter.in_use() == 0
+
+
+def test_a_slot_with_a_permit_waits_out_a_paused_bucket_then_gives_up_past_max_wait(fake_redis):
+    slept: list[float] = []
+    bucket = TokenBucket(fake_redis, "paused:bucket", rate=100.0, capacity=100)
+    limiter = ConcurrencyLimiter(fake_redis, "paused:slots", limit=5, sleep=slept.append)
+    bucket.pause(60)
+    with pytest.raises(ThrottleTimeout) as info, limiter.slot(max_wait=10, bucket=bucket):
+        pass
+    assert info.value.wait == pytest.approx(60, abs=0.1)
+    assert slept == [] and limiter.in_use() == 0
+
+
+def test_a_slot_with_a_permit_sleeps_for_the_permit_then_holds_the_slot(fake_redis):
+    bucket = TokenBucket(fake_redis, "sleepy:bucket", rate=1.0, capacity=1)
+    assert bucket.try_acquire() == 0.0  # the one permit is gone
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        fake_redis.hset("sleepy:bucket", "tokens", "1")  # the bucket refills while we sleep
+
+    limiter = ConcurrencyLimiter(fake_redis, "sleepy:slots", limit=2, sleep=sleep)
+    with limiter.slot(max_wait=5, bucket=bucket) as waited:
+        assert limiter.in_use() == 1
+    assert len(slept) == 1 and 0.9 < slept[0] <= 1.0 and waited == slept[0]
+    assert limiter.in_use() == 0
+
+
 def test_concurrency_limiter_lease_expires_for_dead_holders(fake_redis):
     limiter = ConcurrencyLimiter(fake_redis, "lease", limit=1, lease=-1)
     assert limiter.try_enter() is not None
