@@ -9,7 +9,7 @@ ledger commit); it never raises for a broker problem - the sweep re-drives what 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,10 @@ MARK_LOCK_SECONDS = 300
 
 def _debounce_key(connection: str, stream: str) -> str:
     return f"ledgerbridge:{connection}:mark-scheduled:{stream}"
+
+
+def _rerun_key(connection: str, stream: str) -> str:
+    return f"ledgerbridge:{connection}:mark-again:{stream}"
 
 
 class CeleryDispatcher:
@@ -159,25 +163,51 @@ def post_batch(self: Task, *, connection: str, record_ids: list[int]) -> dict[st
         return item_level.post_records(ctx, record_ids).counts()
 
 
-@app.task(name="ledgerbridge.pull.mark", bind=True, max_retries=30)
-def mark(self: Task, *, connection: str, stream: str) -> dict[str, Any]:
+@app.task(name="ledgerbridge.pull.mark")
+def mark(*, connection: str, stream: str) -> dict[str, Any]:
     """Mark a stream's posted rows transferred in Zuora, in batches of at most 50."""
     ctx = item_context(connection)
     chosen = item_level.get_stream(stream)
-    redis = ports.redis_client()
-    redis.delete(_debounce_key(ctx.connection, chosen.name))  # postings from now on schedule another run
-    lock = RunLock(redis, ctx.connection, f"mark:{chosen.name}", ttl=MARK_LOCK_SECONDS)
-    if not lock.acquire():
-        # Another run is marking; it may have read its rows before ours were posted.
-        raise self.retry(countdown=5)
-    try:
+
+    def work() -> dict[str, Any]:
         with log_context(connection=ctx.connection, stream=chosen.name):
-            summary = item_level.mark_stream(ctx, chosen)
+            return item_level.mark_stream(ctx, chosen).as_dict()
+
+    def again(countdown: float) -> None:
+        mark.apply_async(kwargs={"connection": ctx.connection, "stream": chosen.name}, countdown=countdown)
+
+    return run_mark(ports.redis_client(), ctx.connection, chosen.name, work, again)
+
+
+def run_mark(
+    redis: Any,
+    connection: str,
+    stream: str,
+    work: Callable[[], dict[str, Any]],
+    again: Callable[[float], None],
+) -> dict[str, Any]:
+    """One mark run of ``stream`` at a time. A run that finds another one going does not wait
+    for it: it leaves word for it to run once more (the other may have read its rows before
+    these were posted) and ends. The word is left before the lock is tried a second time, and
+    the holder reads it after releasing the lock, so it is never missed."""
+    lock = RunLock(redis, connection, f"mark:{stream}", ttl=MARK_LOCK_SECONDS)
+    rerun = _rerun_key(connection, stream)
+    if not lock.acquire():
+        redis.set(rerun, "1", ex=MARK_LOCK_SECONDS)
+        if not lock.acquire():
+            return {"stream": stream, "skipped": "another mark run is going; it will run once more"}
+    # Rows posted from now on are read by this run, or schedule the next one.
+    redis.delete(_debounce_key(connection, stream), rerun)
+    try:
+        summary = work()
     finally:
         lock.release()
-    if summary.more:
-        mark.apply_async(kwargs={"connection": ctx.connection, "stream": chosen.name}, countdown=1)
-    return summary.as_dict()
+    asked = bool(redis.delete(rerun))  # after the release: see above
+    if summary.get("more"):
+        again(1.0)
+    elif asked:
+        again(MARK_DELAY_SECONDS)
+    return summary
 
 
 def retry_countdown(exc: Exception, retries: int) -> float:
