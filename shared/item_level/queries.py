@@ -48,6 +48,53 @@ _KEY_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class DueRow:
+    """What the sweep needs of an overdue row, without its payload."""
+
+    id: int
+    object_type: str
+    zuora_id: str
+    state: str
+    erp_ref: str | None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.object_type}:{self.zuora_id}"
+
+
+def due_rows(
+    ledger: Ledger,
+    connection: str,
+    states: Sequence[str],
+    object_types: Iterable[str],
+    *,
+    now: datetime,
+    limit: int,
+) -> list[DueRow]:
+    """Rows of these object types in ``states`` whose ``next_attempt_at`` has passed, most overdue
+    first, at most ``limit`` (the sweep's work list, read without payloads)."""
+    with ledger.session() as session:
+        rows = session.execute(
+            sa.select(
+                col(SyncRecord.id),
+                col(SyncRecord.object_type),
+                col(SyncRecord.zuora_id),
+                col(SyncRecord.state),
+                col(SyncRecord.erp_ref),
+            )
+            .where(
+                col(SyncRecord.connection) == connection,
+                col(SyncRecord.state).in_(list(states)),
+                col(SyncRecord.next_attempt_at) <= now,
+                col(SyncRecord.object_type).in_(sorted(set(object_types))),
+            )
+            .order_by(col(SyncRecord.next_attempt_at), col(SyncRecord.id))
+            .limit(limit)
+        )
+        return [DueRow(*row) for row in rows]
+
+
 def row_keys_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[RowKey]:
     """:class:`RowKey` of the rows with these ledger ids (any order; missing ids are left out)."""
     found: list[RowKey] = []

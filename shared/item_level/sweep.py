@@ -28,11 +28,11 @@ from sqlmodel import Session
 from shared.item_level.context import ItemContext
 from shared.item_level.pull import ingest_rows
 from shared.item_level.push import MAX_CALLOUTS_PER_TASK
-from shared.item_level.queries import earliest_updated, known_zuora_ids, open_callouts
+from shared.item_level.queries import DueRow, due_rows, earliest_updated, known_zuora_ids, open_callouts
 from shared.item_level.streams import STREAMS, Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, TransitionConflict
-from shared.ledger.models import CalloutState, SyncRecord
-from shared.ledger.states import FAILED, PENDING, POSTED, POSTING, reschedule, retry
+from shared.ledger.models import CalloutState
+from shared.ledger.states import FAILED, PENDING, POSTED, POSTING, reschedule_pending, retry
 from shared.logs import log_context
 from shared.zuora.object_query import MAX_PAGE_SIZE
 from shared.zuora.records import get_field
@@ -62,12 +62,10 @@ class SweepSummary:
         }
 
 
-def _each(
-    ctx: ItemContext, rows: Sequence[SyncRecord], change: Callable[[Session, int], object]
-) -> list[int]:
+def _each(ctx: ItemContext, rows: Sequence[DueRow], change: Callable[[Session, int], object]) -> list[int]:
     """Apply ``change`` to every row in one transaction (row by row if another worker touched
     one meanwhile); returns the ids it was applied to."""
-    ids = [r.id for r in rows if r.id is not None]
+    ids = [r.id for r in rows]
     try:
         with ctx.ledger.session() as session:
             for record_id in ids:
@@ -94,26 +92,21 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
     item_types = {s.object_type for s in STREAMS.values()}
     with log_context(connection=ctx.connection):
         # The ledger schedules pending/posted rows PENDING_GRACE ahead: read them on the shifted clock.
-        early = [
-            r
-            for r in ctx.ledger.due_records(
-                ctx.connection, [PENDING, POSTED], now=ctx.shifted(now), limit=limit
-            )
-            if r.object_type in item_types
-        ]
-        late = [
-            r
-            for r in ctx.ledger.due_records(ctx.connection, [POSTING, FAILED], now=now, limit=limit)
-            if r.object_type in item_types
-        ]
+        early = due_rows(
+            ctx.ledger, ctx.connection, [PENDING, POSTED], item_types, now=ctx.shifted(now), limit=limit
+        )
+        late = due_rows(ctx.ledger, ctx.connection, [POSTING, FAILED], item_types, now=now, limit=limit)
         summary.more = len(early) >= limit or len(late) >= limit
         pending = [r for r in early if r.state == PENDING]
         failed = [r for r in late if r.state == FAILED]
         in_doubt = [r for r in late if r.state == POSTING and not r.erp_ref]
         again = ctx.shifted(now + ctx.options.sweep_grace)
-        to_post = _each(ctx, pending, lambda s, i: reschedule(s, i, retry_at=again, now=now))
+        with ctx.ledger.session() as session:
+            to_post = reschedule_pending(
+                session, ctx.connection, {r.id: r.subject for r in pending}, retry_at=again, now=now
+            )
         to_post += _each(ctx, failed, lambda s, i: retry(s, i, now=now))
-        to_post += [r.id for r in in_doubt if r.id is not None]
+        to_post += [r.id for r in in_doubt]
         summary.pending, summary.failed, summary.in_doubt = len(pending), len(failed), len(in_doubt)
         for start in range(0, len(to_post), POST_CHUNK):
             ctx.dispatch.post(ctx.connection, to_post[start : start + POST_CHUNK])

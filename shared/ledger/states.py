@@ -188,6 +188,49 @@ def _audit(session: Session, at: datetime, connection: str, kind: str, subject: 
     )
 
 
+def reschedule_pending(
+    session: Session,
+    connection: str,
+    subjects: Mapping[int, str],
+    *,
+    retry_at: datetime,
+    now: datetime | None = None,
+) -> list[int]:
+    """:func:`reschedule` for many ``pending`` rows of ``connection`` at once (``{id: subject}``),
+    without reading them: one UPDATE of the rows still pending (a row another worker has moved
+    on since it was listed is left alone) and their audit lines. Returns the ids deferred."""
+    if not subjects:
+        return []
+    now = now or utcnow()
+    result = session.execute(
+        sa.update(SYNC_RECORDS)
+        .where(
+            SYNC_RECORDS.c.connection == connection,
+            SYNC_RECORDS.c.id.in_(list(subjects)),
+            SYNC_RECORDS.c.state == PENDING,
+        )
+        .values(next_attempt_at=retry_at, updated_at=now, version=SYNC_RECORDS.c.version + 1)
+        .returning(SYNC_RECORDS.c.id)
+    )
+    done = sorted(int(row[0]) for row in result)
+    message = f"{PENDING}: next attempt at {retry_at.isoformat()}"
+    if done:
+        session.execute(
+            sa.insert(AUDIT_EVENTS),
+            [
+                {
+                    "at": now,
+                    "connection": connection,
+                    "kind": AuditKind.NOTE.value,
+                    "subject": subjects[i],
+                    "message": message,
+                }
+                for i in done
+            ],
+        )
+    return done
+
+
 def upsert_pulled(
     session: Session,
     *,

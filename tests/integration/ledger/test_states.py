@@ -250,6 +250,33 @@ def test_reschedule_defers_without_changing_state(ledger):
     )
 
 
+def test_reschedule_pending_defers_the_rows_still_pending_without_reading_them(ledger):
+    waiting = [_record_in(ledger, "pending") for _ in range(3)]
+    moved_on = _record_in(ledger, "posting")  # listed as pending, then a worker began posting it
+    other_connection = _record_in(ledger, "pending")
+    with ledger.session() as s:
+        s.exec(select(SyncRecord).where(SyncRecord.id == other_connection)).one().connection = "other"
+    before = {i: ledger.get_record_by_id(i).version for i in [*waiting, moved_on]}
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    retry_at = now + timedelta(minutes=5)
+    subjects = {i: ledger.get_record_by_id(i).subject for i in [*waiting, moved_on, other_connection]}
+
+    with ledger.session() as s:
+        done = states.reschedule_pending(s, CONN, subjects, retry_at=retry_at, now=now)
+
+    assert done == sorted(waiting)
+    for record_id in waiting:
+        rec = ledger.get_record_by_id(record_id)
+        assert (rec.state, rec.next_attempt_at, rec.version) == ("pending", retry_at, before[record_id] + 1)
+        last = ledger.timeline(rec.subject)[-1]
+        assert (last.kind, last.message) == ("note", f"pending: next attempt at {retry_at.isoformat()}")
+    untouched = ledger.get_record_by_id(moved_on)
+    assert (untouched.state, untouched.version) == ("posting", before[moved_on])
+    assert ledger.get_record_by_id(other_connection).next_attempt_at != retry_at
+    with ledger.session() as s:
+        assert states.reschedule_pending(s, CONN, {}, retry_at=retry_at) == []
+
+
 @pytest.mark.parametrize("state", ["posting", "marked", "parked"])
 def test_reschedule_refuses_in_flight_and_final_states(ledger, state):
     record_id = _record_in(ledger, state)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from shared.item_level import audit_marks, post_one, post_records, pull_stream, sweep
 from shared.item_level.context import Options
 from shared.item_level.streams import ACCOUNTS, INVOICES
+from shared.ledger.models import SyncRecord
 from shared.ledger.states import begin_posting, fail
 from tests.unit.item_level.support import ItemHarness
 
@@ -41,6 +43,24 @@ def test_pending_rows_are_redriven_once_past_the_grace(harness):
     assert summary.pending == len(pulled)
     assert sorted(_sent(harness)) == pulled
     assert sweep(harness.ctx).pending == 0  # deferred by the grace: not sent twice in a row
+
+
+def test_the_sweep_redrives_pending_rows_without_loading_a_record_or_its_payload(harness):
+    pull_stream(harness.ctx, INVOICES)
+    pulled = sorted(_sent(harness))
+    harness.advance(GRACE.total_seconds() + 1)
+    loaded: list[object] = []
+    listen = ("load", lambda target, _context: loaded.append(target))
+
+    sa.event.listen(SyncRecord, *listen)
+    try:
+        summary = sweep(harness.ctx)
+    finally:
+        sa.event.remove(SyncRecord, *listen)
+
+    assert summary.pending == len(pulled) > 0
+    assert sorted(_sent(harness)) == pulled
+    assert loaded == []  # keys and one UPDATE: a backlog of big invoices costs the sweep no memory
 
 
 def test_in_doubt_posting_row_is_sent_after_the_posting_timeout_and_resolved_by_lookup(harness):
