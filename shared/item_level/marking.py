@@ -26,10 +26,9 @@ from sqlmodel import Session
 
 from shared.errors import ApiError, NotFound, RateLimited, Rejected
 from shared.item_level.context import ItemContext
-from shared.item_level.queries import markable
+from shared.item_level.queries import MarkRow, markable
 from shared.item_level.streams import Stream
 from shared.ledger.errors import IllegalTransition, TransitionConflict
-from shared.ledger.models import SyncRecord
 from shared.ledger.states import mark_transferred, reschedule
 from shared.logs import log_context
 from shared.zuora.actions import MAX_OBJECTS_PER_CALL, RowResult
@@ -60,7 +59,7 @@ class MarkSummary:
         }
 
 
-def _key(ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord]) -> tuple[str, ...]:
+def _key(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow]) -> tuple[str, ...]:
     """The Idempotency-Key parts of one action/update: the rows and the hour. Zuora replays a
     key's first answer for 24 h (section 3); a batch that failed is retried with a new key the
     next hour at the latest (and a partly failed batch is never the same set of ids again)."""
@@ -69,18 +68,18 @@ def _key(ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord]) -> tuple[
     return ("transferred", stream.name, digest, hour)
 
 
-def _record(ctx: ItemContext, done: Sequence[SyncRecord], failed: Sequence[tuple[SyncRecord, str]]) -> int:
+def _record(ctx: ItemContext, done: Sequence[MarkRow], failed: Sequence[tuple[MarkRow, str]]) -> int:
     """Record a batch in one transaction: marked rows, and failed ones deferred with their error.
     Should another worker have changed one of the rows meanwhile, the batch is recorded row by
     row instead, so one conflict does not undo the others."""
     retry_at = ctx.shifted(ctx.now() + ctx.options.mark_retry)
     now = ctx.now()
 
-    def mark(session: Session, row: SyncRecord) -> None:
+    def mark(session: Session, row: MarkRow) -> None:
         assert row.id is not None
         mark_transferred(session, row.id, now=now)
 
-    def defer(session: Session, row: SyncRecord, error: str) -> None:
+    def defer(session: Session, row: MarkRow, error: str) -> None:
         assert row.id is not None
         reschedule(session, row.id, retry_at=retry_at, error=f"marking transferred failed: {error}", now=now)
 
@@ -110,27 +109,27 @@ def _record(ctx: ItemContext, done: Sequence[SyncRecord], failed: Sequence[tuple
     return marked
 
 
-def _mark_actions(ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord], summary: MarkSummary) -> None:
+def _mark_actions(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary) -> None:
     assert stream.mark_action_type is not None
     action_type = stream.mark_action_type
 
-    def send(chunk: list[SyncRecord]) -> list[RowResult]:
+    def send(chunk: list[MarkRow]) -> list[RowResult]:
         objects = [{"Id": r.zuora_id, "TransferredToAccounting": "Yes"} for r in chunk]
         return ctx.zuora.actions.update(action_type, objects, idempotency_key=_key(ctx, stream, chunk))
 
     _mark_in_batches(ctx, rows, MAX_OBJECTS_PER_CALL, send, summary=summary)
 
 
-def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord], summary: MarkSummary) -> None:
+def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary) -> None:
     """Memos in bulk PUTs of at most 50, each memo answered on its own. A tenant that refuses the
     bulk call as a whole (not found, or not accepted) gets the single PUT per memo instead."""
     credit = stream.mark_put == "credit_memo"
     bulk = ctx.zuora.transfers.credit_memos if credit else ctx.zuora.transfers.debit_memos
 
-    def one_by_one(rest: Sequence[SyncRecord]) -> None:
+    def one_by_one(rest: Sequence[MarkRow]) -> None:
         _mark_memos_one_by_one(ctx, stream, rest, summary)
 
-    def send(chunk: list[SyncRecord]) -> list[RowResult]:
+    def send(chunk: list[MarkRow]) -> list[RowResult]:
         return bulk([r.zuora_id for r in chunk], "Yes")
 
     _mark_in_batches(ctx, rows, MAX_MEMOS_PER_CALL, send, summary=summary, refused=one_by_one)
@@ -138,12 +137,12 @@ def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord], su
 
 def _mark_in_batches(
     ctx: ItemContext,
-    rows: Sequence[SyncRecord],
+    rows: Sequence[MarkRow],
     size: int,
-    send: Callable[[list[SyncRecord]], list[RowResult]],
+    send: Callable[[list[MarkRow]], list[RowResult]],
     *,
     summary: MarkSummary,
-    refused: Callable[[Sequence[SyncRecord]], None] | None = None,
+    refused: Callable[[Sequence[MarkRow]], None] | None = None,
 ) -> None:
     """``send`` each batch of ``size`` rows (one result per row, in order) and record the results.
     A failed call defers its rows (a rate limit stops the run: ``more``); with ``refused``, a call
@@ -166,8 +165,8 @@ def _mark_in_batches(
                 summary.more = True
                 return
             continue
-        done: list[SyncRecord] = []
-        failed: list[tuple[SyncRecord, str]] = []
+        done: list[MarkRow] = []
+        failed: list[tuple[MarkRow, str]] = []
         for row, result in zip(chunk, results, strict=True):
             if result.success:
                 done.append(row)
@@ -179,14 +178,14 @@ def _mark_in_batches(
         summary.failed += len(failed)
 
 
-def _defer_batch(ctx: ItemContext, chunk: Sequence[SyncRecord], exc: ApiError, summary: MarkSummary) -> None:
+def _defer_batch(ctx: ItemContext, chunk: Sequence[MarkRow], exc: ApiError, summary: MarkSummary) -> None:
     summary.failed += len(chunk)
     summary.errors.append(str(exc))
     _record(ctx, [], [(r, str(exc)) for r in chunk])
 
 
 def _mark_memos_one_by_one(
-    ctx: ItemContext, stream: Stream, rows: Sequence[SyncRecord], summary: MarkSummary
+    ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary
 ) -> None:
     put = (
         ctx.zuora.transfers.credit_memo
@@ -194,7 +193,7 @@ def _mark_memos_one_by_one(
         else ctx.zuora.transfers.debit_memo
     )
 
-    def one(row: SyncRecord) -> tuple[SyncRecord, str | None]:
+    def one(row: MarkRow) -> tuple[MarkRow, str | None]:
         try:
             put(row.zuora_id, "Yes")
         except ApiError as exc:

@@ -162,29 +162,45 @@ def known_zuora_ids(ledger: Ledger, connection: str, object_type: str, zuora_ids
     return known
 
 
-def markable(
-    ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int
-) -> list[SyncRecord]:
+@dataclass(frozen=True, slots=True)
+class MarkRow:
+    """What marking needs of a posted row, without its payload."""
+
+    id: int
+    object_type: str
+    zuora_id: str
+    zuora_number: str | None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.object_type}:{self.zuora_id}"
+
+
+def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int) -> list[MarkRow]:
     """Posted rows of ``object_type`` to mark now: never tried (no error) or due again after a
     failed mark (``next_attempt_at <= due``), oldest first."""
     with ledger.session() as session:
-        return list(
-            session.exec(
-                select(SyncRecord)
-                .where(
-                    SyncRecord.connection == connection,
-                    SyncRecord.object_type == object_type,
-                    SyncRecord.state == POSTED,
-                    sa.or_(
-                        col(SyncRecord.last_error).is_(None),
-                        col(SyncRecord.next_attempt_at).is_(None),
-                        col(SyncRecord.next_attempt_at) <= due,
-                    ),
-                )
-                .order_by(col(SyncRecord.id))
-                .limit(limit)
-            ).all()
+        rows = session.execute(
+            sa.select(
+                col(SyncRecord.id),
+                col(SyncRecord.object_type),
+                col(SyncRecord.zuora_id),
+                col(SyncRecord.zuora_number),
+            )
+            .where(
+                col(SyncRecord.connection) == connection,
+                col(SyncRecord.object_type) == object_type,
+                col(SyncRecord.state) == POSTED,
+                sa.or_(
+                    col(SyncRecord.last_error).is_(None),
+                    col(SyncRecord.next_attempt_at).is_(None),
+                    col(SyncRecord.next_attempt_at) <= due,
+                ),
+            )
+            .order_by(col(SyncRecord.id))
+            .limit(limit)
         )
+        return [MarkRow(*row) for row in rows]
 
 
 def open_callouts(

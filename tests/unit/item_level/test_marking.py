@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
+import sqlalchemy as sa
 
 from shared.errors import NotFound
 from shared.item_level import mark_stream, post_records, pull_stream, sync_status
 from shared.item_level.streams import CREDIT_MEMOS, DEBIT_MEMOS, INVOICES, PAYMENTS
+from shared.ledger.models import SyncRecord
 from shared.sandbox.zuora import Sizes
 from tests.unit.item_level.support import ItemHarness
 
@@ -51,6 +55,28 @@ def test_invoices_are_marked_with_action_update_50_at_a_time(tmp_path, fake_redi
         r.get("TransferredToAccounting") == "Yes" for r in h.rows("invoices") if r["Status"] == "Posted"
     )
     assert {k: v for k, v in h.states().items() if k[0] == "invoice"} == {("invoice", "marked"): posted}
+
+
+def test_a_mark_run_holds_at_most_one_batch_of_records_at_a_time(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, sizes=MANY)
+    _pull_and_post(h, INVOICES)
+    live: set[int] = set()
+    most = 0
+
+    def loaded(target, _context) -> None:
+        nonlocal most
+        live.add(id(target))
+        weakref.finalize(target, live.discard, id(target))
+        most = max(most, len(live))
+
+    sa.event.listen(SyncRecord, "load", loaded)
+    try:
+        summary = mark_stream(h.ctx, INVOICES)
+    finally:
+        sa.event.remove(SyncRecord, "load", loaded)
+
+    assert summary.marked > 100
+    assert 0 < most <= 50  # the run lists keys; only the batch being recorded is loaded
 
 
 def test_a_row_zuora_refuses_stays_posted_with_the_error_and_is_retried(tmp_path, fake_redis):
