@@ -21,9 +21,14 @@ from shared.processes import process_alive, this_process
 
 Sleep = Callable[[float], None]
 
-_BUCKET_LUA = """
+_NOW_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+# The bucket KEYS[1] (paused by KEYS[2]) refilled to ``now``: a paused bucket returns its pause;
+# else ``tokens`` holds what is there for ``req`` (ARGV[1..3]: rate, capacity, tokens wanted).
+_REFILL_LUA = """
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return tostring(paused - now) end
 local rate = tonumber(ARGV[1])
@@ -34,16 +39,23 @@ local tokens = tonumber(data[1])
 local ts = tonumber(data[2])
 if tokens == nil or ts == nil then tokens = cap; ts = now end
 tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+"""
+
+_BUCKET_LUA = (
+    _NOW_LUA
+    + _REFILL_LUA
+    + """
 local wait = 0
 if tokens >= req then tokens = tokens - req else wait = (req - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
 return tostring(wait)
 """
+)
 
-_PAUSE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+_PAUSE_LUA = (
+    _NOW_LUA
+    + """
 local untl = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untl > cur then
@@ -51,10 +63,11 @@ if untl > cur then
 end
 return tostring(math.max(untl, cur) - now)
 """
+)
 
-_SLOT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+_SLOT_LUA = (
+    _NOW_LUA
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
@@ -63,32 +76,28 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 0
 """
+)
 
 # A slot and a permit at once (one round trip): the slot only if a permit is there too, and no
 # permit is spent without a slot. '-1': every slot is taken; '0': both taken; else the seconds
 # until a permit (the bucket is paused, or empty).
-_SLOT_AND_PERMIT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return '-1' end
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused > now then return tostring(paused - now) end
-local rate = tonumber(ARGV[4])
-local cap = tonumber(ARGV[5])
-local req = tonumber(ARGV[6])
-local data = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
-local tokens = tonumber(data[1])
-local ts = tonumber(data[2])
-if tokens == nil or ts == nil then tokens = cap; ts = now end
-tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+# KEYS: the bucket, its pause, the slots; ARGV: rate, capacity, tokens, slot limit, lease, holder.
+_SLOT_AND_PERMIT_LUA = (
+    _NOW_LUA
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return '-1' end
+"""
+    + _REFILL_LUA
+    + """
 if tokens < req then return tostring((req - tokens) / rate) end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - req), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[2], math.ceil(cap / rate) + 60)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 60)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - req), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[6])
+redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[5])) + 60)
 return '0'
 """
+)
 
 REAP_EVERY = 1.0  # seconds of waiting for a slot or a lock between looks for holders that died
 
@@ -253,8 +262,8 @@ class ConcurrencyLimiter:
         token = holder_token()
         answer = float(
             self._take_with_permit(
-                keys=[self.key, bucket.key, bucket.pause_key],
-                args=[self.limit, self.lease, token, bucket.rate, bucket.capacity, tokens],
+                keys=[bucket.key, bucket.pause_key, self.key],
+                args=[bucket.rate, bucket.capacity, tokens, self.limit, self.lease, token],
             )
         )
         if answer == 0:
