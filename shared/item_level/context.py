@@ -25,9 +25,11 @@ from shared.mapping import Mapping, load_mapping
 from shared.settings import Settings, SettingsError
 from shared.zuora.client import ZuoraClient
 
-# Threads one worker process posts with. The ERP client's Redis limiter caps the fleet at the
-# licence; this only bounds one process (a SIGKILLed one leaks its limiter leases until they expire).
-MAX_POST_THREADS = 8
+# Posting threads of one worker process at most, shared by all its tasks (the ERP's licence,
+# ``LEDGERBRIDGE_ACUMATICA_MAX_CONCURRENT``, up to this). The ERP client's Redis limiter caps the
+# fleet at the licence; this only bounds one process, which may have to use the whole licence
+# alone while the others pull or mark.
+MAX_POST_THREADS = 32
 
 
 class Dispatcher(Protocol):
