@@ -27,9 +27,10 @@ from shared.zuora.client import ZuoraClient
 
 # Posting threads of one worker process at most, shared by all its tasks (the ERP's licence,
 # ``LEDGERBRIDGE_ACUMATICA_MAX_CONCURRENT``, up to this). The ERP client's Redis limiter caps the
-# fleet at the licence; this only bounds one process, which may have to use the whole licence
-# alone while the others pull or mark.
-MAX_POST_THREADS = 32
+# fleet at the licence; this bounds one process. More did not post faster on 2 cores: the 21,500-
+# record backlog ran at 78 records/s with 8 per process and 71 with 32 (the interpreter lock and
+# the ledger's write turns, not the ERP, set the pace there).
+MAX_POST_THREADS = 8
 
 
 class Dispatcher(Protocol):
