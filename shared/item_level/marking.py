@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from shared.errors import ApiError, NotFound, RateLimited, Rejected
 from shared.item_level.context import ItemContext
-from shared.item_level.queries import MarkRow, markable
+from shared.item_level.queries import RowKey, markable
 from shared.item_level.streams import Stream
 from shared.ledger.errors import IllegalTransition, TransitionConflict
 from shared.ledger.states import mark_transferred, reschedule
@@ -59,7 +59,7 @@ class MarkSummary:
         }
 
 
-def _key(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow]) -> tuple[str, ...]:
+def _key(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey]) -> tuple[str, ...]:
     """The Idempotency-Key parts of one action/update: the rows and the hour. Zuora replays a
     key's first answer for 24 h (section 3); a batch that failed is retried with a new key the
     next hour at the latest (and a partly failed batch is never the same set of ids again)."""
@@ -68,18 +68,18 @@ def _key(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow]) -> tuple[str
     return ("transferred", stream.name, digest, hour)
 
 
-def _record(ctx: ItemContext, done: Sequence[MarkRow], failed: Sequence[tuple[MarkRow, str]]) -> int:
+def _record(ctx: ItemContext, done: Sequence[RowKey], failed: Sequence[tuple[RowKey, str]]) -> int:
     """Record a batch in one transaction: marked rows, and failed ones deferred with their error.
     Should another worker have changed one of the rows meanwhile, the batch is recorded row by
     row instead, so one conflict does not undo the others."""
     retry_at = ctx.shifted(ctx.now() + ctx.options.mark_retry)
     now = ctx.now()
 
-    def mark(session: Session, row: MarkRow) -> None:
+    def mark(session: Session, row: RowKey) -> None:
         assert row.id is not None
         mark_transferred(session, row.id, now=now)
 
-    def defer(session: Session, row: MarkRow, error: str) -> None:
+    def defer(session: Session, row: RowKey, error: str) -> None:
         assert row.id is not None
         reschedule(session, row.id, retry_at=retry_at, error=f"marking transferred failed: {error}", now=now)
 
@@ -109,27 +109,27 @@ def _record(ctx: ItemContext, done: Sequence[MarkRow], failed: Sequence[tuple[Ma
     return marked
 
 
-def _mark_actions(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary) -> None:
+def _mark_actions(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey], summary: MarkSummary) -> None:
     assert stream.mark_action_type is not None
     action_type = stream.mark_action_type
 
-    def send(chunk: list[MarkRow]) -> list[RowResult]:
+    def send(chunk: list[RowKey]) -> list[RowResult]:
         objects = [{"Id": r.zuora_id, "TransferredToAccounting": "Yes"} for r in chunk]
         return ctx.zuora.actions.update(action_type, objects, idempotency_key=_key(ctx, stream, chunk))
 
     _mark_in_batches(ctx, rows, MAX_OBJECTS_PER_CALL, send, summary=summary)
 
 
-def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary) -> None:
+def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey], summary: MarkSummary) -> None:
     """Memos in bulk PUTs of at most 50, each memo answered on its own. A tenant that refuses the
     bulk call as a whole (not found, or not accepted) gets the single PUT per memo instead."""
     credit = stream.mark_put == "credit_memo"
     bulk = ctx.zuora.transfers.credit_memos if credit else ctx.zuora.transfers.debit_memos
 
-    def one_by_one(rest: Sequence[MarkRow]) -> None:
+    def one_by_one(rest: Sequence[RowKey]) -> None:
         _mark_memos_one_by_one(ctx, stream, rest, summary)
 
-    def send(chunk: list[MarkRow]) -> list[RowResult]:
+    def send(chunk: list[RowKey]) -> list[RowResult]:
         return bulk([r.zuora_id for r in chunk], "Yes")
 
     _mark_in_batches(ctx, rows, MAX_MEMOS_PER_CALL, send, summary=summary, refused=one_by_one)
@@ -137,12 +137,12 @@ def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summa
 
 def _mark_in_batches(
     ctx: ItemContext,
-    rows: Sequence[MarkRow],
+    rows: Sequence[RowKey],
     size: int,
-    send: Callable[[list[MarkRow]], list[RowResult]],
+    send: Callable[[list[RowKey]], list[RowResult]],
     *,
     summary: MarkSummary,
-    refused: Callable[[Sequence[MarkRow]], None] | None = None,
+    refused: Callable[[Sequence[RowKey]], None] | None = None,
 ) -> None:
     """``send`` each batch of ``size`` rows (one result per row, in order) and record the results.
     A failed call defers its rows (a rate limit stops the run: ``more``); with ``refused``, a call
@@ -165,8 +165,8 @@ def _mark_in_batches(
                 summary.more = True
                 return
             continue
-        done: list[MarkRow] = []
-        failed: list[tuple[MarkRow, str]] = []
+        done: list[RowKey] = []
+        failed: list[tuple[RowKey, str]] = []
         for row, result in zip(chunk, results, strict=True):
             if result.success:
                 done.append(row)
@@ -178,14 +178,14 @@ def _mark_in_batches(
         summary.failed += len(failed)
 
 
-def _defer_batch(ctx: ItemContext, chunk: Sequence[MarkRow], exc: ApiError, summary: MarkSummary) -> None:
+def _defer_batch(ctx: ItemContext, chunk: Sequence[RowKey], exc: ApiError, summary: MarkSummary) -> None:
     summary.failed += len(chunk)
     summary.errors.append(str(exc))
     _record(ctx, [], [(r, str(exc)) for r in chunk])
 
 
 def _mark_memos_one_by_one(
-    ctx: ItemContext, stream: Stream, rows: Sequence[MarkRow], summary: MarkSummary
+    ctx: ItemContext, stream: Stream, rows: Sequence[RowKey], summary: MarkSummary
 ) -> None:
     put = (
         ctx.zuora.transfers.credit_memo
@@ -193,7 +193,7 @@ def _mark_memos_one_by_one(
         else ctx.zuora.transfers.debit_memo
     )
 
-    def one(row: MarkRow) -> tuple[MarkRow, str | None]:
+    def one(row: RowKey) -> tuple[RowKey, str | None]:
         try:
             put(row.zuora_id, "Yes")
         except ApiError as exc:

@@ -30,37 +30,31 @@ def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
 
 @dataclass(frozen=True, slots=True)
 class RowKey:
-    """What a batch needs to order its rows, without their payloads."""
+    """What posting, marking and the sweep need of a row to order and route it, without its
+    payload: a batch holds these and loads a whole record only when its turn comes."""
 
     id: int
     object_type: str
     zuora_id: str
+    zuora_number: str | None
     account_id: str | None
-    state: str
-
-
-_KEY_COLUMNS = (
-    col(SyncRecord.id),
-    col(SyncRecord.object_type),
-    col(SyncRecord.zuora_id),
-    col(SyncRecord.account_id),
-    col(SyncRecord.state),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DueRow:
-    """What the sweep needs of an overdue row, without its payload."""
-
-    id: int
-    object_type: str
-    zuora_id: str
     state: str
     erp_ref: str | None
 
     @property
     def subject(self) -> str:
         return f"{self.object_type}:{self.zuora_id}"
+
+
+_KEY_COLUMNS = (
+    col(SyncRecord.id),
+    col(SyncRecord.object_type),
+    col(SyncRecord.zuora_id),
+    col(SyncRecord.zuora_number),
+    col(SyncRecord.account_id),
+    col(SyncRecord.state),
+    col(SyncRecord.erp_ref),
+)
 
 
 def due_rows(
@@ -71,18 +65,12 @@ def due_rows(
     *,
     now: datetime,
     limit: int,
-) -> list[DueRow]:
+) -> list[RowKey]:
     """Rows of these object types in ``states`` whose ``next_attempt_at`` has passed, most overdue
     first, at most ``limit`` (the sweep's work list, read without payloads)."""
     with ledger.session() as session:
         rows = session.execute(
-            sa.select(
-                col(SyncRecord.id),
-                col(SyncRecord.object_type),
-                col(SyncRecord.zuora_id),
-                col(SyncRecord.state),
-                col(SyncRecord.erp_ref),
-            )
+            sa.select(*_KEY_COLUMNS)
             .where(
                 col(SyncRecord.connection) == connection,
                 col(SyncRecord.state).in_(list(states)),
@@ -92,7 +80,7 @@ def due_rows(
             .order_by(col(SyncRecord.next_attempt_at), col(SyncRecord.id))
             .limit(limit)
         )
-        return [DueRow(*row) for row in rows]
+        return [RowKey(*row) for row in rows]
 
 
 def row_keys_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[RowKey]:
@@ -162,31 +150,12 @@ def known_zuora_ids(ledger: Ledger, connection: str, object_type: str, zuora_ids
     return known
 
 
-@dataclass(frozen=True, slots=True)
-class MarkRow:
-    """What marking needs of a posted row, without its payload."""
-
-    id: int
-    object_type: str
-    zuora_id: str
-    zuora_number: str | None
-
-    @property
-    def subject(self) -> str:
-        return f"{self.object_type}:{self.zuora_id}"
-
-
-def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int) -> list[MarkRow]:
+def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int) -> list[RowKey]:
     """Posted rows of ``object_type`` to mark now: never tried (no error) or due again after a
     failed mark (``next_attempt_at <= due``), oldest first."""
     with ledger.session() as session:
         rows = session.execute(
-            sa.select(
-                col(SyncRecord.id),
-                col(SyncRecord.object_type),
-                col(SyncRecord.zuora_id),
-                col(SyncRecord.zuora_number),
-            )
+            sa.select(*_KEY_COLUMNS)
             .where(
                 col(SyncRecord.connection) == connection,
                 col(SyncRecord.object_type) == object_type,
@@ -200,7 +169,7 @@ def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, l
             .order_by(col(SyncRecord.id))
             .limit(limit)
         )
-        return [MarkRow(*row) for row in rows]
+        return [RowKey(*row) for row in rows]
 
 
 def open_callouts(

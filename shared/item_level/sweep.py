@@ -28,7 +28,7 @@ from sqlmodel import Session
 from shared.item_level.context import ItemContext
 from shared.item_level.pull import ingest_rows
 from shared.item_level.push import MAX_CALLOUTS_PER_TASK
-from shared.item_level.queries import DueRow, due_rows, earliest_updated, known_zuora_ids, open_callouts
+from shared.item_level.queries import RowKey, due_rows, earliest_updated, known_zuora_ids, open_callouts
 from shared.item_level.streams import STREAMS, Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, TransitionConflict
 from shared.ledger.models import CalloutState
@@ -62,7 +62,7 @@ class SweepSummary:
         }
 
 
-def _each(ctx: ItemContext, rows: Sequence[DueRow], change: Callable[[Session, int], object]) -> list[int]:
+def _each(ctx: ItemContext, rows: Sequence[RowKey], change: Callable[[Session, int], object]) -> list[int]:
     """Apply ``change`` to every row in one transaction (row by row if another worker touched
     one meanwhile); returns the ids it was applied to."""
     ids = [r.id for r in rows]

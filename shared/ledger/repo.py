@@ -421,24 +421,6 @@ class Ledger:
             )
             return list(session.exec(query).all())
 
-    def due_records(
-        self, connection: str, states: Iterable[str], now: datetime | None = None, limit: int = 500
-    ) -> list[SyncRecord]:
-        """Rows in ``states`` whose ``next_attempt_at`` has passed, most overdue first: the sweep's
-        work list (stuck pending / in-doubt posting / failed past backoff / posted but unmarked)."""
-        with session_scope(self.engine) as session:
-            query = (
-                select(SyncRecord)
-                .where(
-                    SyncRecord.connection == connection,
-                    col(SyncRecord.state).in_(list(states)),
-                    col(SyncRecord.next_attempt_at) <= (now or utcnow()),
-                )
-                .order_by(col(SyncRecord.next_attempt_at), col(SyncRecord.id))
-                .limit(limit)
-            )
-            return list(session.exec(query).all())
-
     def counts_by_state(self, connection: str) -> dict[tuple[str, str], int]:
         """``{(object_type, state): count}`` for the connection."""
         with session_scope(self.engine) as session:

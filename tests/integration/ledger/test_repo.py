@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
 from shared.exchange import Exchange, audit_subject
+from shared.item_level.queries import due_rows
 from shared.ledger import states
 from shared.ledger.errors import ConnectionExists, RecordNotFound, SecretKeyError, UnknownConnection
 from shared.ledger.models import AuditEvent, CalloutNotification
@@ -235,18 +236,24 @@ def test_find_records_by_zuora_id_number_or_erp_ref(ledger):
     assert ledger.find_records("other", "INV-1") == []
 
 
-def test_due_records_returns_overdue_rows_in_given_states_oldest_first(ledger):
+def test_due_rows_returns_overdue_rows_in_given_states_oldest_first(ledger):
     old = _add(ledger, "8ad0old", now=T0)
     newer = _add(ledger, "8ad0newer", now=T0 + timedelta(minutes=1))
     _add(ledger, "8ad0future", now=T0 + timedelta(hours=1))
     parked = _add(ledger, "8ad0parked", now=T0)
+    other_type = _add(ledger, "8ad0pay", object_type="payment", now=T0)
     with ledger.session() as s:
         states.park(s, parked, "unmapped")
 
     now = T0 + timedelta(minutes=10)
-    assert [r.id for r in ledger.due_records(CONN, ["pending", "posting", "failed"], now)] == [old, newer]
-    assert [r.id for r in ledger.due_records(CONN, ["pending"], now, limit=1)] == [old]
-    assert ledger.due_records(CONN, ["posted"], now) == []
+    due = due_rows(ledger, CONN, ["pending", "posting", "failed"], ["invoice"], now=now, limit=500)
+    assert [r.id for r in due] == [old, newer]
+    assert (due[0].subject, due[0].state, due[0].erp_ref) == ("invoice:8ad0old", "pending", None)
+    assert [r.id for r in due_rows(ledger, CONN, ["pending"], ["invoice"], now=now, limit=1)] == [old]
+    assert [r.id for r in due_rows(ledger, CONN, ["pending"], ["payment"], now=now, limit=500)] == [
+        other_type
+    ]
+    assert due_rows(ledger, CONN, ["posted"], ["invoice"], now=now, limit=500) == []
 
 
 def test_counts_by_state(ledger):
