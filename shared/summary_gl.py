@@ -42,11 +42,12 @@ The steps (:data:`STEPS`; a dry run follows :data:`DRY_RUN_STEPS`):
    row found in ``posting`` without an ERP reference is in doubt: the ERP is asked by natural key
    (the JE number) and the row moves to ``posted`` (found) or back to ``pending`` (not found).
    ``concurrency`` entries are in flight at a time (:func:`step_widths`), each on exactly this
-   path.
+   path. Each entry whose ``posted`` is committed is marked (step 8's path) by the same task
+   while it posts the rest, so Zuora's marking overlaps the ERP's posting (``mark_while_posting``).
 8. ``mark`` - per entry one ``PUT .../basic-information`` with ``transferredToAccounting=Yes``
-   (section 8.4 has no bulk call), then ``posted -> marked``, ``mark_concurrency`` at a time. The
-   entries about to be marked are recorded first, so after a crash each is re-read instead of
-   being marked a second time.
+   (section 8.4 has no bulk call), then ``posted -> marked``, ``mark_concurrency`` at a time:
+   what the post step left unmarked. The entries that may be marked are recorded first (by
+   either step), so after a crash each is re-read instead of being marked a second time.
 9. ``verify`` - re-read every entry of the run: each must be ``Yes`` in Zuora and have an ERP
    reference in the ledger; any miss stops the close, loudly.
 10. ``reconcile`` - per (ERP account, currency), Zuora's debit and credit totals for the run must
@@ -473,6 +474,9 @@ class CloseContext:
     # :func:`step_widths` for how a connection's limits give them.
     concurrency: int = 1
     mark_concurrency: int | None = None
+    # The post step marks each entry it posts as soon as the entry is ``posted`` (False: the
+    # mark step marks them all).
+    mark_while_posting: bool = True
     _mapping: GlMapping | None = None
 
     def mapping(self) -> GlMapping:
@@ -1092,12 +1096,13 @@ class LateTransitions:
         self.ledger = ledger
         self.size = max(1, size)
         self._lock = threading.Lock()
-        self._changes: list[Callable[[Any], object]] = []
+        self._changes: list[tuple[Callable[[Any], object], Callable[[], None] | None]] = []
 
-    def add(self, change: Callable[[Any], object]) -> None:
-        """Queue ``change(session)``; the caller whose change fills a group commits the group."""
+    def add(self, change: Callable[[Any], object], then: Callable[[], None] | None = None) -> None:
+        """Queue ``change(session)``; the caller whose change fills a group commits the group.
+        ``then()`` runs once the change is committed (never when its group fails)."""
         with self._lock:
-            self._changes.append(change)
+            self._changes.append((change, then))
             if len(self._changes) < self.size:
                 return
             group, self._changes = self._changes, []
@@ -1117,12 +1122,15 @@ class LateTransitions:
         except Exception:
             log.exception("could not commit the entries' last transitions; the next try looks them up")
 
-    def _commit(self, group: Sequence[Callable[[Any], object]]) -> None:
+    def _commit(self, group: Sequence[tuple[Callable[[Any], object], Callable[[], None] | None]]) -> None:
         if not group:
             return
         with self.ledger.session() as session:
-            for change in group:
+            for change, _ in group:
                 change(session)
+        for _, then in group:
+            if then is not None:
+                then()
 
 
 def step_widths(zuora_limit: int, erp_limit: int | None) -> tuple[int, int]:
@@ -1175,9 +1183,84 @@ def _each(
     return done
 
 
+def _inflight(run: CloseRun) -> set[str]:
+    """The entries whose ``Yes`` may have gone out without the ledger showing them marked."""
+    raw = _state(run, "mark").get("inflight")
+    return {raw} if isinstance(raw, str) else set(raw or [])
+
+
+class _Marker:
+    """Marks entries ``Yes`` in Zuora while the post step goes on, each once its ``posted`` is
+    committed, ``width`` at a time: the Zuora requests of marking overlap the ERP requests of
+    posting instead of waiting for the last entry to be posted.
+
+    Best effort: the first failure stops it, and whatever it did not finish is the mark step's
+    (the entries whose PUT went out are kept in flight there, so they are read before written).
+    A simulated crash (a BaseException) is raised again by :meth:`close`."""
+
+    def __init__(self, ctx: CloseContext, position: Mapping[str, int], width: int) -> None:
+        """``width`` 0: marks nothing."""
+        self.ctx = ctx
+        self.position = position
+        self.late = LateTransitions(ctx.ledger)
+        self.started: set[str] = set()  # a PUT may have gone out
+        self.marked: set[str] = set()  # ``posted -> marked`` committed
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="close-mark") if width else None
+        self._futures: list[Any] = []
+        self._lock = threading.Lock()
+
+    def submit(self, number: str, row: SyncRecord) -> None:
+        if self._pool is None or self._stop.is_set():
+            return
+        future = self._pool.submit(copy_context().run, self._mark, number, row)
+        with self._lock:
+            self._futures.append(future)
+
+    def _mark(self, number: str, row: SyncRecord) -> None:
+        if self._stop.is_set():
+            return
+        with audit_subject(row.subject), log_context(record_id=number):
+            self.started.add(number)  # set.add is atomic
+            try:
+                self.ctx.zuora.journal_entries.update_basic_information(
+                    number, transferred_to_accounting="Yes"
+                )
+                self.ctx.crash(f"marking:{self.position[number]}")
+                self.late.add(
+                    functools.partial(states.mark_transferred, record=row),
+                    then=functools.partial(self.marked.add, number),
+                )
+            except Exception as exc:
+                self._stop.set()
+                log.warning(
+                    "journal entry %s: not marked transferred while posting (the mark step will): %s",
+                    number,
+                    exc,
+                )
+
+    def close(self, *, quietly: bool = False) -> None:
+        """Wait for the marks under way and commit their transitions; then raise a simulated
+        crash one of them met, unless ``quietly`` (another error is on its way out: no new mark
+        starts)."""
+        if quietly:
+            self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.late.flush_quietly()
+        for future in self._futures:
+            error = future.exception()
+            if error is not None and not isinstance(error, Exception) and not quietly:
+                raise error
+
+    def unsure(self) -> set[str]:
+        return self.started - self.marked
+
+
 def step_post(ctx: CloseContext, run: CloseRun) -> StepResult:
     """Step 7: post each entry to the ERP exactly once (see the module docstring); with
-    ``concurrency`` > 1, that many entries at a time, each on its own exactly as alone."""
+    ``concurrency`` > 1, that many entries at a time, each on its own exactly as alone. An entry
+    posted here is marked here too as soon as its ``posted`` is committed (:class:`_Marker`)."""
     mapping = ctx.mapping()
     deadline = ctx.clock() + ctx.step_budget
     numbers = _to_post(run)
@@ -1191,17 +1274,34 @@ def step_post(ctx: CloseContext, run: CloseRun) -> StepResult:
             )
     todo = [n for n in numbers if n not in rows or rows[n].state not in POSTED_STATES]
     position = {number: index for index, number in enumerate(numbers, start=1)}
+    if not todo:
+        return Done("mark", {"entries": len(numbers)})
+    # Before any Yes is sent: a task that dies leaves these for the mark step to read first.
+    earlier = _inflight(run)
+    run = _save(ctx, run, "mark", inflight=sorted(earlier | set(todo)))
     late = LateTransitions(ctx.ledger)
+    width = ctx.concurrency if ctx.mark_concurrency is None else ctx.mark_concurrency
+    # Half the Zuora requests a step may run: the posting threads' Processing PUTs use the rest.
+    marker = _Marker(ctx, position, max(1, width // 2) if ctx.mark_while_posting else 0)
 
     def post(number: str) -> None:
-        _post_entry(ctx, run, _row(ctx, number, rows), position[number], mapping, late=late)
+        row = _row(ctx, number, rows)
+        _post_entry(ctx, run, row, position[number], mapping, late=late, then=marker.submit)
 
     try:
         finished = _each(ctx, todo, post, deadline, width=ctx.concurrency)
+        late.flush()
+    except Exception:
+        late.flush_quietly()
+        marker.close()
+        _save(ctx, run, "mark", inflight=sorted(earlier | marker.unsure()) or None)
+        raise
     except BaseException:
         late.flush_quietly()
+        marker.close(quietly=True)
         raise
-    late.flush()
+    marker.close()
+    _save(ctx, run, "mark", inflight=sorted(earlier | marker.unsure()) or None)
     if not finished:
         return Wait(0.0, "posted part of the entries in this task; continuing in a fresh one")
     return Done("mark", {"entries": len(numbers)})
@@ -1215,9 +1315,11 @@ def _post_entry(
     mapping: GlMapping,
     *,
     late: LateTransitions,
+    then: Callable[[str, SyncRecord], None] | None = None,
 ) -> None:
     """Post one entry: in doubt -> look it up; else Processing in Zuora, ``posting`` committed in
-    the ledger, the one ERP call, ``posted`` with its reference (committed with ``late``)."""
+    the ledger, the one ERP call, ``posted`` with its reference (committed with ``late``, after
+    which ``then(number, row)`` runs)."""
     number = row.zuora_id
     if row.state in POSTED_STATES:
         return
@@ -1277,7 +1379,8 @@ def _post_entry(
                 erp_ref=ref.key,
                 erp_payload=journal_payload(journal),
                 released=ref.released,
-            )
+            ),
+            then=None if then is None else functools.partial(then, number, row),
         )
 
 
@@ -1289,8 +1392,7 @@ def step_mark(ctx: CloseContext, run: CloseRun) -> StepResult:
     ledger does not show marked before writing it. A task that ends normally clears the list."""
     deadline = ctx.clock() + ctx.step_budget
     numbers = _to_post(run)
-    raw_inflight = _state(run, "mark").get("inflight")
-    inflight = {raw_inflight} if isinstance(raw_inflight, str) else set(raw_inflight or [])
+    inflight = _inflight(run)
     rows = _rows(ctx.ledger, ctx.connection, numbers)
     for number in numbers:
         row = rows.get(number)

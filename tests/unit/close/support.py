@@ -192,6 +192,7 @@ class Harness:
         self.step_budget = sg.STEP_BUDGET_SECONDS
         self.concurrency = 1
         self.mark_concurrency: int | None = None
+        self.mark_while_posting = True
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -209,6 +210,7 @@ class Harness:
             step_budget=self.step_budget,
             concurrency=self.concurrency,
             mark_concurrency=self.mark_concurrency,
+            mark_while_posting=self.mark_while_posting,
         )
 
     def new_process(self) -> tuple[str, int, float]:

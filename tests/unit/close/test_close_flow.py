@@ -494,6 +494,7 @@ def test_a_mark_task_that_fails_after_a_put_went_out_reads_only_that_entry_befor
     from shared.errors import Transient
 
     harness.concurrency = concurrency
+    harness.mark_while_posting = False  # the mark step marks every entry
 
     def lost_answer() -> None:
         # The PUT of the third entry went out, then the task failed (a Transient after sending).
@@ -507,6 +508,51 @@ def test_a_mark_task_that_fails_after_a_put_went_out_reads_only_that_entry_befor
     third = sg._numbers(run)[2]
     reads = [e for e in harness.requests("GET", "/v1/journal-entries/") if "basic-information" not in e.url]
     assert [e.url.rsplit("/", 1)[1] for e in reads if "journal-runs" not in e.url] == [third]
+
+
+def _yes_puts(harness) -> list[str]:
+    return [
+        e.url.split("/")[-2]
+        for e in harness.requests("PUT", "/basic-information")
+        if '"Yes"' in (e.request_body or "")
+    ]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_post_step_marks_what_it_posts_and_leaves_the_mark_step_nothing(harness, concurrency):
+    harness.concurrency = concurrency
+    sent_before_the_mark_step: list[str] = []
+
+    def mark_step_begins() -> None:
+        sent_before_the_mark_step.extend(_yes_puts(harness))
+
+    run = harness.drive(harness.open(), on_point={"before:mark": mark_step_begins})
+
+    assert_closed_exactly_once(harness, run)
+    numbers = sg._numbers(run)
+    assert sorted(sent_before_the_mark_step) == sorted(numbers)
+    assert sorted(_yes_puts(harness)) == sorted(numbers)
+    assert run.details["mark"]["inflight"] is None
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_mark_that_fails_while_posting_is_left_to_the_mark_step_which_reads_it_first(harness, concurrency):
+    from shared.errors import Transient
+
+    harness.concurrency = concurrency
+
+    def lost_answer() -> None:
+        raise Transient("connection reset after the request was sent", api="zuora")
+
+    run = harness.drive(harness.open(), on_point={"marking:3": lost_answer})
+
+    assert_closed_exactly_once(harness, run)
+    assert run.details["mark"]["inflight"] is None
+    third = sg._numbers(run)[2]
+    reads = [e for e in harness.requests("GET", "/v1/journal-entries/") if "basic-information" not in e.url]
+    # Only the entry whose answer was lost is read; it was Yes already, so it is not sent again.
+    assert [e.url.rsplit("/", 1)[1] for e in reads if "journal-runs" not in e.url] == [third]
+    assert _yes_puts(harness).count(third) == 1
 
 
 def test_verification_reports_an_entry_that_is_not_yes_in_zuora(harness):
