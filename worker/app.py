@@ -20,6 +20,11 @@ from shared.settings import get_settings
 MAX_COUNTDOWN = 600
 TASK_TIME_LIMIT = 900
 VISIBILITY_TIMEOUT = 3600
+# Redis keeps one list per priority step and serves step 0 first. Every task is sent at 0 except
+# the posting batches, the bulk of a backlog: sent at BULK_PRIORITY, they never hold up a close
+# step, a callout or a mark run queued after thousands of them.
+PRIORITY_STEPS = [0, 3, 6, 9]
+BULK_PRIORITY = 3
 
 TASK_MODULES = ["worker.tasks.upkeep", "worker.tasks.close", "worker.tasks.pull", "worker.tasks.push"]
 
@@ -40,7 +45,10 @@ def build_config(redis_url: str, queue: str = "ledgerbridge") -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": TASK_TIME_LIMIT,
         "task_soft_time_limit": TASK_TIME_LIMIT - 60,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "priority_steps": PRIORITY_STEPS,
+        },
         "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

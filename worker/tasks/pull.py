@@ -22,7 +22,7 @@ from shared.item_level.context import ItemContext, Options, mapping_from_setting
 from shared.item_level.locks import RunLock
 from shared.item_level.pull import Resume
 from shared.logs import log_context
-from worker.app import MAX_COUNTDOWN, app
+from worker.app import BULK_PRIORITY, MAX_COUNTDOWN, app
 
 log = logging.getLogger("ledgerbridge.tasks.pull")
 
@@ -50,6 +50,7 @@ class CeleryDispatcher:
             post_batch.apply_async(
                 kwargs={"connection": connection, "record_ids": [int(i) for i in record_ids]},
                 countdown=countdown or None,
+                priority=BULK_PRIORITY,
                 retry=False,
             )
         except Exception as exc:  # a broker that is down: the rows stay pending for the sweep

@@ -1,0 +1,61 @@
+"""Posting batches go to the broker at a lower priority than every other task, so a mark run (or a
+close step, a callout) sent behind thousands of them is handed out first."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+from kombu import Queue
+
+from worker.app import BULK_PRIORITY, app
+from worker.tasks import pull
+from worker.tasks.pull import CeleryDispatcher
+
+
+def test_the_dispatcher_sends_posting_batches_at_the_bulk_priority(monkeypatch):
+    sent: list[dict] = []
+    monkeypatch.setattr(pull.post_batch, "apply_async", lambda **options: sent.append(options))
+
+    CeleryDispatcher().post("acme", [3, 1, 2])
+
+    assert len(sent) == 1
+    assert sent[0]["priority"] == BULK_PRIORITY
+    assert sent[0]["kwargs"] == {"connection": "acme", "record_ids": [3, 1, 2]}
+
+
+def test_the_broker_hands_out_a_mark_run_before_the_posting_batches_sent_ahead_of_it(redis_url):
+    queue = f"q-priority-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with app.connection_for_write(redis_url) as conn:
+            for i in range(3):
+                pull.post_batch.apply_async(
+                    kwargs={"connection": "acme", "record_ids": [i]},
+                    queue=queue,
+                    priority=BULK_PRIORITY,
+                    connection=conn,
+                )
+            pull.mark.apply_async(
+                kwargs={"connection": "acme", "stream": "invoices"}, queue=queue, connection=conn
+            )
+            with conn.channel() as channel:
+                bound = Queue(queue, routing_key=queue)(channel)
+                taken = []
+                while (message := bound.get(no_ack=True)) is not None:
+                    taken.append((message.headers["task"], message.decode()[1]))
+
+        assert [name for name, _ in taken] == [
+            "ledgerbridge.pull.mark",
+            "ledgerbridge.pull.post_batch",
+            "ledgerbridge.pull.post_batch",
+            "ledgerbridge.pull.post_batch",
+        ]
+        # Among themselves the batches keep their order.
+        assert [kwargs for _, kwargs in taken[1:]] == [
+            {"connection": "acme", "record_ids": [i]} for i in range(3)
+        ]
+    finally:
+        for key in client.scan_iter(match=f"{queue}*"):
+            client.delete(key)
+        client.close()
