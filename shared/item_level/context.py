@@ -49,6 +49,10 @@ class Dispatcher(Protocol):
         """Process these received callouts (``process_callouts``) soon."""
         ...
 
+    def waiting(self) -> int:
+        """How many dispatched tasks wait to be taken (0 when none, or when it cannot tell)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Options:
@@ -135,6 +139,9 @@ class InlineDispatcher:
 
         process_callouts(self._context(connection), callout_ids)
 
+    def waiting(self) -> int:
+        return len(self.delayed)
+
 
 class RecordingDispatcher:
     """Remembers what it was asked to do and does nothing (tests drive the work by hand)."""
@@ -143,6 +150,7 @@ class RecordingDispatcher:
         self.posted: list[tuple[list[int], float]] = []
         self.marked: list[str] = []
         self.callout_ids: list[int] = []
+        self.queued = 0  # what :meth:`waiting` answers
 
     def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
         self.posted.append((list(record_ids), countdown))
@@ -152,6 +160,9 @@ class RecordingDispatcher:
 
     def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
         self.callout_ids.extend(callout_ids)
+
+    def waiting(self) -> int:
+        return self.queued
 
     @property
     def post_ids(self) -> list[int]:

@@ -6,7 +6,8 @@ timeout (in doubt: :func:`~shared.item_level.posting.post_one` looks them up in 
 anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked, and
 callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
 grace in the same transaction, so the next sweep does not send them again while they wait in the
-queue. Everything it dispatches is idempotent; it only ever sends work, never does it.
+queue; and while a backlog waits in the broker (``BACKLOG_TASKS``), pending rows are not
+re-driven at all (a backlog can queue for longer than the grace). Everything it dispatches is idempotent; it only ever sends work, never does it.
 
 :func:`audit_marks` (beat, hourly by default) checks the high-water marks themselves: it lists the
 ids Zuora has for a recent window *behind* the mark (``[mark - overlap - window, mark - overlap)``,
@@ -40,6 +41,9 @@ from shared.zuora.records import get_field
 log = logging.getLogger("ledgerbridge.item_level.sweep")
 
 POST_CHUNK = 50
+# Tasks waiting in the broker from which on pending rows are taken to be queued, not lost (a few
+# beat tasks always come and go; a backlog of posting batches is thousands).
+BACKLOG_TASKS = 100
 
 
 @dataclass
@@ -91,10 +95,14 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
     now = ctx.now()
     item_types = {s.object_type for s in STREAMS.values()}
     with log_context(connection=ctx.connection):
+        # While a backlog waits in the broker, a pending row past the grace is most likely in it
+        # (a backlog can queue for longer than the grace): sending it again would only lengthen
+        # the queue. A lost message is re-sent once the backlog has drained.
+        waiting = ctx.dispatch.waiting()
+        backlog = waiting >= BACKLOG_TASKS
+        overdue = [POSTED] if backlog else [PENDING, POSTED]
         # The ledger schedules pending/posted rows PENDING_GRACE ahead: read them on the shifted clock.
-        early = due_rows(
-            ctx.ledger, ctx.connection, [PENDING, POSTED], item_types, now=ctx.shifted(now), limit=limit
-        )
+        early = due_rows(ctx.ledger, ctx.connection, overdue, item_types, now=ctx.shifted(now), limit=limit)
         late = due_rows(ctx.ledger, ctx.connection, [POSTING, FAILED], item_types, now=now, limit=limit)
         summary.more = len(early) >= limit or len(late) >= limit
         pending = [r for r in early if r.state == PENDING]
@@ -129,6 +137,8 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         summary.callouts = len(lost)
         if to_post or streams or lost:
             log.info("sweep re-drove %s", summary.as_dict())
+        if backlog:
+            log.info("sweep left pending rows to the backlog: %d task(s) wait in the broker", waiting)
     return summary
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Task
+from kombu.exceptions import ChannelError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import item_level, ports
@@ -80,6 +81,18 @@ class CeleryDispatcher:
             )
         except Exception as exc:
             log.error("could not enqueue %d callout(s) (the sweep will): %s", len(callout_ids), exc)
+
+    def waiting(self) -> int:
+        """The messages in the broker's queue, every priority (not those a worker holds)."""
+        try:
+            with app.connection_for_read() as conn:
+                declared = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
+                return int(declared.message_count)
+        except ChannelError:  # no list in Redis: nothing waits
+            return 0
+        except Exception as exc:
+            log.warning("could not read how many tasks wait in the broker: %s", exc)
+            return 0
 
 
 def item_context(connection: str | None = None) -> ItemContext:

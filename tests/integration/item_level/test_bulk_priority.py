@@ -1,5 +1,6 @@
 """Posting batches go to the broker at a lower priority than every other task, so a mark run (or a
-close step, a callout) sent behind thousands of them is handed out first."""
+close step, a callout) sent behind thousands of them is handed out first; the sweep asks the
+broker how many tasks wait before it re-drives pending rows."""
 
 from __future__ import annotations
 
@@ -55,6 +56,32 @@ def test_the_broker_hands_out_a_mark_run_before_the_posting_batches_sent_ahead_o
         assert [kwargs for _, kwargs in taken[1:]] == [
             {"connection": "acme", "record_ids": [i]} for i in range(3)
         ]
+    finally:
+        for key in client.scan_iter(match=f"{queue}*"):
+            client.delete(key)
+        client.close()
+
+
+def test_the_dispatcher_counts_the_tasks_waiting_in_the_broker_at_every_priority(redis_url, monkeypatch):
+    queue = f"q-waiting-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setitem(app.conf, "task_default_queue", queue)
+    monkeypatch.setitem(app.conf, "broker_url", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert CeleryDispatcher().waiting() == 0  # no list in Redis yet
+        with app.connection_for_write(redis_url) as conn:
+            for i in range(2):
+                pull.post_batch.apply_async(
+                    kwargs={"connection": "acme", "record_ids": [i]},
+                    queue=queue,
+                    priority=BULK_PRIORITY,
+                    connection=conn,
+                )
+            pull.mark.apply_async(
+                kwargs={"connection": "acme", "stream": "invoices"}, queue=queue, connection=conn
+            )
+
+        assert CeleryDispatcher().waiting() == 3
     finally:
         for key in client.scan_iter(match=f"{queue}*"):
             client.delete(key)

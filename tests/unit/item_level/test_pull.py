@@ -49,6 +49,9 @@ def test_pull_dispatches_new_rows_only_after_their_page_committed(harness):
         def callouts(self, connection, callout_ids):
             pass
 
+        def waiting(self):
+            return 0
+
     harness.ctx.dispatch = Checking()
     pull_stream(harness.ctx, INVOICES)
     assert seen_in_ledger and all(seen_in_ledger)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from shared.item_level import audit_marks, post_one, post_records, pull_stream, sweep
 from shared.item_level.context import Options
 from shared.item_level.streams import ACCOUNTS, INVOICES
+from shared.item_level.sweep import BACKLOG_TASKS
 from shared.ledger.models import SyncRecord
 from shared.ledger.states import begin_posting, fail
 from tests.unit.item_level.support import ItemHarness
@@ -43,6 +44,32 @@ def test_pending_rows_are_redriven_once_past_the_grace(harness):
     assert summary.pending == len(pulled)
     assert sorted(_sent(harness)) == pulled
     assert sweep(harness.ctx).pending == 0  # deferred by the grace: not sent twice in a row
+
+
+def test_pending_rows_are_left_to_the_queue_while_tasks_wait_in_the_broker(harness):
+    pull_stream(harness.ctx, INVOICES)
+    pulled = sorted(_sent(harness))
+    harness.advance(GRACE.total_seconds() + 1)
+    harness.dispatch.queued = BACKLOG_TASKS  # a backlog's batches, these rows' among them
+
+    summary = sweep(harness.ctx)
+
+    assert (summary.pending, summary.more) == (0, False)
+    assert _sent(harness) == []
+    harness.dispatch.queued = BACKLOG_TASKS - 1  # drained: the rows still pending lost their messages
+    assert sweep(harness.ctx).pending == len(pulled)
+    assert sorted(_sent(harness)) == pulled
+
+
+def test_posted_rows_get_their_mark_run_while_tasks_wait_in_the_broker(harness):
+    pull_stream(harness.ctx, INVOICES)
+    post_records(harness.ctx, _sent(harness))
+    harness.dispatch.marked.clear()
+    harness.advance(GRACE.total_seconds() + 1)
+    harness.dispatch.queued = BACKLOG_TASKS
+
+    assert sweep(harness.ctx).to_mark == ["invoices"]
+    assert harness.dispatch.marked == ["invoices"]
 
 
 def test_the_sweep_redrives_pending_rows_without_loading_a_record_or_its_payload(harness):
