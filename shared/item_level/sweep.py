@@ -7,7 +7,8 @@ anything is created again), ``failed`` rows past their backoff, ``posted`` rows 
 callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
 grace in the same transaction, so the next sweep does not send them again while they wait in the
 queue; and while a backlog waits in the broker (``BACKLOG_TASKS``), pending rows are not
-re-driven at all (a backlog can queue for longer than the grace). Everything it dispatches is idempotent; it only ever sends work, never does it.
+re-driven at all (a backlog can queue for longer than the grace). Everything it dispatches is
+idempotent; it only ever sends work, never does it.
 
 :func:`audit_marks` (beat, hourly by default) checks the high-water marks themselves: it lists the
 ids Zuora has for a recent window *behind* the mark (``[mark - overlap - window, mark - overlap)``,
