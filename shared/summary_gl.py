@@ -479,6 +479,11 @@ class CloseContext:
     mark_while_posting: bool = True
     _mapping: GlMapping | None = None
 
+    @property
+    def mark_width(self) -> int:
+        """Entries marked at a time."""
+        return self.concurrency if self.mark_concurrency is None else self.mark_concurrency
+
     def mapping(self) -> GlMapping:
         """The mapping file, read once per context; a missing or invalid file stops the close."""
         if self._mapping is None:
@@ -1190,17 +1195,18 @@ def _inflight(run: CloseRun) -> set[str]:
 
 
 class _Marker:
-    """Marks entries ``Yes`` in Zuora while the post step goes on, each once its ``posted`` is
-    committed, ``width`` at a time: the Zuora requests of marking overlap the ERP requests of
+    """Marks entries ``Yes`` in Zuora on the mark step's path (:func:`_mark_entry`) while the post
+    step goes on, each once its ``posted`` is committed, ``width`` at a time: the Zuora requests of marking overlap the ERP requests of
     posting instead of waiting for the last entry to be posted.
 
     Best effort: the first failure stops it, and whatever it did not finish is the mark step's
     (the entries whose PUT went out are kept in flight there, so they are read before written).
     A simulated crash (a BaseException) is raised again by :meth:`close`."""
 
-    def __init__(self, ctx: CloseContext, position: Mapping[str, int], width: int) -> None:
+    def __init__(self, ctx: CloseContext, run: CloseRun, position: Mapping[str, int], width: int) -> None:
         """``width`` 0: marks nothing."""
         self.ctx = ctx
+        self.run = run
         self.position = position
         self.late = LateTransitions(ctx.ledger)
         self.started: set[str] = set()  # a PUT may have gone out
@@ -1220,24 +1226,23 @@ class _Marker:
     def _mark(self, number: str, row: SyncRecord) -> None:
         if self._stop.is_set():
             return
-        with audit_subject(row.subject), log_context(record_id=number):
-            self.started.add(number)  # set.add is atomic
-            try:
-                self.ctx.zuora.journal_entries.update_basic_information(
-                    number, transferred_to_accounting="Yes"
-                )
-                self.ctx.crash(f"marking:{self.position[number]}")
-                self.late.add(
-                    functools.partial(states.mark_transferred, record=row),
-                    then=functools.partial(self.marked.add, number),
-                )
-            except Exception as exc:
-                self._stop.set()
-                log.warning(
-                    "journal entry %s: not marked transferred while posting (the mark step will): %s",
-                    number,
-                    exc,
-                )
+        try:
+            _mark_entry(
+                self.ctx,
+                self.run,
+                number,
+                rows={number: row},
+                position=self.position,
+                recheck=set(),
+                started=self.started,
+                late=self.late,
+                then=functools.partial(self.marked.add, number),
+            )
+        except Exception as exc:
+            self._stop.set()
+            log.warning(
+                "journal entry %s: not marked transferred while posting (the mark step will): %s", number, exc
+            )
 
     def close(self, *, quietly: bool = False) -> None:
         """Wait for the marks under way and commit their transitions; then raise a simulated
@@ -1280,9 +1285,8 @@ def step_post(ctx: CloseContext, run: CloseRun) -> StepResult:
     earlier = _inflight(run)
     run = _save(ctx, run, "mark", inflight=sorted(earlier | set(todo)))
     late = LateTransitions(ctx.ledger)
-    width = ctx.concurrency if ctx.mark_concurrency is None else ctx.mark_concurrency
     # Half the Zuora requests a step may run: the posting threads' Processing PUTs use the rest.
-    marker = _Marker(ctx, position, max(1, width // 2) if ctx.mark_while_posting else 0)
+    marker = _Marker(ctx, run, position, max(1, ctx.mark_width // 2) if ctx.mark_while_posting else 0)
 
     def post(number: str) -> None:
         row = _row(ctx, number, rows)
@@ -1412,8 +1416,7 @@ def step_mark(ctx: CloseContext, run: CloseRun) -> StepResult:
         _mark_entry, ctx, run, rows=rows, position=position, recheck=inflight, started=started, late=late
     )
     try:
-        width = ctx.concurrency if ctx.mark_concurrency is None else ctx.mark_concurrency
-        finished = _each(ctx, todo, work, deadline, width=width)
+        finished = _each(ctx, todo, work, deadline, width=ctx.mark_width)
         late.flush()
     except Exception:
         late.flush_quietly()
@@ -1438,9 +1441,11 @@ def _mark_entry(
     recheck: set[str],
     started: set[str],
     late: LateTransitions,
+    then: Callable[[], None] | None = None,
 ) -> None:
-    """Mark one entry Yes in Zuora, then ``marked`` in the ledger, committed with ``late``
-    (``recheck``: the entries a dead task had in flight, read before they are written)."""
+    """Mark one entry Yes in Zuora, then ``marked`` in the ledger, committed with ``late`` (after
+    which ``then()`` runs; ``recheck``: the entries a dead task had in flight, read before they
+    are written)."""
     index = position[number]
     row = _row(ctx, number, rows)
     if row.state == RecordState.MARKED.value:
@@ -1464,7 +1469,7 @@ def _mark_entry(
                         event="close.verification_failed",
                     ) from None
             ctx.crash(f"marking:{index}")
-        late.add(functools.partial(states.mark_transferred, record=row))
+        late.add(functools.partial(states.mark_transferred, record=row), then=then)
 
 
 def step_verify(ctx: CloseContext, run: CloseRun) -> StepResult:
