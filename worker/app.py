@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from shared.logs import configure_logging
+from shared.memory import release_free_heap
 from shared.settings import get_settings
 
 # Longest retry countdown any task asks for, and the hard limit of one task run (seconds).
@@ -133,6 +134,12 @@ def _check_beat(sender: Any = None, **_: Any) -> None:
 @signals.worker_process_init.connect
 def _process_init(**_: Any) -> None:
     configure_logging(get_settings().log_level)
+
+
+@signals.task_postrun.connect
+def _task_done(**_: Any) -> None:
+    # A worker's resident size follows what its tasks hold now, not the most they ever held.
+    release_free_heap()
 
 
 @signals.worker_shutdown.connect

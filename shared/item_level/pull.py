@@ -43,6 +43,7 @@ from shared.ledger.errors import TransitionConflict
 from shared.ledger.models import RecordSource
 from shared.ledger.states import FAILED, PARKED, PENDING, upsert_pulled
 from shared.logs import log_context
+from shared.memory import release_free_heap
 from shared.zuora.object_query import MAX_PAGE_SIZE
 from shared.zuora.records import get_field, parse_datetime
 
@@ -329,6 +330,7 @@ def pull_stream(
                             stream.name, result.pages, result.rows, result.new, last, window, run_started
                         )
                     )
+                release_free_heap()  # the page is done with: a long pull stays at one page's memory
                 if page.next_cursor and result.pages >= limit:
                     result.resume = Resume(
                         cursor=page.next_cursor,

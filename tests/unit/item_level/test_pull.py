@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,6 +56,19 @@ def test_pull_dispatches_new_rows_only_after_their_page_committed(harness):
     harness.ctx.dispatch = Checking()
     pull_stream(harness.ctx, INVOICES)
     assert seen_in_ledger and all(seen_in_ledger)
+
+
+def test_pull_offers_the_freed_heap_back_after_each_page(tmp_path, fake_redis, monkeypatch):
+    import shared.item_level.pull
+
+    offered: list[int] = []
+    monkeypatch.setattr(shared.item_level.pull, "release_free_heap", lambda: offered.append(1))
+    h = ItemHarness(tmp_path, fake_redis, sizes=replace(SMALL, invoices=300, tie_count=0, large_invoices=0))
+
+    result = pull_stream(h.ctx, INVOICES)
+
+    assert result.pages > 1
+    assert len(offered) == result.pages
 
 
 def test_pull_fetches_the_accounts_of_a_page_the_ledger_has_not_seen(harness):

@@ -71,3 +71,18 @@ def test_a_task_writes_its_queued_audit_rows_before_it_returns(ports_on_sqlite):
     task()
     assert seen_inside == [0]
     assert rows() == 1
+
+
+def test_every_finished_task_offers_the_freed_heap_back(monkeypatch):
+    import worker.app
+
+    offered: list[bool] = []
+    monkeypatch.setattr(worker.app, "release_free_heap", lambda: offered.append(True))
+
+    def answer() -> int:
+        return 42
+
+    task = app.task(name="tests.heap")(answer)
+
+    assert task.apply().get() == 42
+    assert offered == [True]
