@@ -119,6 +119,10 @@ def test_close_tiny_posts_and_marks_every_entry(tmp_path, redis_url):
     assert figures["entries"] == figures["baseline"]["entries"]
     assert [j["job"] for j in figures["jobs"]] == ["trial_balance", "trial_balance", "journal_run"]
     assert figures["polls"]["journal_run"] >= 1
+    # Timed like the baseline (posts and marks), with the verifying and reconciling reads after it.
+    assert figures["posting_seconds"] > 0
+    assert figures["verify_reconcile_seconds"] > 0
+    assert figures["posting_speedup_with_verify_reconcile"] < figures["posting_speedup"]
 
 
 # -- the pieces, without processes ----------------------------------------------------------------
