@@ -5,7 +5,7 @@ free top of each arena. A worker that streams pages and posts batches for a long
 everything it allocated, yet its resident size creeps up with the length of the run: the free
 chunks left between live ones stay resident. ``malloc_trim(0)`` gives every whole free page of
 every arena back (``madvise(MADV_DONTNEED)``), so a process's resident size follows what it holds
-now, not what it once held (ARCHITECTURE.md: constant memory whatever the backlog).
+now, not what it once held (docs/architecture.md, "Item-level pull").
 
 :func:`release_free_heap` does that at most once per :data:`TRIM_INTERVAL_SECONDS` in a process;
 workers call it after each task and pulls after each page. Where the C library has no

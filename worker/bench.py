@@ -1723,7 +1723,7 @@ def _close_phases(fleet: Fleet, durations: Mapping[str, float]) -> dict[str, Any
         if "/basic-information" in c[2] or (c[1] in ("PUT", "POST") and "JournalTransaction" in c[2])
     ]  # fmt: skip
     reads_after = [c for c in calls if writes and c[0] > writes[-1][0] and c[1] == "GET"]
-    posting = (writes[-1][0] - writes[0][4]).total_seconds() if writes else 0.0
+    posting = (writes[-1][0] - min(c[4] for c in writes)).total_seconds() if writes else 0.0
     finishing = (reads_after[-1][0] - writes[-1][0]).total_seconds() if reads_after else 0.0
     waiting = sum((done - start).total_seconds() for _kind, start, done in jobs if done is not None)
     return {
