@@ -393,9 +393,11 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
     ref = found
 
     def settle(session: Session) -> SyncRecord:
+        # The row as read before the lookup: its version check refuses the change if another
+        # worker settled it and claimed it afresh meanwhile (its create may be on its way).
         row = resume_in_doubt(
             session,
-            record_id,
+            rec,
             now=ctx.now(),
             found_erp_ref=ref.key if ref else None,
             released=bool(ref and ref.released),

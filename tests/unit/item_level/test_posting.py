@@ -14,7 +14,7 @@ from shared.item_level.context import Options
 from shared.item_level.posting import posting_threads
 from shared.item_level.streams import ACCOUNTS, CREDIT_MEMOS, INVOICES, PAYMENTS
 from shared.ledger.errors import LedgerError
-from shared.ledger.states import begin_posting
+from shared.ledger.states import begin_posting, resume_in_doubt
 from tests.unit.item_level.support import SMALL, ItemHarness
 
 
@@ -124,6 +124,33 @@ def test_in_doubt_row_not_in_the_erp_is_posted_again_once(harness):
     assert outcome.outcome == "posted"
     assert [m for m, k in harness.erp.calls if k == row.zuora_number] == ["find_document", "create_invoice"]
     assert harness.erp.count("invoice", row.zuora_number) == 1
+
+
+def test_a_row_another_worker_claims_again_during_the_lookup_is_left_to_it(harness, monkeypatch):
+    rows = _invoice_rows(harness)
+    row = rows[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    with harness.ledger.session() as session:
+        begin_posting(session, row.id, now=harness.clock.dt())  # a worker died right after this commit
+    harness.advance(16 * 60)
+    lookup = harness.erp.find_document
+
+    def find_while_another_worker_claims_it(*args, **kwargs):
+        found = lookup(*args, **kwargs)  # not there yet
+        # Meanwhile another worker looked it up too, settled it and claimed it afresh: its
+        # create is on its way.
+        with harness.ledger.session() as session:
+            resume_in_doubt(session, row.id, found_erp_ref=None, now=harness.clock.dt())
+        with harness.ledger.session() as session:
+            begin_posting(session, row.id, now=harness.clock.dt())
+        return found
+
+    monkeypatch.setattr(harness.erp, "find_document", find_while_another_worker_claims_it)
+    outcome = post_one(harness.ctx, row.id)
+
+    assert outcome.outcome == "busy"
+    assert harness.erp.count("invoice", row.zuora_number) == 0  # only the other worker's create is to come
+    assert harness.record("invoice", row.zuora_id).state == "posting"
 
 
 def test_rate_limited_create_fails_until_the_reset(harness):
