@@ -1196,8 +1196,9 @@ def _inflight(run: CloseRun) -> set[str]:
 
 class _Marker:
     """Marks entries ``Yes`` in Zuora on the mark step's path (:func:`_mark_entry`) while the post
-    step goes on, each once its ``posted`` is committed, ``width`` at a time: the Zuora requests of marking overlap the ERP requests of
-    posting instead of waiting for the last entry to be posted.
+    step goes on, each once its ``posted`` is committed, ``width`` at a time: the Zuora requests
+    of marking overlap the ERP requests of posting instead of waiting for the last entry to be
+    posted.
 
     Best effort: the first failure stops it, and whatever it did not finish is the mark step's
     (the entries whose PUT went out are kept in flight there, so they are read before written).
