@@ -1,8 +1,11 @@
 """The Acumatica sandbox app (moto's ``urls.py`` plus the server): routes, middleware, ``run``.
 
 Middleware, outermost first: ``ConnectionDropper`` (turns a marked response into a dropped TCP
-connection), the site-path prefix (``/AcumaticaERP``-style virtual directories), then the
-``LicenceGate`` (cores, queue, per-minute limit, counters), then the routes.
+connection), the site-path prefix (``/AcumaticaERP``-style virtual directories), the vendor
+contract check when enabled (:class:`~shared.sandbox.contract.ContractMiddleware` with
+:class:`~shared.sandbox.acumatica.contract.AcumaticaChecker`: it sees paths without the site
+prefix and the licence's 429s too), then the ``LicenceGate`` (cores, queue, per-minute limit,
+counters), then the routes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from shared.sandbox.acumatica.errors import ApiFailure
 from shared.sandbox.acumatica.faults import ConnectionDropper
 from shared.sandbox.acumatica.licence import ASGIApp, LicenceGate, Receive, Scope, Send
 from shared.sandbox.acumatica.responses import AcumaticaResponses, render_failure
+from shared.sandbox.contract import ContractMiddleware, contracts_enabled
 from shared.sandbox.server import serve_forever
 
 
@@ -63,12 +67,15 @@ def create_app(
     password: str = DEFAULT_PASSWORD,
     tenant: str = DEFAULT_TENANT,
     site_path: str = "",
+    contracts: bool | None = None,
 ) -> FastAPI:
     """The sandbox as an ASGI app.
 
     Without ``backend``, a fresh seeded one is built that serves only ``endpoint`` and accepts only
     ``username``/``password``/``tenant``. With ``backend``, its own config rules and the keyword
-    arguments are ignored. The backend is reachable as ``app.state.backend``.
+    arguments are ignored. The backend is reachable as ``app.state.backend``. ``contracts``
+    checks every exchange against Acumatica's endpoint definitions (None: when
+    ``LEDGERBRIDGE_SANDBOX_CONTRACTS`` says so).
     """
     if backend is None:
         backend = AcumaticaBackend(
@@ -92,6 +99,7 @@ def create_app(
     app.add_api_route("/entity", handlers.discovery, methods=["GET"])
     app.add_api_route("/entity/auth/login", handlers.login, methods=["POST"])
     app.add_api_route("/entity/auth/logout", handlers.logout, methods=["POST"])
+    app.add_api_route("/entity/{name}/{version}/swagger.json", handlers.swagger, methods=["GET"])
     app.add_api_route(
         "/entity/{name}/{version}/{rest:path}",
         handlers.entity,
@@ -107,6 +115,11 @@ def create_app(
     app.add_middleware(
         LicenceGate, licence=backend.licence, config=lambda: backend.config, licensed=_licensed
     )
+    if contracts_enabled() if contracts is None else contracts:
+        # Imported here: the checker needs the validator, which only the dev extra installs.
+        from shared.sandbox.acumatica.contract import AcumaticaChecker
+
+        app.add_middleware(ContractMiddleware, checker=AcumaticaChecker())
     app.add_middleware(_SitePath, backend=backend)
     app.add_middleware(ConnectionDropper, on_drop=backend.note_drop)
     return app

@@ -39,6 +39,7 @@ from shared.sandbox.acumatica.entities import (
     EntitySpec,
     FieldSpec,
     ObjectSpec,
+    in_version,
     label_to_code,
 )
 from shared.sandbox.acumatica.errors import ActionFailed, ApiFailure, RecordInvalid
@@ -58,6 +59,7 @@ from shared.sandbox.acumatica.records import (
     RenderContext,
     Row,
     convert,
+    custom_type,
     parse_entity,
     plain,
     render_entity,
@@ -623,6 +625,7 @@ class AcumaticaBackend:
             select=parse_select(options.select, spec),
             expand=parse_expand(options.expand, spec),
             custom=parse_custom(options.custom),
+            version=self.config.endpoint_version,
         )
         flt = parse_filter(options.filter, spec, self.config.tz) if options.filter else None
         top = parse_count(options.top, "$top") if listing else None
@@ -673,11 +676,7 @@ class AcumaticaBackend:
             tenant = body.get("tenant") or body.get("company")
             if tenant and tenant != self.config.tenant:
                 self.events["login_failures"] += 1
-                raise errors.http_error(
-                    500,
-                    "A proper company ID cannot be determined for the request.",
-                    exception_type="PX.Data.PXUndefinedCompanyException",
-                )
+                raise errors.undefined_company()
             branch = body.get("branch") or None
             if branch is not None and branch not in self.branches:
                 self.events["login_failures"] += 1
@@ -849,12 +848,22 @@ class AcumaticaBackend:
         return self._by_key(spec, tuple(key))
 
     def ad_hoc_schema(self, entity: str) -> dict[str, Any]:
-        """``GET {Entity}/$adHocSchema``: an empty record listing the fields and their wrapper types."""
+        """``GET {Entity}/$adHocSchema``: an empty record (every contract field ``{}``) whose
+        ``custom`` names each field outside the contract, by view, with its type (the
+        definition's "field name, view name, and type of the fields that are not defined in the
+        contract"); here, the custom fields stored on the entity's records."""
         spec = ENTITIES[entity]
         out: dict[str, Any] = {"id": str(uuid.UUID(int=0)), "rowNumber": 1, "note": {}}
         for spec_field in spec.obj.fields:
-            out[spec_field.name] = {"type": spec_field.kind.wrapper}
-        out["custom"] = {}
+            if in_version(spec_field, self.config.endpoint_version):
+                out[spec_field.name] = {}
+        custom: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for row in self._rows(spec):
+                for view, fields in row.custom.items():
+                    for name, value in fields.items():
+                        custom.setdefault(view, {}).setdefault(name, {"type": custom_type(value)})
+        out["custom"] = custom
         return out
 
     # ------------------------------------------------------------------ writes

@@ -21,6 +21,7 @@ class Kind(Enum):
     STRING = ("string", "StringValue")
     DECIMAL = ("decimal", "DecimalValue")
     INT = ("int", "IntValue")
+    SHORT = ("short", "ShortValue")  # an Int16 (DecimalPrecision, NbrOfPeriods)
     BOOL = ("bool", "BooleanValue")
     DATE = ("date", "DateTimeValue")  # date-only: read back as midnight with the server offset
     DATETIME = ("datetime", "DateTimeValue")
@@ -39,6 +40,7 @@ class FieldSpec:
     readonly: bool = False
     labels: Mapping[str, str] | None = None  # stored code -> display label (CV4 drop-downs)
     max_length: int | None = None
+    since: str | None = None  # the first endpoint version whose contract has the field
 
     @property
     def key(self) -> str:
@@ -151,6 +153,7 @@ def _f(name: str, kind: Kind = Kind.STRING, **kw: Any) -> FieldSpec:
 
 
 S, D, N, B, DT, TS, G = Kind.STRING, Kind.DECIMAL, Kind.INT, Kind.BOOL, Kind.DATE, Kind.DATETIME, Kind.GUID
+SH = Kind.SHORT
 
 ADDRESS = ObjectSpec(
     "Address",
@@ -203,7 +206,8 @@ CUSTOMER = EntitySpec(
             _f("CustomerClass", max_length=10),
             _f("CustomerID", max_length=30),
             _f("CustomerName", max_length=255),
-            _f("Email"),
+            # Default/22.200.001's Customer has no Email (its definition); 23.200.001's has.
+            _f("Email", since="23.200.001"),
             _f("LastModifiedDateTime", TS, readonly=True),
             _f("LocationName"),
             _f("NoteID", G, readonly=True),
@@ -495,7 +499,6 @@ SUBACCOUNT = EntitySpec(
         (
             _f("Active", B),
             _f("Description"),
-            _f("LastModifiedDateTime", TS, readonly=True),
             _f("Secured", B),
             _f("SubaccountCD", max_length=30),
             _f("SubaccountID", N, readonly=True),
@@ -516,7 +519,7 @@ CURRENCY = EntitySpec(
             _f("Active", B),
             _f("CurrencyID", max_length=5),
             _f("CurrencySymbol"),
-            _f("DecimalPrecision", N),
+            _f("DecimalPrecision", SH),
             _f("Description"),
             _f("LastModifiedDateTime", TS, readonly=True),
             _f("UseForAccounting", B),
@@ -574,7 +577,7 @@ FINANCIAL_PERIOD = EntitySpec(
         "FinancialPeriod",
         (
             _f("FinancialYear", max_length=4),
-            _f("NbrOfPeriods", N, readonly=True),
+            _f("NbrOfPeriods", SH, readonly=True),
             _f("StartDate", DT, readonly=True),
             _f("UserDefinedPeriods", B, readonly=True),
         ),
@@ -596,6 +599,16 @@ ENTITIES: Mapping[str, EntitySpec] = {
         FINANCIAL_PERIOD,
     )
 }
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``24.200.001`` as a comparable tuple."""
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def in_version(spec: FieldSpec, version: str) -> bool:
+    """Whether endpoint ``version``'s contract has the field (every version when unknown)."""
+    return spec.since is None or not version or version_key(version) >= version_key(spec.since)
 
 
 def label_to_code(labels: Mapping[str, str], value: str) -> str | None:

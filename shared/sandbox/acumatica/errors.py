@@ -109,6 +109,15 @@ def precondition_failed(exists: bool) -> ApiFailure:
     return http_error(412, text, exception_type="PX.Api.ContractBased.PreconditionFailedException")
 
 
+def undefined_company() -> ApiFailure:
+    """A tenant (``tenant``/``company``) the instance does not have (section 2.1)."""
+    return http_error(
+        500,
+        "A proper company ID cannot be determined for the request.",
+        exception_type="PX.Data.PXUndefinedCompanyException",
+    )
+
+
 def login_limit() -> ApiFailure:
     """Sign-in beyond the API-user cap (sections 2.1, 5.2)."""
     return http_error(

@@ -271,6 +271,7 @@ _EDM_OF_KIND = {
     Kind.STRING: "Edm.String",
     Kind.DECIMAL: "Edm.Decimal",
     Kind.INT: "Edm.Decimal",
+    Kind.SHORT: "Edm.Decimal",
     Kind.BOOL: "Edm.Boolean",
     Kind.DATE: "Edm.DateTime",
     Kind.DATETIME: "Edm.DateTimeOffset",
@@ -395,7 +396,7 @@ def _value(operand: Operand, row: Row, flt: Filter) -> Any:
         return (spec_field.labels.get(raw, raw), raw)
     if spec_field.kind is Kind.DATE:
         return datetime.combine(raw, time(), flt.tz)
-    if spec_field.kind is Kind.INT:
+    if spec_field.kind in (Kind.INT, Kind.SHORT):
         return Decimal(raw)
     return raw
 

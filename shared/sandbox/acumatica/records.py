@@ -16,7 +16,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec
+from shared.sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec, in_version
 from shared.sandbox.acumatica.errors import model_state
 
 
@@ -104,7 +104,7 @@ def convert(kind: Kind, value: Any, tz: timezone) -> Any:
         if not number.is_finite():
             raise ValueError
         return number
-    if kind is Kind.INT:
+    if kind in (Kind.INT, Kind.SHORT):
         if isinstance(value, bool):
             raise ValueError
         if isinstance(value, int):
@@ -283,6 +283,7 @@ class RenderContext:
     select: frozenset[str] | None = None  # names and "Collection/Field" paths
     expand: frozenset[str] = frozenset()  # "Details", "MainContact", "MainContact/Address", "files"
     custom: tuple[tuple[str, str], ...] = ()  # ("Document", "UsrField")
+    version: str = ""  # the endpoint version: fields its contract lacks are not rendered
 
 
 def to_json(spec: FieldSpec, value: Any, tz: timezone) -> Any:
@@ -358,7 +359,7 @@ def _render_object(
     overrides = overrides or {}
     out: dict[str, Any] = {"id": row.id, "rowNumber": row_number, "note": {"value": row.note}}
     for spec_field in spec.fields:
-        if not _selected(ctx, prefix, spec_field.name):
+        if not in_version(spec_field, ctx.version) or not _selected(ctx, prefix, spec_field.name):
             continue
         if spec_field.name in overrides:
             value = overrides[spec_field.name]
@@ -401,16 +402,20 @@ def _render_object(
     return out
 
 
+def custom_type(value: Any) -> str:
+    """The custom-field type name a stored custom value is read back as."""
+    if isinstance(value, bool):
+        return "CustomBooleanField"
+    if isinstance(value, (int, float)):
+        return "CustomDecimalField"
+    return "CustomStringField"
+
+
 def _render_custom(row: Row, ctx: RenderContext) -> dict[str, Any]:
     custom: dict[str, Any] = {}
     for view, name in ctx.custom:
         value = row.custom.get(view, {}).get(name)
-        field_type = "CustomStringField"
-        if isinstance(value, bool):
-            field_type = "CustomBooleanField"
-        elif isinstance(value, (int, float)):
-            field_type = "CustomDecimalField"
-        wrapped: dict[str, Any] = {"type": field_type}
+        wrapped: dict[str, Any] = {"type": custom_type(value)}
         if value is not None:
             wrapped["value"] = value
         custom.setdefault(view, {})[name] = wrapped

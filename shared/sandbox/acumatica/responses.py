@@ -21,6 +21,7 @@ from shared.sandbox.acumatica.backend import AcumaticaBackend, QueryOptions, Req
 from shared.sandbox.acumatica.entities import ENTITIES
 from shared.sandbox.acumatica.errors import DROP_HEADER, ApiFailure
 from shared.sandbox.acumatica.faults import BEFORE_WORK
+from shared.sandbox.acumatica.vendored import swagger_document
 
 COOKIE_AUTH = ".ASPXAUTH"
 COOKIE_SESSION = "ASP.NET_SessionId"
@@ -163,6 +164,28 @@ class AcumaticaResponses:
             }
         )
 
+    async def swagger(self, request: Request) -> Response:
+        """``GET /entity/{name}/{version}/swagger.json[?company=Tenant]``: the endpoint's
+        definition (Acumatica's own, vendored) with its server pointing here (section 1.1).
+
+        As S5 observed, it needs a session; ``company`` names the tenant to describe (the
+        signed-in user's when left out), and naming it is enough without one (vendor-notes).
+        """
+        config = self.backend.config
+        params = request.path_params
+        endpoint = f"{params['name']}/{params['version']}"
+        self.backend.count_call("GET swagger.json")
+        root = str(request.base_url).rstrip("/") + config.site_path
+        document = swagger_document(endpoint, f"{root}/entity/{endpoint}")
+        if endpoint != config.endpoint or document is None:
+            raise errors.no_resource(str(request.url))
+        company = request.query_params.get("company")
+        if company is None:
+            self.backend.authenticate(request.cookies.get(COOKIE_AUTH), _bearer(request))
+        elif company != config.tenant:
+            raise errors.undefined_company()
+        return JSONResponse(document)
+
     async def unknown(self, request: Request) -> Response:
         """Anything else under ``/entity`` (section 1.3)."""
         raise errors.no_resource(str(request.url))
@@ -295,11 +318,12 @@ class AcumaticaResponses:
             return early
         operation = backend.invoke(entity, action, body, self._context(request, session))
         base = f"{backend.config.site_path}/entity/{backend.config.endpoint}"
-        location = f"{base}/{entity}/{action}/status/{operation.id}"
         if operation.polls_left == 0 and operation.state != "running":
-            # Finished at once: 204 with a Location that does not resolve; never follow it (4.4).
-            bogus = location.rsplit("/", 1)[0] + "/" + "0" * 8 + operation.id[8:]
-            return Response(status_code=204, headers={"Location": bogus})
+            # Finished at once: 204 whose Location is the processed record's GET URL, as the
+            # definition declares; the vendor's client reads it and, seeing no action in it,
+            # treats the action as complete without polling (vendor-notes "Actions").
+            return Response(status_code=204, headers={"Location": f"{base}/{entity}/{operation.row_id}"})
+        location = f"{base}/{entity}/{action}/status/{operation.id}"
         return Response(status_code=202, headers={"Location": location})
 
 

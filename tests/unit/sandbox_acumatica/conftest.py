@@ -67,7 +67,7 @@ class Api:
         body = {
             "Type": "Invoice",
             "Customer": customer,
-            "Date": "2025-06-10",
+            "Date": "2025-06-10T00:00:00",
             "CustomerOrder": order,
             "Hold": False,
             "Details": [
@@ -78,9 +78,7 @@ class Api:
         return self.put("Invoice", body)
 
     def release(self, entity: str, action: str, entity_body: dict[str, Any]) -> Any:
-        started = self.client.post(
-            f"{BASE}/{entity}/{action}", json={"entity": entity_body, "parameters": {}}
-        )
+        started = self.client.post(f"{BASE}/{entity}/{action}", json={"entity": entity_body})
         assert started.status_code == 202, started.text
         location = started.headers["location"]
         for _ in range(10):

@@ -19,9 +19,7 @@ def test_release_invoice_answers_202_with_relative_location_then_204(api):
     api.customer()
     api.invoice("INV-1")
 
-    started = api.client.post(
-        f"{BASE}/Invoice/ReleaseInvoice", json={"entity": INVOICE_KEY, "parameters": {}}
-    )
+    started = api.client.post(f"{BASE}/Invoice/ReleaseInvoice", json={"entity": INVOICE_KEY})
     location = started.headers["location"]
     polls = [api.client.get(location).status_code for _ in range(3)]
 
@@ -53,16 +51,20 @@ def test_action_polls_knob_sets_the_number_of_202s(api):
     assert polls == [202, 202, 202, 204]
 
 
-def test_action_polls_zero_answers_204_at_once_with_a_location_that_does_not_resolve(api):
+def test_action_polls_zero_answers_204_at_once_with_the_processed_records_location(api):
     api.customer()
-    api.invoice("INV-1")
+    created = api.invoice("INV-1").json()
     api.backend.config.update({"action_polls": 0})
 
     done = api.client.post(f"{BASE}/Invoice/ReleaseInvoice", json={"entity": INVOICE_KEY})
 
+    # The definition's 204 Location is where to GET the processed record; the vendor's client
+    # reads it and, finding no action in it, does not poll.
     assert done.status_code == 204
-    assert api.get("Invoice/Invoice/AR000001").json()["Status"] == {"value": "Open"}
-    assert api.client.get(done.headers["location"]).status_code == 500
+    assert done.headers["location"] == f"{BASE}/Invoice/{created['id']}"
+    record = api.client.get(done.headers["location"]).json()
+    assert record["ReferenceNbr"] == {"value": "AR000001"}
+    assert record["Status"] == {"value": "Open"}
 
 
 def test_action_completes_after_action_seconds_without_polling(api, clock):
@@ -257,7 +259,7 @@ def test_release_journal_transaction_posts_the_batch(api):
     batch = api.put(
         "JournalTransaction",
         {
-            "TransactionDate": "2025-06-30",
+            "TransactionDate": "2025-06-30T00:00:00",
             "Description": "run 77",
             "Hold": False,
             "Details": [
@@ -281,7 +283,11 @@ def test_release_journal_transaction_without_auto_post_leaves_it_unposted(api):
     api.backend.config.update({"auto_post": False})
     batch = api.put(
         "JournalTransaction",
-        {"TransactionDate": "2025-06-30", "Hold": False, "Details": [{"Account": "23000", "DebitAmount": 0}]},
+        {
+            "TransactionDate": "2025-06-30T00:00:00",
+            "Hold": False,
+            "Details": [{"Account": "23000", "DebitAmount": 0}],
+        },
     ).json()
 
     api.release("JournalTransaction", "ReleaseJournalTransaction", {"id": batch["id"]})
@@ -292,7 +298,11 @@ def test_release_journal_transaction_without_auto_post_leaves_it_unposted(api):
 def test_release_journal_transaction_in_a_period_closed_since_entry_fails(api):
     batch = api.put(
         "JournalTransaction",
-        {"TransactionDate": "2025-06-30", "Hold": False, "Details": [{"Account": "23000", "DebitAmount": 0}]},
+        {
+            "TransactionDate": "2025-06-30T00:00:00",
+            "Hold": False,
+            "Details": [{"Account": "23000", "DebitAmount": 0}],
+        },
     ).json()
     api.client.post("/_sandbox/close-period", json={"period": "062025"})
 

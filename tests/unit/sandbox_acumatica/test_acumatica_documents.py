@@ -7,7 +7,7 @@ from .conftest import BASE, wrap
 
 GL_BATCH = {
     "Module": "GL",
-    "TransactionDate": "2025-06-30",
+    "TransactionDate": "2025-06-30T00:00:00",
     "BranchID": "HQ",
     "LedgerID": "ACTUAL",
     "CurrencyID": "USD",
@@ -49,7 +49,7 @@ def test_invoice_numbers_are_sequential(api):
 
 def test_invoice_without_hold_starts_on_hold(api):
     api.customer()
-    body = {"Customer": "C0001", "Date": "2025-06-10", "CustomerOrder": "INV-9"}
+    body = {"Customer": "C0001", "Date": "2025-06-10T00:00:00", "CustomerOrder": "INV-9"}
 
     record = api.put("Invoice", body).json()
 
@@ -89,7 +89,7 @@ def test_invoice_amount_is_the_sum_of_line_amounts(api):
     api.customer()
     body = {
         "Customer": "C0001",
-        "Date": "2025-06-10",
+        "Date": "2025-06-10T00:00:00",
         "Hold": False,
         "Details": [
             {"Qty": 2, "UnitPrice": 10.5},
@@ -155,7 +155,7 @@ def test_invoice_unknown_account_is_422_with_the_error_on_the_line(api):
     api.customer()
     body = {
         "Customer": "C0001",
-        "Date": "2025-06-10",
+        "Date": "2025-06-10T00:00:00",
         "Hold": False,
         "Details": [{"UnitPrice": 5, "Account": "99999"}],
     }
@@ -169,7 +169,11 @@ def test_invoice_unknown_account_is_422_with_the_error_on_the_line(api):
 
 def test_invoice_unknown_subaccount_is_422(api):
     api.customer()
-    body = {"Customer": "C0001", "Date": "2025-06-10", "Details": [{"UnitPrice": 5, "Subaccount": "XX"}]}
+    body = {
+        "Customer": "C0001",
+        "Date": "2025-06-10T00:00:00",
+        "Details": [{"UnitPrice": 5, "Subaccount": "XX"}],
+    }
 
     response = api.put("Invoice", body)
 
@@ -182,7 +186,11 @@ def test_invoice_unknown_subaccount_is_422(api):
 
 def test_invoice_unknown_branch_is_422(api):
     api.customer()
-    body = {"Customer": "C0001", "Date": "2025-06-10", "Details": [{"UnitPrice": 5, "Branch": "MARS"}]}
+    body = {
+        "Customer": "C0001",
+        "Date": "2025-06-10T00:00:00",
+        "Details": [{"UnitPrice": 5, "Branch": "MARS"}],
+    }
 
     response = api.put("Invoice", body)
 
@@ -225,7 +233,7 @@ def test_invoice_in_inactive_period_is_422(api):
 def test_invoice_date_outside_the_calendar_is_422(api):
     api.customer()
 
-    response = api.invoice("INV-1", Date="2031-10-01")
+    response = api.invoice("INV-1", Date="2031-10-01T00:00:00")
 
     assert response.status_code == 422
     assert response.json()["Date"]["error"] == (
@@ -421,7 +429,7 @@ def test_new_date_on_update_rederives_the_post_period(api):
     api.customer()
     created = api.invoice("INV-1").json()
 
-    updated = api.put("Invoice", {"id": created["id"], "Date": "2025-08-05"}).json()
+    updated = api.put("Invoice", {"id": created["id"], "Date": "2025-08-05T00:00:00"}).json()
 
     assert updated["PostPeriod"] == {"value": "082025"}
 
