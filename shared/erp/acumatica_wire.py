@@ -10,7 +10,9 @@ so an unwrapped field cannot reach the server (Acumatica answers 400 for one, se
 * ``None`` means "leave unchanged" and is omitted (only the fields sent are touched), and so is
   a linked entity left with no field;
 * ``Decimal`` and ``int`` become JSON numbers, written exactly by :func:`dumps` (never through
-  ``float``); a ``float`` is refused; ``date`` becomes ``YYYY-MM-DD`` (section 8 item 4).
+  ``float``); a ``float`` is refused; ``date`` becomes ``YYYY-MM-DDT00:00:00``: the definitions
+  type every date as a ``DateTimeValue`` (an ISO date-time), and midnight without an offset is
+  read in the server's zone, so the day cannot shift (section 8 item 4, docs/vendor-notes.md).
 
 :func:`unwrap` reads a response back into plain values (``{}`` is None, section 3.2) and
 :func:`loads` parses amounts as Decimal. :func:`error_reasons` collects the field errors of a 422
@@ -48,8 +50,9 @@ def _scalar(value: object, path: str) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, date):
-        # Date-only fields go out as YYYY-MM-DD: a UTC midnight may shift the day (section 8.4).
-        return value.isoformat()
+        # A DateTimeValue is a date-time; a date-only field takes midnight with no offset, which
+        # the server reads in its own zone (a UTC midnight may shift the day, section 8.4).
+        return f"{value.isoformat()}T00:00:00"
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, float):

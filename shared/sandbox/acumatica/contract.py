@@ -415,7 +415,8 @@ class AcumaticaChecker:
             return Checked("swagger.json", tuple(self._swagger_request(request)))
         spec = self._definitions(endpoint)
         if spec is None:
-            return Checked(None, (f"no definition of endpoint {endpoint} is vendored",))
+            # Nothing to judge the request by; the answer shows whether the sandbox served it.
+            return Checked(None)
         polled = self._poll_target(spec, request.method, rest)
         if polled is not None:
             problems = list(self._no_query(request, allowed=()))
@@ -575,8 +576,11 @@ class AcumaticaChecker:
             return Checked("swagger.json", tuple(self._swagger_response(endpoint, response)))
         spec = self._definitions(endpoint)
         if spec is None:
-            # An endpoint this instance does not serve: discovery's documented 404.
-            return Checked(None, tuple(self._fallback(response, f"endpoint {endpoint}")))
+            # An endpoint without a vendored definition may only be refused (discovery's 404):
+            # serving it would be traffic nothing can check.
+            if status != 404:
+                return Checked(None, (f"endpoint {endpoint} has no vendored definition, yet was served",))
+            return Checked(None, tuple(_http_error(response)))
         poll = self._poll_target(spec, request.method, rest)
         if poll is not None:
             return Checked(poll, tuple(self._poll_response(response)))

@@ -144,6 +144,8 @@ class AcumaticaResponses:
         return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
     async def openid_configuration(self, request: Request) -> Response:
+        """The OpenID Connect discovery document (section 2.2): the endpoints Acumatica
+        documents plus the members OpenID Connect Discovery 1.0 requires (vendor-notes)."""
         root = str(request.base_url).rstrip("/") + self.backend.config.site_path + "/identity"
         return JSONResponse(
             {
@@ -152,6 +154,10 @@ class AcumaticaResponses:
                 "token_endpoint": f"{root}/connect/token",
                 "userinfo_endpoint": f"{root}/connect/userinfo",
                 "revocation_endpoint": f"{root}/connect/revocation",
+                "jwks_uri": f"{root}/.well-known/openid-configuration/jwks",
+                "response_types_supported": ["code", "token", "id_token", "code id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
                 "grant_types_supported": ["authorization_code", "implicit", "password", "refresh_token"],
                 "scopes_supported": [
                     "api",

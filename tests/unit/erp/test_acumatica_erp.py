@@ -133,8 +133,8 @@ def test_customer_payload_matches_section_6_1():
 
 def test_invoice_payload_uses_customer_branch_and_transaction_description():
     assert dumps(wrap(document_record(invoice_doc()))) == (
-        '{"Type":{"value":"Invoice"},"Customer":{"value":"ZA00012345"},"Date":{"value":"2025-06-01"},'
-        '"DueDate":{"value":"2025-07-01"},"PostPeriod":{"value":"062025"},"CustomerOrder":{"value":"INV00001234"},'
+        '{"Type":{"value":"Invoice"},"Customer":{"value":"ZA00012345"},"Date":{"value":"2025-06-01T00:00:00"},'
+        '"DueDate":{"value":"2025-07-01T00:00:00"},"PostPeriod":{"value":"062025"},"CustomerOrder":{"value":"INV00001234"},'
         '"Description":{"value":"Zuora INV00001234"},"Hold":{"value":false},'
         '"Details":[{"Branch":{"value":"HQ"},"TransactionDescription":{"value":"Pro plan Jun-25"},'
         '"Qty":{"value":1},"UnitPrice":{"value":99.00},"ExtendedPrice":{"value":99.00},"Amount":{"value":99.00},'
@@ -193,7 +193,7 @@ def test_payment_payload_matches_section_6_4():
     record = payment_record(payment(), [("Invoice", "AR006789", D("99.00"))])
     assert dumps(wrap(record)) == (
         '{"Type":{"value":"Payment"},"CustomerID":{"value":"ZA00012345"},"PaymentMethod":{"value":"CHECK"},'
-        '"CashAccount":{"value":"10200"},"PaymentAmount":{"value":99.00},"ApplicationDate":{"value":"2025-06-05"},'
+        '"CashAccount":{"value":"10200"},"PaymentAmount":{"value":99.00},"ApplicationDate":{"value":"2025-06-05T00:00:00"},'
         '"PaymentRef":{"value":"P-00004567"},"Description":{"value":"Zuora payment P-00004567"},'
         '"Hold":{"value":false},"DocumentsToApply":[{"DocType":{"value":"Invoice"},'
         '"ReferenceNbr":{"value":"AR006789"},"AmountPaid":{"value":99.00}}]}'
@@ -207,7 +207,7 @@ def test_refund_payload_type():
 
 def test_journal_payload_matches_section_6_5():
     assert dumps(wrap(journal_record(journal()))) == (
-        '{"Module":{"value":"GL"},"TransactionDate":{"value":"2025-06-30"},"PostPeriod":{"value":"062025"},'
+        '{"Module":{"value":"GL"},"TransactionDate":{"value":"2025-06-30T00:00:00"},"PostPeriod":{"value":"062025"},'
         '"BranchID":{"value":"HQ"},"LedgerID":{"value":"ACTUAL"},"CurrencyID":{"value":"USD"},'
         '"Description":{"value":"JE-00000012 Invoice Item Jun\'25"},"Hold":{"value":false},"Details":['
         '{"BranchID":{"value":"HQ"},"Account":{"value":"11000"},"Subaccount":{"value":"000000"},'

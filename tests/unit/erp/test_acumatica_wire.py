@@ -95,8 +95,10 @@ def test_wrap_then_unwrap_round_trips_through_json(record):
             return {k: v for k, v in out.items() if v != {} or not isinstance(value[k], dict)}
         if isinstance(value, list):
             return [plain(v) for v in value]
-        if isinstance(value, dt.date):
+        if isinstance(value, dt.datetime):
             return value.isoformat()
+        if isinstance(value, dt.date):
+            return f"{value.isoformat()}T00:00:00"
         return value
 
     received = unwrap(loads(dumps(wrap(record))))
@@ -153,8 +155,9 @@ def test_wrap_refuses_values_that_cannot_be_sent(record, error):
         wrap(record)
 
 
-def test_wrap_dates_go_out_as_date_only_strings():
-    assert wrap({"Date": dt.date(2025, 6, 6)}) == {"Date": {"value": "2025-06-06"}}
+def test_wrap_dates_go_out_as_midnight_without_an_offset():
+    # The definitions type dates as DateTimeValue (a date-time); no offset keeps the server's day.
+    assert wrap({"Date": dt.date(2025, 6, 6)}) == {"Date": {"value": "2025-06-06T00:00:00"}}
 
 
 # -- numbers ------------------------------------------------------------------------------------------
