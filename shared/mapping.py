@@ -8,6 +8,7 @@ accounting codes, payment method types and currencies go in the ERP::
     ledger = "ACTUAL"
     customer_class = "DEFAULT"
     tax_accounting_code = "Sales Tax Payable"   # the code whose account takes invoice tax
+    memo_item_account = "recognized_revenue"    # or "deferred_revenue": a memo item's line account
     [accounts]            # Zuora accounting code name -> ERP GL account
     "Sales Revenue" = { account = "40000", subaccount = "000000" }
     [payment_methods]     # Zuora payment method type -> ERP payment method and cash account
@@ -29,8 +30,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
-from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -139,11 +140,24 @@ class PaymentMethodMapping(_Model):
         return _strip(value)
 
 
+MemoItemAccount = Literal["recognized_revenue", "deferred_revenue"]
+# The accounting-code id field of a credit/debit memo item that names its GL account (memo items
+# carry code ids, not an accountingCode: zuora-sdk ExpandedCreditMemoItem/ExpandedDebitMemoItem).
+MEMO_ITEM_CODE_FIELDS: dict[str, str] = {
+    "recognized_revenue": "recognizedRevenueAccountingCodeId",
+    "deferred_revenue": "deferredRevenueAccountingCodeId",
+}
+
+
 class ErpSection(_Model):
     branch: str
     ledger: str = "ACTUAL"
     customer_class: str | None = None
     tax_accounting_code: str = "Sales Tax Payable"
+    # Which code of a memo item is its line's account. An invoice item's accountingCode is its
+    # charge's revenue code (Zuora: "for invoicing, the accounting code maps to an income or revenue
+    # GL account"), which on a memo item is the recognized-revenue code (docs/vendor-notes.md).
+    memo_item_account: MemoItemAccount = "recognized_revenue"
 
     @field_validator("branch", "ledger", "tax_accounting_code")
     @classmethod
@@ -351,11 +365,54 @@ def _line_description(item: Row) -> str:
     return f"{name} ({start[:10]} to {end[:10]})" if start and end else name
 
 
+CodeNames = Callable[[str], str | None]
+"""The name of a Zuora accounting code by its id (None: Zuora has no such code)."""
+
+
+class UnknownAccountingCode(MappingError):
+    """A memo item names an accounting-code id that Zuora does not list."""
+
+
+def _invoice_item_code(item: Row, record: str) -> str:
+    return _optional_text(item, "accountingCode") or ""
+
+
+def _memo_item_code(mapping: Mapping, code_names: CodeNames | None) -> Callable[[Row, str], str]:
+    """Reads a memo item's GL accounting code name: the id field ``[erp] memo_item_account``
+    chooses, resolved through ``code_names``."""
+    field_name = MEMO_ITEM_CODE_FIELDS[mapping.erp.memo_item_account]
+
+    def code_of(item: Row, record: str) -> str:
+        code_id = _optional_text(item, field_name)
+        if code_id is None:
+            raise InconsistentRecord(
+                f"{record}: {field_name} is empty (the item has no such accounting code)"
+            )
+        if code_names is None:
+            raise InconsistentRecord(f"{record}: cannot resolve accounting code id {code_id}")
+        name = code_names(code_id)
+        if name is None:
+            raise UnknownAccountingCode(
+                f"{record}: accounting code id {code_id} ({field_name}) is not among Zuora's accounting "
+                "codes (GET /v1/accounting-codes)"
+            )
+        return name
+
+    return code_of
+
+
 def _ar_lines(
-    items: Sequence[Row], mapping: Mapping, *, record: str, amount_field: str, net_field: str | None
+    items: Sequence[Row],
+    mapping: Mapping,
+    *,
+    record: str,
+    amount_field: str,
+    net_field: str | None,
+    code_of: Callable[[Row, str], str],
 ) -> list[ArLine]:
-    """One line per item (tax-exclusive amount, account from the item's accounting code) plus one
-    tax line for the items' tax, on the account of ``[erp] tax_accounting_code``."""
+    """One line per item (tax-exclusive amount, account from the item's accounting code as
+    ``code_of`` reads it) plus one tax line for the items' tax, on the account of
+    ``[erp] tax_accounting_code``."""
     lines: list[ArLine] = []
     tax_total = ZERO
     for item in items:
@@ -366,7 +423,7 @@ def _ar_lines(
             amount = _amount(item, amount_field, record=record)
             # A tax-inclusive charge's amount includes its tax (zuora-api.md section 11.2).
             net = amount - tax if _optional_text(item, "taxMode") == "TaxInclusive" else amount
-        code = _optional_text(item, "accountingCode") or ""
+        code = code_of(item, f"{record} item {item_id}")
         target = mapping.account(code, record=f"{record} item {item_id}")
         quantity = _optional_amount(item, "quantity", record=record)
         lines.append(
@@ -419,6 +476,7 @@ def _ar_document(
     *,
     customer_id: str | None,
     applies_to: Sequence[Application] = (),
+    code_names: CodeNames | None = None,
 ) -> ArDocument:
     fields = _DOCUMENT_FIELDS[kind]
     number_field, date_field, items_field, amount_field, net_field, total_field, label = fields
@@ -429,7 +487,10 @@ def _ar_document(
         items = expanded if isinstance(expanded, list) else []
     if not items:
         raise InconsistentRecord(f"{record}: no items")
-    lines = _ar_lines(items, mapping, record=record, amount_field=amount_field, net_field=net_field)
+    code_of = _invoice_item_code if kind == "invoice" else _memo_item_code(mapping, code_names)
+    lines = _ar_lines(
+        items, mapping, record=record, amount_field=amount_field, net_field=net_field, code_of=code_of
+    )
     doc = ArDocument(
         kind=kind,
         natural_key=number,
@@ -456,9 +517,15 @@ def document_from_invoice(
 
 
 def document_from_debit_memo(
-    row: Row, items: Sequence[Row] | None, mapping: Mapping, *, customer_id: str | None = None
+    row: Row,
+    items: Sequence[Row] | None,
+    mapping: Mapping,
+    *,
+    customer_id: str | None = None,
+    code_names: CodeNames | None = None,
 ) -> ArDocument:
-    return _ar_document("debit_memo", row, items, mapping, customer_id=customer_id)
+    """A posted debit memo; its items' accounting-code ids are named through ``code_names``."""
+    return _ar_document("debit_memo", row, items, mapping, customer_id=customer_id, code_names=code_names)
 
 
 def document_from_credit_memo(
@@ -468,9 +535,19 @@ def document_from_credit_memo(
     *,
     customer_id: str | None = None,
     applies_to: Sequence[Application] = (),
+    code_names: CodeNames | None = None,
 ) -> ArDocument:
-    """A credit memo; ``applies_to`` are its applications to invoices/debit memos (by number)."""
-    return _ar_document("credit_memo", row, items, mapping, customer_id=customer_id, applies_to=applies_to)
+    """A credit memo; ``applies_to`` are its applications to invoices/debit memos (by number); its
+    items' accounting-code ids are named through ``code_names``."""
+    return _ar_document(
+        "credit_memo",
+        row,
+        items,
+        mapping,
+        customer_id=customer_id,
+        applies_to=applies_to,
+        code_names=code_names,
+    )
 
 
 def _method_type(row: Row, given: str | None) -> str | None:

@@ -465,7 +465,7 @@ def document_from_payload(payload: Mapping[str, Any]) -> ErpDocument | Journal:
 def _complete_items(ctx: ItemContext, stream: Stream, row: dict[str, Any]) -> None:
     """Replace an item list the expansion may have cut at the page size with the full list
     (section 9.3), whatever the ledger state (a preview of a posted record needs it too)."""
-    if stream.items is None or not stream.truncated(row):
+    if stream.items is None or not stream.truncated(row, ctx.zuora.objects.max_page_size):
         return
     items: list[dict[str, Any]] = []
     for page in ctx.zuora.objects.pages(stream.items_query(str(row["id"]))):
@@ -638,7 +638,14 @@ def _plan(
             return _Plan(None, problem=f"the account {account_id} of {rec.subject} is unknown")
         customer_id = customer_id_of(account)
         applications, left_out = _applications_preview(ctx, stream, row, notes)
-        document = map_document(stream.object_type, row, mapping, customer_id, applications)
+        document = map_document(
+            stream.object_type,
+            row,
+            mapping,
+            customer_id,
+            applications,
+            code_names=ctx.zuora.accounting_codes.name_of,
+        )
         return _Plan(document, tuple(left_out))
     except MappingError as exc:
         return _Plan(None, problem=exc.reason)

@@ -8,19 +8,52 @@ tests only.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import fakeredis
 import pytest
 import redis
 import sqlalchemy as sa
 
+from shared.sandbox.contract import ENABLE_VARIABLE, LOG_VARIABLE, Violation
+
+# Every sandbox a test starts (in this process or a child) checks its traffic against the vendors'
+# own API descriptions and appends each violation to one file; a violation fails the test that
+# caused it (see vendor_contracts below).
+os.environ[ENABLE_VARIABLE] = "1"
+CONTRACT_LOG = Path(tempfile.mkdtemp(prefix="ledgerbridge-contracts-")) / "violations.jsonl"
+CONTRACT_LOG.touch()
+os.environ[LOG_VARIABLE] = str(CONTRACT_LOG)
+
 REDIS_URL = os.environ.get("LEDGERBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 POSTGRES_URL = os.environ.get(
     "LEDGERBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+@pytest.fixture(autouse=True)
+def vendor_contracts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which a sandbox saw a request or gave an answer that the vendor's own
+    description does not allow (tests marked ``vendor_contract_exempt`` send such traffic on
+    purpose, to test the sandbox's errors)."""
+    start = CONTRACT_LOG.stat().st_size
+    yield
+    with CONTRACT_LOG.open("rb") as log:
+        log.seek(start)
+        found = [
+            Violation(**{**json.loads(line), "problems": tuple(json.loads(line)["problems"])}) for line in log
+        ]
+    if found and request.node.get_closest_marker("vendor_contract_exempt") is None:
+        shown = "\n".join(str(v) for v in found[:20])
+        more = f"\n... and {len(found) - 20} more" if len(found) > 20 else ""
+        pytest.fail(
+            f"{len(found)} exchanges break the vendors' API descriptions:\n{shown}{more}", pytrace=False
+        )
 
 
 @pytest.fixture

@@ -828,12 +828,11 @@ def run_item_baseline(
             sort=SORT,
             fields=stream.fields,
             expand=stream.expand,
-            expand_fields=dict(stream.expand_fields),
         )
         for page in zuora.objects.pages(query):
             for row in page.data:
                 record = dict(row)
-                if stream.truncated(record):  # the expansion is cut at 99 items (section 9.3)
+                if stream.truncated(record, page.page_size):  # the expansion is cut at the page size
                     items: list[Any] = []
                     for item_page in zuora.objects.pages(stream.items_query(str(record["id"]))):
                         items.extend(item_page.data)
@@ -852,11 +851,23 @@ def run_item_baseline(
                             )
                         elif stream.name == "debit_memos":
                             erp.create_document(
-                                document_from_debit_memo(record, None, mapping, customer_id=customer_id)
+                                document_from_debit_memo(
+                                    record,
+                                    None,
+                                    mapping,
+                                    customer_id=customer_id,
+                                    code_names=zuora.accounting_codes.name_of,
+                                )
                             )
                         elif stream.name == "credit_memos":
                             erp.create_document(
-                                document_from_credit_memo(record, None, mapping, customer_id=customer_id)
+                                document_from_credit_memo(
+                                    record,
+                                    None,
+                                    mapping,
+                                    customer_id=customer_id,
+                                    code_names=zuora.accounting_codes.name_of,
+                                )
                             )
                         elif stream.name == "payments":
                             erp.create_payment(

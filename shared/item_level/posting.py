@@ -80,8 +80,8 @@ from shared.ledger.states import (
     retry,
 )
 from shared.logs import log_context
-from shared.mapping import Mapping as GlMapping
 from shared.mapping import (
+    CodeNames,
     MappingError,
     customer_from_account,
     customer_id_of,
@@ -91,6 +91,7 @@ from shared.mapping import (
     payment_from_payment,
     payment_from_refund,
 )
+from shared.mapping import Mapping as GlMapping
 from shared.zuora.records import to_decimal
 
 log = logging.getLogger("ledgerbridge.item_level.posting")
@@ -329,10 +330,19 @@ def _plan(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> _Pla
         applications, left_out, waiting = _applications(ctx, stream, rec, depth)
         if waiting is not None:
             return waiting
-        document = map_document(stream.object_type, payload, mapping, customer_id, applications)
+        document = map_document(
+            stream.object_type,
+            payload,
+            mapping,
+            customer_id,
+            applications,
+            code_names=ctx.zuora.accounting_codes.name_of,
+        )
         return _Ready(document, tuple(left_out))
     except MappingError as exc:
         return _Park(exc.reason)
+    except ApiError as exc:  # reading Zuora's accounting codes for a memo's items
+        return _Wait(f"reading Zuora's accounting codes: {exc}", ctx.options.short_wait, redispatch=True)
     except (ValueError, TypeError) as exc:
         # The neutral documents validate themselves (a zero payment, applications above the amount).
         return _Park(f"{rec.subject}: {exc}")
@@ -608,15 +618,20 @@ def map_document(
     mapping: GlMapping,
     customer_id: str,
     applications: Sequence[Application],
+    *,
+    code_names: CodeNames,
 ) -> ErpDocument:
     """The neutral ERP document for a Zuora document row of ``object_type`` (raises the mapping's
-    errors; ``applications`` are what a credit memo or payment applies to)."""
+    errors; ``applications`` are what a credit memo or payment applies to; ``code_names`` names
+    the accounting-code ids of memo items and may raise the Zuora client's errors)."""
     if object_type == ObjectType.INVOICE.value:
         return document_from_invoice(row, None, mapping, customer_id=customer_id)
     if object_type == ObjectType.DEBIT_MEMO.value:
-        return document_from_debit_memo(row, None, mapping, customer_id=customer_id)
+        return document_from_debit_memo(row, None, mapping, customer_id=customer_id, code_names=code_names)
     if object_type == ObjectType.CREDIT_MEMO.value:
-        return document_from_credit_memo(row, None, mapping, customer_id=customer_id, applies_to=applications)
+        return document_from_credit_memo(
+            row, None, mapping, customer_id=customer_id, applies_to=applications, code_names=code_names
+        )
     if object_type == ObjectType.PAYMENT.value:
         return payment_from_payment(row, mapping, applications, customer_id=customer_id)
     return payment_from_refund(row, mapping, applications, customer_id=customer_id)

@@ -153,7 +153,7 @@ def complete_items(ctx: ItemContext, stream: Stream, rows: Sequence[Row]) -> int
     rows that may still be posted; returns how many parents needed it (one query each)."""
     if stream.items is None:
         return 0
-    cut = [r for r in rows if stream.truncated(r)]
+    cut = [r for r in rows if stream.truncated(r, ctx.zuora.objects.max_page_size)]
     if not cut:
         return 0
     known = records_by_zuora_ids(ctx.ledger, ctx.connection, stream.object_type, [str(r["id"]) for r in cut])

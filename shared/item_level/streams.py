@@ -15,7 +15,7 @@ a field a tenant lacks is a 400 (section 9.2). That costs payload, not calls.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -76,7 +76,6 @@ class Stream:
     filters: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     expand: tuple[str, ...] = ()
-    expand_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     items: Children | None = None
     applications: Applications | None = None
     # How the record is marked transferred: an Actions type, a memo PUT, or not at all (accounts).
@@ -128,7 +127,6 @@ class Stream:
             sort=SORT,
             fields=self.fields,
             expand=self.expand,
-            expand_fields=dict(self.expand_fields),
             page_size=page_size,
         )
 
@@ -153,8 +151,9 @@ class Stream:
             return False
         return not (self.callouts_electronic_only and get_field(row, "type") == "External")
 
-    def truncated(self, row: Mapping[str, Any], page_size: int = MAX_PAGE_SIZE) -> bool:
-        """Whether the expanded items may have been cut at the page size (section 9.3)."""
+    def truncated(self, row: Mapping[str, Any], page_size: int) -> bool:
+        """Whether the expanded items may have been cut at ``page_size``, the page size of the query
+        that fetched ``row`` (section 9.3)."""
         if self.items is None:
             return False
         expanded = get_field(row, self.items.key)
@@ -265,11 +264,10 @@ PAYMENTS = Stream(
     level=2,
     filters=("status.EQ:Processed",),
     expand=("paymentmethod", "paymentapplications"),
-    expand_fields={"paymentmethod": ("id", "type")},
     applications=Applications(
         key="paymentApplications",
         expand="paymentapplications",
-        amount_field="appliedAmount",
+        amount_field="applyAmount",  # zuora-sdk ExpandedPaymentApplication / ExpandedRefundApplication
         targets=(
             ApplicationTarget("invoiceId", ObjectType.INVOICE.value, "invoice"),
             ApplicationTarget("debitMemoId", ObjectType.DEBIT_MEMO.value, "debit_memo"),
@@ -294,7 +292,7 @@ REFUNDS = Stream(
     applications=Applications(
         key="refundApplications",
         expand="refundapplications",
-        amount_field="appliedAmount",
+        amount_field="applyAmount",  # zuora-sdk ExpandedPaymentApplication / ExpandedRefundApplication
         targets=(
             ApplicationTarget("paymentId", ObjectType.PAYMENT.value, "payment"),
             ApplicationTarget("creditMemoId", ObjectType.CREDIT_MEMO.value, "credit_memo"),

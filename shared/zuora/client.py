@@ -19,10 +19,12 @@ from redis import Redis
 from shared.backoff import Jitter, full_jitter
 from shared.connections import ZuoraTarget
 from shared.exchange import AuditHook
+from shared.zuora.accounting_codes import AccountingCodes
 from shared.zuora.actions import Actions
 from shared.zuora.auth import ZuoraOAuth
 from shared.zuora.journal import JournalEntries, JournalRuns
 from shared.zuora.object_query import ObjectQueries
+from shared.zuora.paging import PageLimits
 from shared.zuora.periods import AccountingPeriods
 from shared.zuora.retry import RetryPolicy
 from shared.zuora.transfers import Transfers
@@ -34,7 +36,7 @@ class ZuoraClient:
     """Zuora Billing for one connection.
 
     Areas: ``zoql``, ``periods``, ``journal_runs``, ``journal_entries``, ``objects`` (Object
-    Query), ``actions``, ``transfers``. ``token_requests`` counts this process's token requests;
+    Query), ``actions``, ``transfers``, ``accounting_codes`` (names of the code ids on memo items). ``token_requests`` counts this process's token requests;
     ``rate_limits`` is the latest ``RateLimit-*``/``Concurrency-Limit-*`` snapshot (or None).
     Waits longer than ``max_inline_wait`` seconds are not slept but raised as ``RateLimited``.
     """
@@ -71,6 +73,7 @@ class ZuoraClient:
             clock=clock,
             jitter=jitter,
             max_inline_wait=max_inline_wait,
+            page_limits=PageLimits(connection, redis),
         )
         self.zoql = Zoql(self.transport)
         self.periods = AccountingPeriods(self.transport, self.zoql)
@@ -79,6 +82,7 @@ class ZuoraClient:
         self.objects = ObjectQueries(self.transport)
         self.actions = Actions(self.transport, self.zoql)
         self.transfers = Transfers(self.transport)
+        self.accounting_codes = AccountingCodes(self.transport)
 
     @property
     def token_requests(self) -> int:

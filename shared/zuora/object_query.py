@@ -14,14 +14,14 @@ cursor of their own; fetch large children from their own object (section 9.3).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from shared.errors import Rejected
-from shared.zuora.paging import Pager
+from shared.zuora.paging import REFERENCE_LIMITS, Pager
 from shared.zuora.transport import Params, ZuoraTransport, segment
 
 # The objects the sync reads (section 9.1) and the few it may expand into on its own.
@@ -45,7 +45,9 @@ OBJECTS = frozenset(
 )
 # invoice-items rejects a list request without filter[] (section 9.1).
 FILTER_REQUIRED = frozenset({"invoice-items"})
-MAX_PAGE_SIZE = 99
+# The largest pageSize any source allows (Zuora's reference pages); a tenant that holds to the
+# OpenAPI document's 50 is met by stepping down (shared.zuora.paging.PageLimits).
+MAX_PAGE_SIZE = REFERENCE_LIMITS["object-query"]
 OPERATORS = ("EQ", "NE", "LT", "GT", "LE", "GE", "SW", "IN")
 
 _FILTER_RE = re.compile(r"^[A-Za-z_][\w.]*\.(EQ|NE|LT|GT|LE|GE|SW|IN):.*$", re.IGNORECASE | re.DOTALL)
@@ -87,15 +89,15 @@ def condition(field_name: str, op: str, value: object) -> str:
 
 @dataclass(frozen=True)
 class ObjectQuery:
-    """A list query over one object. ``expand_fields`` maps an ``expand[]`` value to the fields
-    wanted from it (``{"invoiceitems": ("id", "chargename")}``)."""
+    """A list query over one object. (Zuora's reference pages also describe ``<expand>.fields[]``
+    to pick an expansion's fields; its OpenAPI document declares no such parameter, so it is not
+    sent: docs/vendor-notes.md.)"""
 
     object: str
     filters: tuple[str, ...] = ()
     sort: str | None = None
     fields: tuple[str, ...] = ()
     expand: tuple[str, ...] = ()
-    expand_fields: Mapping[str, Sequence[str]] = field(default_factory=dict)
     page_size: int = MAX_PAGE_SIZE
     include_null_fields: bool = False
 
@@ -113,14 +115,16 @@ class ObjectQuery:
             raise ValueError(f"sort {self.sort!r} is not '<field>.ASC|DESC' (one field only)")
         if self.object in FILTER_REQUIRED and not self.filters:
             raise ValueError(f"{self.object} needs at least one filter")
-        unknown = {k.lower() for k in self.expand_fields} - {e.lower() for e in self.expand}
-        if unknown:
-            raise ValueError(f"fields given for {sorted(unknown)} which are not expanded")
 
-    def params(self, cursor: str | None = None) -> list[tuple[str, str]]:
+    def at(self, cursor: str | None) -> Callable[[int], list[tuple[str, str]]]:
+        """The query string of the page at ``cursor``, for a given page size."""
+        return lambda page_size: self.params(cursor, page_size=page_size)
+
+    def params(self, cursor: str | None = None, *, page_size: int | None = None) -> list[tuple[str, str]]:
+        """The query string; ``page_size`` (at most the query's own) overrides the query's."""
         return [
-            ("pageSize", str(self.page_size)),
-            *_shape_params(self.fields, self.expand, self.expand_fields, self.include_null_fields),
+            ("pageSize", str(min(self.page_size, page_size or self.page_size))),
+            *_shape_params(self.fields, self.expand, self.include_null_fields),
             *(("filter[]", f) for f in self.filters),
             *((("sort[]", self.sort),) if self.sort else ()),
             *((("cursor", cursor),) if cursor is not None else ()),
@@ -130,14 +134,12 @@ class ObjectQuery:
 def _shape_params(
     fields: Sequence[str],
     expand: Sequence[str],
-    expand_fields: Mapping[str, Sequence[str]],
     include_nulls: bool,
 ) -> Params:
     params: list[tuple[str, str]] = []
     if fields:
         params.append(("fields[]", ",".join(fields)))
     params.extend(("expand[]", e) for e in expand)
-    params.extend((f"{name}.fields[]", ",".join(fs)) for name, fs in expand_fields.items() if fs)
     params.append(("includeNullFields", "true" if include_nulls else "false"))
     return params
 
@@ -145,12 +147,14 @@ def _shape_params(
 @dataclass(frozen=True)
 class Page:
     """One Object Query response: ``data`` rows, the ``cursor`` that fetched it (None for the
-    first page), the raw ``nextPage`` (None on the last page) and the whole body."""
+    first page), the raw ``nextPage`` (None on the last page), the whole body and the
+    ``page_size`` it was asked with (expanded children are cut at it)."""
 
     data: list[dict[str, Any]]
     cursor: str | None
     next_cursor: str | None
     response: dict[str, Any]
+    page_size: int = MAX_PAGE_SIZE
 
 
 class ObjectQueries:
@@ -162,18 +166,27 @@ class ObjectQueries:
         run) or at the first page."""
         pager = Pager(f"object-query {query.object}", cursor)
         while not pager.finished:
-            body = self._t.call(
+            current = pager.current
+            body, size = self._t.call_paged(
+                "object-query",
+                query.page_size,
                 "GET",
                 f"/object-query/{query.object}",
                 operation=f"object-query.{query.object}",
-                params=query.params(pager.current),
+                params=query.at(current),
             )
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, list):
                 raise Rejected(f"object-query {query.object}: the response has no data list", api="zuora")
             next_cursor = body.get("nextPage") or None
-            yield Page(data=data, cursor=pager.current, next_cursor=next_cursor, response=body)
+            yield Page(data=data, cursor=current, next_cursor=next_cursor, response=body, page_size=size)
             pager.advance(next_cursor)
+
+    @property
+    def max_page_size(self) -> int:
+        """The largest pageSize this connection's tenant accepts now: expanded children arrive cut
+        at most at it."""
+        return self._t.page_limits.size("object-query", MAX_PAGE_SIZE)
 
     def rows(self, query: ObjectQuery) -> Iterator[dict[str, Any]]:
         for page in self.pages(query):
@@ -186,7 +199,6 @@ class ObjectQueries:
         *,
         fields: Sequence[str] = (),
         expand: Sequence[str] = (),
-        expand_fields: Mapping[str, Sequence[str]] | None = None,
         include_null_fields: bool = False,
     ) -> dict[str, Any]:
         """The object with this id or number (no ``data`` wrapper). NotFound if it does not exist."""
@@ -196,7 +208,7 @@ class ObjectQueries:
             "GET",
             f"/object-query/{object}/{segment(key)}",
             operation=f"object-query.{object}.get",
-            params=_shape_params(fields, expand, expand_fields or {}, include_null_fields),
+            params=_shape_params(fields, expand, include_null_fields),
         )
         if not isinstance(body, dict):
             raise Rejected(f"object-query {object}/{key}: the response is not an object", api="zuora")

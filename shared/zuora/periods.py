@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from shared.zuora.paging import Pager, next_page_number
+from shared.zuora.paging import REFERENCE_LIMITS, Pager, PageSizeChanged, next_page_number, page_params
 from shared.zuora.records import optional_date, optional_datetime
 from shared.zuora.transport import ZuoraTransport, segment
 from shared.zuora.zoql import Zoql, accounting_period_by_name
 
 PeriodStatus = Literal["Open", "PendingClose", "Closed"]
 TrialBalanceStatus = Literal["Pending", "Processing", "Completed", "Error"]
-MAX_PAGE_SIZE = 300
+MAX_PAGE_SIZE = REFERENCE_LIMITS["list"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class AccountingPeriod:
             run_trial_balance_end=optional_datetime(data.get("runTrialBalanceEnd")),
             run_trial_balance_error_message=data.get("runTrialBalanceErrorMessage"),
             fiscal_year=_opt_int(data.get("fiscalYear")),
-            fiscal_quarter=_opt_int(data.get("fiscalQuarter")),
+            # zuora-sdk spells it fiscal_quarter, the reference pages fiscalQuarter (docs/vendor-notes.md)
+            fiscal_quarter=_opt_int(data.get("fiscalQuarter", data.get("fiscal_quarter"))),
             notes=data.get("notes"),
             raw=data,
         )
@@ -87,18 +88,25 @@ class AccountingPeriods:
         return AccountingPeriod.from_json(body)
 
     def list(self, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[AccountingPeriod]:
-        """Every period, following ``nextPage`` (``pageSize`` at most 300)."""
+        """Every period, following ``nextPage``; the page size is capped at what the tenant
+        accepts (300 or 40, :class:`~shared.zuora.paging.PageLimits`)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
         pager = Pager("accounting periods", "1")
+        size = page_size
         while not pager.finished:
             page = int(pager.current or 1)
-            body = self._t.call(
+            body, used = self._t.call_paged(
+                "list",
+                size,
                 "GET",
                 "/v1/accounting-periods",
                 operation="periods.list",
-                params=[("page", str(page)), ("pageSize", str(page_size))],
+                params=page_params(page),
             )
+            if used != size and page > 1:
+                raise PageSizeChanged("accounting periods: the page size changed mid-list", api="zuora")
+            size = used
             for item in body.get("accountingPeriods") or []:
                 yield AccountingPeriod.from_json(item)
             following = next_page_number(body.get("nextPage"), page)

@@ -5,7 +5,10 @@
 the error categories of section 4:
 
 * 429 (or a body with category 70): wait ``Retry-After`` if sent, else ``RateLimit-Reset``,
-  else back off. A rate-limited request was not processed, so even an unkeyed POST may repeat.
+  else, when the answer carries the token endpoint's per-minute headers
+  (``X-RateLimit-Limit-minute``/``X-RateLimit-Remaining-minute``, no ``Retry-After``), until the
+  next minute window, else back off. A rate-limited request was not processed, so even an
+  unkeyed POST may repeat.
 * 500/502/503/504, categories 60/61/99, timeouts and dropped connections: full-jitter
   exponential backoff (a 503 ``Retry-After`` is honoured).
 * 409 / category 50: lock contention, or an ``Idempotency-Key`` whose first request is still in
@@ -76,11 +79,23 @@ def header_seconds(headers: Mapping[str, str], name: str) -> float | None:
     return max(0.0, value)
 
 
-def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
+MINUTE_WINDOW_HEADER = "X-RateLimit-Remaining-minute"
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """What a 429 asks us to wait: ``Retry-After`` (concurrency 429s) else ``RateLimit-Reset``
-    (rate 429s carry no ``Retry-After``, section 2.1)."""
+    (rate 429s carry no ``Retry-After``, section 2.1), else, for the token endpoint's per-minute
+    window (``X-RateLimit-Remaining-minute``, section 1.1), the seconds until the next minute at
+    ``now`` (epoch seconds; a fixed window restarts on the minute)."""
     retry_after = header_seconds(headers, "Retry-After")
-    return retry_after if retry_after is not None else header_seconds(headers, "RateLimit-Reset")
+    if retry_after is not None:
+        return retry_after
+    reset = header_seconds(headers, "RateLimit-Reset")
+    if reset is not None:
+        return reset
+    if now is not None and header_seconds(headers, MINUTE_WINDOW_HEADER) is not None:
+        return 60.0 - now % 60.0
+    return None
 
 
 def decide(
@@ -94,12 +109,14 @@ def decide(
     idempotent: bool,
     policy: RetryPolicy,
     jitter: Jitter = full_jitter,
+    now: float | None = None,
 ) -> Decision:
     """Decide whether attempt number ``attempt`` (1-based) that just failed should be repeated.
 
     ``status`` is the HTTP status (None when no response arrived, then ``error`` says why);
     ``body_success_false_category`` is the error category (``code % 100``) of the body's first
     reason when the body reports a failure, else None. ``method`` is used only in reasons.
+    ``now`` (epoch seconds) places a per-minute window; without it such a 429 backs off.
     """
 
     def backoff() -> float:
@@ -108,7 +125,7 @@ def decide(
     category = body_success_false_category
     rate_limited = status == 429 or category == RATE_LIMIT_CATEGORY
     if rate_limited:
-        told = rate_limit_wait(headers)
+        told = rate_limit_wait(headers, now)
         wait, why = (
             (told, "429: waiting as the rate-limit headers say") if told is not None else (backoff(), "429")
         )

@@ -2,9 +2,11 @@
 
 Credit and debit memos cannot be written through Actions (Invoice Settlement objects), so they
 take ``PUT /v1/credit-memos/{key}`` / ``PUT /v1/debit-memos/{key}`` with a top-level field, or
-up to 50 at once with the bulk ``PUT /v1/credit-memos`` / ``PUT /v1/debit-memos`` ("update
-credit memos": ``{"creditMemos": [{"id": ..., "transferredToAccounting": "Yes"}]}``; each memo
-is updated in its own transaction and answered with its own ``success``);
+up to 50 at once with the bulk ``PUT /v1/credit-memos/bulk`` / ``PUT /v1/debit-memos/bulk``
+(zuora-sdk ``bulk_update_credit_memos``/``bulk_update_debit_memos``:
+``{"memos": [{"id": ..., "transferredToAccounting": "Yes"}]}``; each memo is updated in its own
+transaction and answered with its own ``success`` in ``memos``). ``PUT /v1/debit-memos`` is
+another operation (update due dates) and ``PUT /v1/credit-memos`` does not exist;
 payments and refunds take ``PUT /v1/payments/{id}`` / ``PUT /v1/refunds/{id}`` with the field
 nested in ``financeInformation``. PUTs carry no Idempotency-Key (section 3) and setting the same
 value again is harmless, so they are retried like reads.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from shared.errors import Reason, Transient
+from shared.errors import Reason, Rejected, Transient
 from shared.zuora.actions import RowResult
 from shared.zuora.transport import ZuoraTransport, segment
 
@@ -56,15 +58,13 @@ class Transfers:
 
     def credit_memos(self, ids: Sequence[str], value: TransferredValue = "Yes") -> list[RowResult]:
         """Mark credit memos in calls of at most 50; one result per id, in order."""
-        return self._bulk("credit-memos", "creditMemos", ids, value)
+        return self._bulk("credit-memos", ids, value)
 
     def debit_memos(self, ids: Sequence[str], value: TransferredValue = "Yes") -> list[RowResult]:
         """Mark debit memos in calls of at most 50; one result per id, in order."""
-        return self._bulk("debit-memos", "debitMemos", ids, value)
+        return self._bulk("debit-memos", ids, value)
 
-    def _bulk(
-        self, path: str, list_name: str, ids: Sequence[str], value: TransferredValue
-    ) -> list[RowResult]:
+    def _bulk(self, path: str, ids: Sequence[str], value: TransferredValue) -> list[RowResult]:
         checked = _checked(value)
         for position, memo_id in enumerate(ids):
             if not memo_id:
@@ -74,11 +74,11 @@ class Transfers:
             chunk = list(ids[start : start + MAX_MEMOS_PER_CALL])
             body = self._t.call(
                 "PUT",
-                f"/v1/{path}",
+                f"/v1/{path}/bulk",
                 operation=f"transfers.{path}",
-                body={list_name: [{"id": memo_id, "transferredToAccounting": checked} for memo_id in chunk]},
+                body={"memos": [{"id": memo_id, "transferredToAccounting": checked} for memo_id in chunk]},
             )
-            results.extend(_memo_results(body, list_name, chunk, start))
+            results.extend(_memo_results(body, f"PUT /v1/{path}/bulk", chunk, start))
         return results
 
     def payment(self, payment_id: str, value: TransferredValue = "Yes") -> None:
@@ -100,14 +100,22 @@ class Transfers:
         )
 
 
-def _memo_results(body: Any, list_name: str, chunk: list[str], start: int) -> list[RowResult]:
+def _memo_results(body: Any, call: str, chunk: list[str], start: int) -> list[RowResult]:
     """One result per sent id. Answers are matched by ``id`` (or ``number``) where they carry
-    one, else by position; an answer that cannot be correlated is an error, never a guess."""
-    answers = body.get(list_name) if isinstance(body, Mapping) else None
-    if not isinstance(answers, list) or len(answers) != len(chunk):
-        got = len(answers) if isinstance(answers, list) else "no"
+    one, else by position; an answer that cannot be correlated is an error, never a guess.
+
+    An answer without a per-memo ``memos`` list (a bare ``{"success": true}``, which is what
+    another operation on a similar path gives) says nothing about any memo: it is
+    :class:`~shared.errors.Rejected`, so the caller falls back to one PUT per memo. A list of the
+    wrong length is :class:`~shared.errors.Transient`."""
+    answers = body.get("memos") if isinstance(body, Mapping) else None
+    if not isinstance(answers, list):
+        raise Rejected(
+            f"{call} answered without a per-memo list; cannot tell which memos were updated", api="zuora"
+        )
+    if len(answers) != len(chunk):
         raise Transient(
-            f"PUT /v1/{list_name}: {got} results for {len(chunk)} memos; cannot correlate them", api="zuora"
+            f"{call}: {len(answers)} results for {len(chunk)} memos; cannot correlate them", api="zuora"
         )
     by_id: dict[str, Mapping[str, Any]] = {}
     for answer in answers:

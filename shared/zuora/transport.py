@@ -43,6 +43,7 @@ from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Reason, R
 from shared.exchange import REDACTED, AuditHook, Exchange, current_subject, redact_body, redact_headers
 from shared.throttle import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 from shared.zuora.auth import CREDENTIAL_VARIABLES, ZuoraOAuth
+from shared.zuora.paging import PageFamily, PageLimits
 from shared.zuora.retry import Decision, NetworkError, RetryPolicy, decide
 
 log = logging.getLogger("ledgerbridge.zuora")
@@ -285,8 +286,10 @@ class ZuoraTransport:
         clock: Clock = time.time,
         jitter: Jitter = full_jitter,
         max_inline_wait: float = 20.0,
+        page_limits: PageLimits | None = None,
     ) -> None:
         self.connection = connection
+        self.page_limits = page_limits or PageLimits(connection)
         self._auth = auth
         self._throttle = throttle
         self._audit = audit
@@ -381,6 +384,7 @@ class ZuoraTransport:
                 idempotent=idempotent,
                 policy=self._policy,
                 jitter=self._jitter,
+                now=self._clock(),
             )
             rate_limited = response is not None and (response.status_code == 429 or category == 70)
             if rate_limited and not token_endpoint and decision.wait > 0:
@@ -405,6 +409,28 @@ class ZuoraTransport:
                 headers["Zuora-Track-Id"],
             )
             self._sleep(decision.wait)
+
+    def call_paged(
+        self,
+        family: PageFamily,
+        wanted: int,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: Callable[[int], Params],
+    ) -> tuple[Any, int]:
+        """:meth:`call` with ``params(page size)``, the size capped at what the tenant accepts
+        (:class:`~shared.zuora.paging.PageLimits`); a 400 naming the page size is repeated once at
+        the smaller limit. Returns the body and the page size that fetched it."""
+        size = self.page_limits.size(family, wanted)
+        try:
+            return self.call(method, path, operation=operation, params=params(size)), size
+        except Rejected as exc:
+            smaller = self.page_limits.refused(family, size, exc)
+            if smaller is None:
+                raise
+        return self.call(method, path, operation=operation, params=params(smaller)), smaller
 
     # -- one attempt ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.sandbox.contract import ContractMiddleware, contracts_enabled
 from shared.sandbox.server import serve_forever
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
@@ -34,13 +35,15 @@ def create_app(
     client_secret: str | None = None,
     seed: int | None = None,
     sizes: Sizes | None = None,
+    contracts: bool | None = None,
 ) -> FastAPI:
     """A Zuora sandbox app around ``backend`` (a new one if None).
 
     ``client_id``/``client_secret`` are the only credentials ``/oauth/token`` accepts (defaults:
     ``DEFAULT_CLIENT_ID``/``DEFAULT_CLIENT_SECRET``, or the given backend's own). With ``seed``, the
     backend is seeded now and ``POST /_sandbox/reset`` returns to that data. The backend is
-    reachable as ``app.state.backend``.
+    reachable as ``app.state.backend``. With ``contracts`` (default: ``LEDGERBRIDGE_SANDBOX_CONTRACTS``)
+    every exchange is checked against zuora-sdk's description (:mod:`shared.sandbox.contract`).
     """
     if backend is None:
         backend = ZuoraBackend(
@@ -60,6 +63,10 @@ def create_app(
         openapi_url="/_sandbox/openapi.json",
     )
     app.state.backend = backend
+    if contracts_enabled() if contracts is None else contracts:
+        from .contract import ZuoraChecker  # imports zuora-sdk, a development dependency
+
+        app.add_middleware(ContractMiddleware, checker=ZuoraChecker())  # inside gzip: plain bodies
     # Zuora gzips JSON responses over 1000 bytes when asked (section 3).
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     for route in ROUTES:

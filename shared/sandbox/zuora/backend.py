@@ -26,6 +26,7 @@ from . import zoql
 from .catalog import ACCOUNTING_CODES, ALL_TRANSACTION_TYPES, PRODUCTS, TAX_RATES
 from .config import SandboxConfig
 from .errors import (
+    RESOURCE_ACCOUNTING_CODE,
     RESOURCE_CREDIT_MEMO,
     RESOURCE_DEBIT_MEMO,
     RESOURCE_INVOICE,
@@ -82,11 +83,10 @@ TENANT_ID = "9999"
 TRANSFERRED_ACTIONS = ("Processing", "Yes", "Error", "Ignore")  # SOAP/Actions values (section 10.2)
 TRANSFERRED_REST = ("Processing", "Yes", "No", "Error", "Ignore")
 MAX_ACTION_OBJECTS = 50
-MAX_BULK_MEMOS = 50  # PUT /v1/credit-memos, /v1/debit-memos
+MAX_BULK_MEMOS = 50  # PUT /v1/credit-memos/bulk, /v1/debit-memos/bulk
 MAX_EVENTS = 100_000  # the oldest events drop off; sequence numbers keep counting
 JE_DEFAULT_PAGE_SIZE = 8
-JE_MAX_PAGE_SIZE = 300
-PERIOD_DEFAULT_PAGE_SIZE = 300
+PERIOD_DEFAULT_PAGE_SIZE = 20
 DEFAULT_TB_ERROR = (
     "Error creating the trial balance: exchange rate from USD to GBP on {day} is not available. "
     "Please import the rate and run trial balance again."
@@ -541,17 +541,17 @@ class ZuoraBackend:
                 if isinstance(body.get(field_name), str):
                     changes[api_name] = body[field_name]
             self._touch(OBJECTS[kind], row, changes)
-            return self._memo_v1(row)
+            return self._memo_v1(kind, row)
 
     def update_memos(self, kind: str, body: Any) -> dict[str, Any]:
-        """``PUT /v1/credit-memos`` or ``/v1/debit-memos``: up to 50 memos, each updated on its own
-        (one failing does not stop the others); one result per memo, in order."""
+        """``PUT /v1/credit-memos/bulk`` or ``/v1/debit-memos/bulk`` (``{"memos": [{"id", ...}]}``): up
+        to 50 memos, each updated on its own (one failing does not stop the others); one result per
+        memo, in order (``BulkCreditMemosResponse``/``BulkDebitMemosResponse``)."""
         resource = RESOURCE_CREDIT_MEMO if kind == "CreditMemo" else RESOURCE_DEBIT_MEMO
-        list_name = "creditMemos" if kind == "CreditMemo" else "debitMemos"
         body = _object_body(body)
-        items = body.get(list_name)
+        items = body.get("memos")
         if not isinstance(items, list) or not items:
-            raise invalid(f"{list_name} must be a non-empty array", resource=resource)
+            raise invalid("memos must be a non-empty array", resource=resource)
         if len(items) > MAX_BULK_MEMOS:
             raise invalid(f"at most {MAX_BULK_MEMOS} memos can be updated in one request", resource=resource)
         results: list[dict[str, Any]] = []
@@ -571,7 +571,33 @@ class ZuoraBackend:
                         "reasons": [{"code": str(exc.code), "message": exc.message}],
                     }
                 )
-        return {list_name: results, "success": True}
+        return {"memos": results, "success": True}
+
+    def update_debit_memo_due_dates(self, body: Any) -> dict[str, Any]:
+        """``PUT /v1/debit-memos`` is Zuora's "update due dates of debit memos"
+        (``{"debitMemos": [{"id" | "memoKey", "dueDate"}]}``): answered ``{"success": true}`` without a
+        per-memo list. Fields other than those are not part of the operation and change nothing."""
+        body = _object_body(body)
+        items = body.get("debitMemos")
+        if not isinstance(items, list) or not items:
+            raise invalid("debitMemos must be a non-empty array", resource=RESOURCE_DEBIT_MEMO)
+        with self._lock:
+            self._advance()
+            for item in items:
+                key = item.get("id") or item.get("memoKey") if isinstance(item, dict) else None
+                if not isinstance(key, str) or not key:
+                    raise invalid("each debit memo needs id or memoKey", resource=RESOURCE_DEBIT_MEMO)
+                row = self._row("DebitMemo", key, RESOURCE_DEBIT_MEMO)
+                due = item.get("dueDate")
+                if due is not None:
+                    try:
+                        due_date = date.fromisoformat(str(due))
+                    except ValueError:
+                        raise invalid(
+                            f"dueDate {due!r} is not a date", resource=RESOURCE_DEBIT_MEMO
+                        ) from None
+                    self._touch(OBJECTS["DebitMemo"], row, {"DueDate": due_date})
+        return {"success": True}
 
     def update_payment_or_refund(self, kind: str, row_id: str, body: Any) -> dict[str, Any]:
         """``PUT /v1/payments/{id}`` / ``/v1/refunds/{id}``: nested financeInformation."""
@@ -610,13 +636,16 @@ class ZuoraBackend:
                 "success": True,
             }
 
-    def _memo_v1(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _memo_v1(self, kind: str, row: dict[str, Any]) -> dict[str, Any]:
+        """A memo as ``CreditMemoResponse`` / ``DebitMemoResponse`` (a credit memo's open amount is
+        ``unappliedAmount``, a debit memo's ``balance``)."""
+        open_amount = "unappliedAmount" if kind == "CreditMemo" else "balance"
         return {
             "id": row["Id"],
             "number": row["MemoNumber"],
             "accountId": row["AccountId"],
             "amount": number_json(row["TotalAmount"]),
-            "balance": number_json(row["Balance"]),
+            open_amount: number_json(row["Balance"]),
             "status": row["Status"],
             "transferredToAccounting": row["TransferredToAccounting"],
             "success": True,
@@ -690,18 +719,47 @@ class ZuoraBackend:
             return table.rows.get(ref) if ref else None
         return table.where(relation.remote, record["Id"])
 
+    # == Accounting codes ===========================================================================
+
+    def list_accounting_codes(self, page: int, page_size: int) -> tuple[list[dict[str, Any]], bool]:
+        """``GET /v1/accounting-codes``: the chart of accounting codes (zuora-sdk
+        ``AccountingCodeItemResponse``), by name."""
+        limit = self.config.list_max_page_size
+        if page < 1 or not 1 <= page_size <= limit:
+            raise invalid(f"page must be >= 1 and pageSize 1..{limit}", resource=RESOURCE_ACCOUNTING_CODE)
+        with self._lock:
+            self._advance()
+        codes = sorted(ACCOUNTING_CODES.values(), key=lambda c: c.name)
+        chosen, more = page_slice(codes, page, page_size)
+        return [
+            {
+                "id": code.id,
+                "name": code.name,
+                "type": code.type,
+                "category": code.category,
+                "status": "Active",
+                "glAccountNumber": code.gl_account_number,
+                "glAccountName": code.gl_account_name,
+                "notes": "",
+                "createdBy": SANDBOX_USER,
+                "createdOn": "2023-01-01 00:00:00",
+                "updatedBy": SANDBOX_USER,
+                "updatedOn": "2023-01-01 00:00:00",
+            }
+            for code in chosen
+        ], more
+
     # == Accounting periods (section 6) ==========================================================
 
     def list_periods(self, page: int, page_size: int) -> tuple[list[dict[str, Any]], bool]:
-        if page < 1 or not 1 <= page_size <= PERIOD_DEFAULT_PAGE_SIZE:
-            raise invalid(
-                f"page must be >= 1 and pageSize 1..{PERIOD_DEFAULT_PAGE_SIZE}", resource=RESOURCE_PERIOD
-            )
+        limit = self.config.list_max_page_size
+        if page < 1 or not 1 <= page_size <= limit:
+            raise invalid(f"page must be >= 1 and pageSize 1..{limit}", resource=RESOURCE_PERIOD)
         with self._lock:
             self._advance()
             ordered = sorted(self._tables["AccountingPeriod"], key=lambda p: p["StartDate"])
             chosen, more = page_slice(ordered, page, page_size)
-            return [self._render_period(p) for p in chosen], more
+            return [self._render_period(p, listed=True) for p in chosen], more
 
     def get_period(self, period_id: str, *, poll: bool = True) -> dict[str, Any]:
         """The period with its trial-balance fields; a read counts as a poll of a running TB."""
@@ -808,7 +866,11 @@ class ZuoraBackend:
         state.job = Job(self.now(), self._config.trial_balance, outcome, message)
         state.tb_status, state.tb_start, state.tb_end, state.tb_error = PENDING, None, None, None
 
-    def _render_period(self, period: dict[str, Any]) -> dict[str, Any]:
+    def _render_period(self, period: dict[str, Any], *, listed: bool = False) -> dict[str, Any]:
+        """A period as ``GET /v1/accounting-periods/{id}`` gives it (``GetAccountingPeriodResponse``),
+        or with ``listed`` as the list gives it (``GetAccountingPeriodWithoutSuccessResponse``):
+        zuora-sdk types the two differently (fiscalYear a number / a string, fiscalQuarter /
+        fiscal_quarter); the client reads both (docs/vendor-notes.md)."""
         state = self._periods[period["Id"]]
         zone = self.zone
         status, start, end, error = state.tb_status, state.tb_start, state.tb_end, state.tb_error
@@ -838,8 +900,8 @@ class ZuoraBackend:
             "runTrialBalanceStart": finance_datetime(start, zone),
             "runTrialBalanceEnd": finance_datetime(end, zone),
             "runTrialBalanceErrorMessage": error,
-            "fiscalYear": period["FiscalYear"],
-            "fiscalQuarter": period["FiscalQuarter"],
+            "fiscalYear": str(period["FiscalYear"]) if listed else period["FiscalYear"],
+            "fiscal_quarter" if listed else "fiscalQuarter": period["FiscalQuarter"],
             "notes": period["Notes"] or "",
             "fileIds": {key: state.file_ids.get(key) for key in file_keys},
             "createdOn": finance_datetime(period["CreatedDate"], zone),
@@ -1079,10 +1141,9 @@ class ZuoraBackend:
     def list_journal_entries(
         self, run_number: str, page: int, page_size: int
     ) -> tuple[list[dict[str, Any]], bool]:
-        if page < 1 or not 1 <= page_size <= JE_MAX_PAGE_SIZE:
-            raise invalid(
-                f"page must be >= 1 and pageSize 1..{JE_MAX_PAGE_SIZE}", resource=RESOURCE_JOURNAL_ENTRY
-            )
+        limit = self.config.list_max_page_size
+        if page < 1 or not 1 <= page_size <= limit:
+            raise invalid(f"page must be >= 1 and pageSize 1..{limit}", resource=RESOURCE_JOURNAL_ENTRY)
         with self._lock:
             self._advance()
             run = self._run(run_number)
@@ -1742,7 +1803,7 @@ class _Adder:
                     "RefundId": row["Id"],
                     "PaymentId": source["Id"] if payment_key else None,
                     "CreditMemoId": source["Id"] if memo_key else None,
-                    "AppliedAmount": amount,
+                    "ApplyAmount": amount,
                     "EffectiveDate": refund_date,
                 },
             )

@@ -6,18 +6,30 @@ the contract between the sandbox and a mapping (``ACCOUNTING_CODES``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
 
 @dataclass(frozen=True)
 class AccountingCode:
-    """One GL accounting code as Zuora Finance reports it on journal-entry items (section 8.2)."""
+    """One GL accounting code as Zuora Finance reports it on journal-entry items (section 8.2) and
+    ``GET /v1/accounting-codes`` lists it. Memo items refer to codes by ``id``."""
 
     name: str
     type: str
     gl_account_number: str
     gl_account_name: str
+
+    @property
+    def id(self) -> str:
+        """A stable 32-hex id, as Zuora's ids look."""
+        return hashlib.md5(f"accounting-code:{self.name}".encode(), usedforsecurity=False).hexdigest()
+
+    @property
+    def category(self) -> str:
+        """The ``AccountingCodeCategory`` of the code's type (zuora-sdk: Assets, Liabilities, ...)."""
+        return CATEGORIES[self.type]
 
 
 ACCOUNTING_CODES: dict[str, AccountingCode] = {
@@ -36,9 +48,23 @@ ACCOUNTING_CODES: dict[str, AccountingCode] = {
     )
 }
 
+ACCOUNTING_CODES_BY_ID: dict[str, AccountingCode] = {code.id: code for code in ACCOUNTING_CODES.values()}
+
+# zuora-sdk AccountingCodeType -> AccountingCodeCategory
+CATEGORIES: dict[str, str] = {
+    "AccountsReceivable": "Assets",
+    "Cash": "Assets",
+    "CustomerCashOnAccount": "Liabilities",
+    "SalesTaxPayable": "Liabilities",
+    "DeferredRevenue": "Liabilities",
+    "SalesRevenue": "Revenue",
+    "OtherRevenue": "Revenue",
+}
+
 RECEIVABLE = "Accounts Receivable"
 SALES_TAX = "Sales Tax Payable"
 CASH_ON_ACCOUNT = "Customer Cash on Account"
+DEFERRED_REVENUE = "Deferred Revenue"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ from typing import Any
 
 from .catalog import ENABLED_TRANSACTION_TYPES, FX_TO_HOME
 
+# (Object Query max pageSize, v1 list max pageSize) by source.
+PAGE_LIMITS: dict[str, tuple[int, int]] = {"web": (99, 300), "sdk": (50, 40)}
+
 
 @dataclass(frozen=True)
 class JobTiming:
@@ -71,6 +74,19 @@ class SandboxConfig:
     enabled_transaction_types: tuple[str, ...] = ENABLED_TRANSACTION_TYPES
     idempotency_retention_seconds: int = 86_400
     query_locator_ttl_seconds: int = 900
+    # Zuora's sources disagree on page limits (docs/vendor-notes.md): "web" takes Zuora's reference
+    # pages (Object Query pageSize 1..99, the v1 finance lists up to 300), "sdk" its OpenAPI
+    # document (1..50 and up to 40). A larger pageSize is a 400 that names it.
+    page_limits: str = "web"
+
+    @property
+    def object_query_max_page_size(self) -> int:
+        return PAGE_LIMITS[self.page_limits][0]
+
+    @property
+    def list_max_page_size(self) -> int:
+        """The largest ``pageSize`` of the v1 lists (accounting periods and codes, journal entries)."""
+        return PAGE_LIMITS[self.page_limits][1]
 
     def with_changes(self, changes: Mapping[str, Any]) -> SandboxConfig:
         """A copy with ``changes`` applied; raises ``ValueError`` naming a bad key or value."""
@@ -97,6 +113,8 @@ class SandboxConfig:
             elif isinstance(current, str):
                 if not isinstance(value, str):
                     raise ValueError(f"{key} must be a string")
+                if key == "page_limits" and value not in PAGE_LIMITS:
+                    raise ValueError(f"page_limits must be one of {sorted(PAGE_LIMITS)}")
                 updates[key] = value
             elif key == "fx_rates":
                 if not isinstance(value, Mapping):

@@ -44,6 +44,7 @@ CATEGORY_STATUS: dict[int, int] = {
 # 6-digit resource codes the sandbox uses (Zuora's real ones are not published per operation).
 RESOURCE_UNKNOWN = 500000
 RESOURCE_PERIOD = 531100
+RESOURCE_ACCOUNTING_CODE = 530100
 RESOURCE_JOURNAL_RUN = 531200
 RESOURCE_JOURNAL_ENTRY = 531300
 RESOURCE_INVOICE = 590100
@@ -216,7 +217,9 @@ class Unauthenticated(SandboxError):
 
 
 class OAuthError(SandboxError):
-    """A rejected ``POST /oauth/token`` (body shape unconfirmed; OAuth-style, section 1.1)."""
+    """A rejected ``POST /oauth/token`` in the shapes zuora-sdk declares for ``create_token``:
+    400 ``CommonErrorResponse`` (``{code, message}``), 401 ``ProxyUnauthorizedResponse``
+    (``{message}``). ``error`` is the OAuth error name, kept in the message."""
 
     def __init__(self, status: int, error: str, description: str) -> None:
         super().__init__(description)
@@ -225,7 +228,10 @@ class OAuthError(SandboxError):
         self.description = description
 
     def render(self, api: Api, version: Version, request_id: str) -> Rendered:
-        return Rendered(self.status, {"error": self.error, "error_description": self.description})
+        message = f"{self.error}: {self.description}"
+        if self.status == 401:
+            return Rendered(401, {"message": message})
+        return Rendered(self.status, {"code": 50000020, "message": message})
 
 
 class RateLimited(SandboxError):

@@ -118,6 +118,20 @@ def action_update(backend: ZuoraBackend, call: Call) -> Reply:
     return Reply(backend.action_update(body.get("type"), body.get("objects"), reject_unknown=reject))
 
 
+# -- accounting codes -----------------------------------------------------------------------------
+
+
+def list_accounting_codes(backend: ZuoraBackend, call: Call) -> Reply:
+    page = call.int_param("page", 1)
+    page_size = call.int_param("pageSize", PERIOD_DEFAULT_PAGE_SIZE)
+    codes, more = backend.list_accounting_codes(page, page_size)
+    body: dict[str, Any] = {"accountingCodes": codes}
+    if more:
+        body["nextPage"] = page_url(call.base_url, call.path, page + 1, page_size)
+    body["success"] = True
+    return Reply(body)
+
+
 # -- accounting periods (section 6) ---------------------------------------------------------------
 
 
@@ -221,7 +235,7 @@ def object_query_list(path: str) -> Callable[[ZuoraBackend, Call], Reply]:
     endpoint = ENDPOINTS[path]
 
     def handler(backend: ZuoraBackend, call: Call) -> Reply:
-        query = parse_query(endpoint, call.query, backend.zone)
+        query = parse_query(endpoint, call.query, backend.zone, backend.config.object_query_max_page_size)
         data, cursor = backend.object_query(path, query)
         body: dict[str, Any] = {}
         if cursor is not None:
@@ -237,7 +251,7 @@ def object_query_key(path: str) -> Callable[[ZuoraBackend, Call], Reply]:
     endpoint = ENDPOINTS[path]
 
     def handler(backend: ZuoraBackend, call: Call) -> Reply:
-        query = parse_key_query(endpoint, call.query)
+        query = parse_key_query(endpoint, call.query, backend.config.object_query_max_page_size)
         return Reply(backend.object_query_by_key(path, call.path_params["key"], query))
 
     handler.__name__ = f"query_{path.replace('-', '_')}_by_key"
@@ -265,6 +279,10 @@ def update_credit_memos(backend: ZuoraBackend, call: Call) -> Reply:
 
 def update_debit_memos(backend: ZuoraBackend, call: Call) -> Reply:
     return Reply(backend.update_memos("DebitMemo", call.json()))
+
+
+def update_debit_memo_due_dates(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.update_debit_memo_due_dates(call.json()))
 
 
 def update_payment(backend: ZuoraBackend, call: Call) -> Reply:

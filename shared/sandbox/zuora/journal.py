@@ -25,7 +25,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from .catalog import ACCOUNTING_CODES, CASH_ON_ACCOUNT, RECEIVABLE, REGIONS, SALES_TAX, AccountingCode
+from .catalog import (
+    ACCOUNTING_CODES,
+    ACCOUNTING_CODES_BY_ID,
+    CASH_ON_ACCOUNT,
+    RECEIVABLE,
+    REGIONS,
+    SALES_TAX,
+    AccountingCode,
+)
 from .config import SandboxConfig
 from .formats import money
 from .tables import Table
@@ -48,6 +56,13 @@ class DraftEntry:
     segments: tuple[tuple[str, str], ...]
     items: list[DraftItem] = field(default_factory=list)
     lines: list[LineKey] = field(default_factory=list)
+
+
+def revenue_code(item: dict[str, Any]) -> str:
+    """The name of a memo item's recognized-revenue accounting code (memo items carry code ids);
+    blank when it has none."""
+    found = ACCOUNTING_CODES_BY_ID.get(item.get("RecognizedRevenueAccountingCodeId") or "")
+    return found.name if found else ""
 
 
 def code(name: str | None) -> AccountingCode:
@@ -187,7 +202,7 @@ def draft_entries(
                         memo["AccountId"],
                         item["Id"],
                         [
-                            (item["AccountingCode"], "Debit" if credit else "Credit", charge),
+                            (revenue_code(item), "Debit" if credit else "Credit", charge),
                             (RECEIVABLE, "Credit" if credit else "Debit", charge),
                         ],
                     )

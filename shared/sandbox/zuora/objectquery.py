@@ -100,14 +100,19 @@ class ObjectQuery:
         return (null_first(record.get(self.sort_field)), record["Id"])
 
 
-def parse_query(endpoint: Endpoint, params: Sequence[tuple[str, str]], zone: timezone) -> ObjectQuery:
-    """Parse list parameters; raises ``ZuoraError`` (category 23 or 27) as the real API does."""
+def parse_query(
+    endpoint: Endpoint,
+    params: Sequence[tuple[str, str]],
+    zone: timezone,
+    max_page_size: int = OQ_MAX_PAGE_SIZE,
+) -> ObjectQuery:
+    """Parse list parameters; raises ``ZuoraError`` (category 20, 23 or 27) as the real API does."""
     obj = endpoint.obj
     filters = tuple(_filter(endpoint, value, zone) for key, value in params if key == "filter[]")
     if endpoint.requires_filter and not filters:
         raise ZuoraError(23, f"filter[] is required for /object-query/{endpoint.path}")
     sort_field, descending = _sort(endpoint, [v for k, v in params if k == "sort[]"])
-    page_size = _page_size(params)
+    page_size = _page_size(params, max_page_size)
     after = None
     cursors = [v for k, v in params if k == "cursor"]
     if cursors:
@@ -118,15 +123,20 @@ def parse_query(endpoint: Endpoint, params: Sequence[tuple[str, str]], zone: tim
     )
 
 
-def parse_key_query(endpoint: Endpoint, params: Sequence[tuple[str, str]]) -> ObjectQuery:
+def parse_key_query(
+    endpoint: Endpoint, params: Sequence[tuple[str, str]], max_page_size: int = OQ_MAX_PAGE_SIZE
+) -> ObjectQuery:
     """Parameters of ``GET /object-query/<collection>/{key}``: fields, expansions, nulls, pageSize."""
     base_fields, expand = _fields_and_expand(endpoint, params)
     return ObjectQuery(
-        page_size=_page_size(params), fields=base_fields, expand=expand, include_nulls=_include_nulls(params)
+        page_size=_page_size(params, max_page_size),
+        fields=base_fields,
+        expand=expand,
+        include_nulls=_include_nulls(params),
     )
 
 
-def _page_size(params: Sequence[tuple[str, str]]) -> int:
+def _page_size(params: Sequence[tuple[str, str]], max_page_size: int) -> int:
     values = [v for k, v in params if k == "pageSize"]
     if not values:
         return OQ_DEFAULT_PAGE_SIZE
@@ -134,10 +144,10 @@ def _page_size(params: Sequence[tuple[str, str]]) -> int:
         size = int(values[-1])
     except ValueError:
         size = 0
-    if not OQ_MIN_PAGE_SIZE <= size <= OQ_MAX_PAGE_SIZE:
+    if not OQ_MIN_PAGE_SIZE <= size <= max_page_size:
         # Out of range is a 400, not a silent default (section 9.2).
         raise ZuoraError(
-            20, f"pageSize must be between {OQ_MIN_PAGE_SIZE} and {OQ_MAX_PAGE_SIZE}, got {values[-1]!r}"
+            20, f"pageSize must be between {OQ_MIN_PAGE_SIZE} and {max_page_size}, got {values[-1]!r}"
         )
     return size
 

@@ -138,7 +138,7 @@ PAYMENT_METHOD = ObjectType(
     "PaymentMethod",
     "payment-methods",
     _fields(
-        "Id:id AccountId:id Type:pick PaymentMethodStatus:pick IsDefault:bool CreditCardType:pick "
+        "Id:id AccountId:id Type:pick PaymentMethodStatus:pick CreditCardType:pick "
         "CreditCardMaskNumber AchBankName AchAccountNumberMask"
     ),
 )
@@ -200,7 +200,7 @@ PAYMENT = ObjectType(
 PAYMENT_APPLICATION = ObjectType(
     "PaymentApplication",
     "payment-applications",
-    _fields("Id:id PaymentId:id InvoiceId:id DebitMemoId:id AppliedAmount:dec EffectiveDate:date"),
+    _fields("Id:id PaymentId:id InvoiceId:id DebitMemoId:id ApplyAmount:dec EffectiveDate:date"),
     zoql=False,
     relations={"invoice": _one("Invoice", "invoice", "InvoiceId")},
 )
@@ -225,7 +225,7 @@ REFUND = ObjectType(
 REFUND_APPLICATION = ObjectType(
     "RefundApplication",
     "refund-applications",
-    _fields("Id:id RefundId:id PaymentId:id CreditMemoId:id AppliedAmount:dec EffectiveDate:date"),
+    _fields("Id:id RefundId:id PaymentId:id CreditMemoId:id ApplyAmount:dec EffectiveDate:date"),
     zoql=False,
     relations={"payment": _one("Payment", "payment", "PaymentId")},
 )
@@ -233,14 +233,14 @@ REFUND_APPLICATION = ObjectType(
 _MEMO = (
     "Id:id MemoNumber AccountId:id InvoiceId:id MemoDate:date Status:pick TotalAmount:dec "
     "TotalAmountWithoutTax:dec TaxAmount:dec TotalTaxExemptAmount:dec DiscountAmount:dec Balance:dec "
-    "Currency:pick ReasonCode Source SourceId SourceType:pick PostedOn:dt PostedById:id Reversed:bool "
+    "Currency:pick ReasonCode Source SourceType:pick PostedOn:dt PostedById:id "
     "TargetDate:date TransferredToAccounting:pick EInvoiceStatus:pick Comments "
 )
 
 CREDIT_MEMO = ObjectType(
     "CreditMemo",
     "credit-memos",
-    _fields(_MEMO + "DebitMemoId:id AppliedAmount:dec RefundAmount:dec RevenueImpacting:pick"),
+    _fields(_MEMO + "DebitMemoId:id AppliedAmount:dec RefundAmount:dec RevenueImpacting:pick SourceId Reversed:bool"),
     number_field="MemoNumber",
     zoql=False,  # Invoice Settlement objects are not in ZOQL (section 5.1)
     relations={
@@ -251,10 +251,13 @@ CREDIT_MEMO = ObjectType(
     },
 )
 
+# Memo items have no AccountingCode: they carry accounting-code ids (zuora-sdk ExpandedCreditMemoItem,
+# ExpandedDebitMemoItem), resolved to names through GET /v1/accounting-codes.
 _MEMO_ITEM = (
     "Id:id Amount:dec AmountWithoutTax:dec TaxAmount:dec TaxExemptAmount:dec UnitPrice:dec "
     "Quantity:dec UnitOfMeasure Sku ChargeName ChargeNumber ChargeDate:dt ServiceStartDate:date "
-    "ServiceEndDate:date Description AccountingCode ProcessingType:pick SourceItemType:pick "
+    "ServiceEndDate:date Description RecognizedRevenueAccountingCodeId:id DeferredRevenueAccountingCodeId:id "
+    "AccountReceivableAccountingCodeId:id ProcessingType:pick SourceItemType:pick "
     "InvoiceItemId:id SubscriptionId:id SubscriptionNumber RatePlanChargeId:id "
     "ProductRatePlanChargeId:id JournalEntryId ExcludeItemBillingFromRevenueAccounting:bool "
 )
@@ -264,7 +267,7 @@ CREDIT_MEMO_ITEM = ObjectType(
     "credit-memo-items",
     _fields(
         _MEMO_ITEM + "CreditMemoId:id DebitMemoItemId:id FulfillmentId:id OrderLineItemId:id "
-        "AppliedToOthersAmount:dec UnappliedAmount:dec"
+        "AppliedToOthersAmount:dec UnappliedAmount:dec OnAccountAccountingCodeId:id NonRevenueWriteOffAccountingCodeId:id"
     ),
     zoql=False,
 )

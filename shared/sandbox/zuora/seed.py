@@ -21,13 +21,17 @@ from decimal import Decimal
 from typing import Any
 
 from .catalog import (
+    ACCOUNTING_CODES,
+    CASH_ON_ACCOUNT,
     COMPANY_SUFFIXES,
     COMPANY_WORDS,
     COUNTRIES,
     CURRENCY_PRICE_FACTOR,
+    DEFERRED_REVENUE,
     LATE_FEE,
     PAYMENT_METHOD_TYPES,
     PRODUCTS,
+    RECEIVABLE,
     TAX_RATES,
     Product,
 )
@@ -158,7 +162,6 @@ class Factory:
             "AccountId": account_id,
             "Type": method_type,
             "PaymentMethodStatus": "Active",
-            "IsDefault": True,
             **self.stamp(created),
         }
         if method_type == "CreditCard":
@@ -324,6 +327,18 @@ def _accounts(ctx: _Ctx, sizes: Sizes) -> list[dict[str, Any]]:
     return accounts
 
 
+def memo_item_codes(revenue_code: str, *, credit: bool) -> dict[str, str]:
+    """The accounting-code id fields of a memo item whose charge books to ``revenue_code``."""
+    codes = {
+        "RecognizedRevenueAccountingCodeId": ACCOUNTING_CODES[revenue_code].id,
+        "DeferredRevenueAccountingCodeId": ACCOUNTING_CODES[DEFERRED_REVENUE].id,
+        "AccountReceivableAccountingCodeId": ACCOUNTING_CODES[RECEIVABLE].id,
+    }
+    if credit:
+        codes["OnAccountAccountingCodeId"] = ACCOUNTING_CODES[CASH_ON_ACCOUNT].id
+    return codes
+
+
 def build_item(factory: Factory, base: dict[str, Any], parent: dict[str, Any], kind: str) -> dict[str, Any]:
     """An invoice/credit-memo/debit-memo item row from a product draft (``_amount``/``_tax``)."""
     amount, tax, product = base.pop("_amount"), base.pop("_tax"), base.pop("_product")
@@ -347,6 +362,9 @@ def build_item(factory: Factory, base: dict[str, Any], parent: dict[str, Any], k
         )
     else:
         row.update(Amount=amount + tax, AmountWithoutTax=amount, UnitOfMeasure=product.uom, Sku=product.sku)
+        # Memo items carry accounting-code ids, not an accountingCode (zuora-sdk ExpandedCreditMemoItem,
+        # ExpandedDebitMemoItem): the charge's code is the recognized-revenue one.
+        row.update(memo_item_codes(row.pop("AccountingCode"), credit=kind == "CreditMemoItem"))
         row["CreditMemoId" if kind == "CreditMemoItem" else "DebitMemoId"] = parent["Id"]
         if kind == "DebitMemoItem":
             row["Balance"] = amount + tax
@@ -565,7 +583,7 @@ def apply_payment(
             "Id": factory.new_id(),
             "PaymentId": payment["Id"],
             "InvoiceId": invoice["Id"],
-            "AppliedAmount": applied,
+            "ApplyAmount": applied,
             "EffectiveDate": effective,
             **factory.stamp(created, updated),
         }
@@ -679,16 +697,20 @@ def memo_row(
         ReasonCode=reason,
         Source="API",
         SourceType="Invoice" if invoice else "Standalone",
-        SourceId=invoice["InvoiceNumber"] if invoice else None,
         PostedOn=created,
         PostedById=SANDBOX_USER,
-        Reversed=False,
         TargetDate=memo_date,
         BillToContactId=account.get("BillToId"),
         **factory.stamp(created),
     )
-    if kind == "CreditMemo":
-        memo.update(AppliedAmount=Decimal("0.00"), RefundAmount=Decimal("0.00"), RevenueImpacting="Yes")
+    if kind == "CreditMemo":  # sourceId and reversed are credit memo fields (zuora-sdk ExpandedCreditMemo)
+        memo.update(
+            AppliedAmount=Decimal("0.00"),
+            RefundAmount=Decimal("0.00"),
+            RevenueImpacting="Yes",
+            SourceId=invoice["InvoiceNumber"] if invoice else None,
+            Reversed=False,
+        )
     else:
         memo.update(
             DueDate=memo_date + timedelta(days=30), AutoPay=account.get("AutoPay"), PaymentTerm="Net 30"
@@ -742,7 +764,7 @@ def _refunds(ctx: _Ctx, sizes: Sizes, payments: list[dict[str, Any]], memos: lis
                 "RefundId": refund["Id"],
                 "PaymentId": None if use_memo else source["Id"],
                 "CreditMemoId": source["Id"] if use_memo else None,
-                "AppliedAmount": amount,
+                "ApplyAmount": amount,
                 "EffectiveDate": refund_date,
                 **ctx.factory.stamp(created, refund["UpdatedDate"]),
             }

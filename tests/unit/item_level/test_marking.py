@@ -115,7 +115,7 @@ def test_memos_are_marked_with_the_bulk_rest_put_50_at_a_time(tmp_path, fake_red
     assert summary.marked == ready
     assert summary.calls == -(-ready // 50)
     requests = h.zuora_requests()
-    assert requests[f"PUT /v1/{table}"] == summary.calls
+    assert requests[f"PUT /v1/{table}/bulk"] == summary.calls
     assert requests.get(f"PUT /v1/{table}/{{key}}", 0) == 0
     assert requests.get("POST /v1/action/update", 0) == 0
     marked = {i for i in posted if h.record(stream.object_type, i).state == "marked"}

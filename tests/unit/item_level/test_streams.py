@@ -37,7 +37,7 @@ def test_pull_query_without_mark_reads_everything():
     assert [v for k, v in params if k == "filter[]"] == ["status.EQ:Processed"]
     assert ("expand[]", "paymentmethod") in params
     assert ("expand[]", "paymentapplications") in params
-    assert ("paymentmethod.fields[]", "id,type") in params
+    assert not any(k.endswith(".fields[]") for k, _ in params)  # not in Zuora's OpenAPI document
 
 
 @pytest.mark.parametrize(
@@ -87,9 +87,11 @@ def test_query_ids_refuses_more_than_a_page():
 
 
 def test_truncated_when_expansion_reaches_the_page_size():
-    assert s.INVOICES.truncated({"invoiceItems": [{}] * 99})
-    assert not s.INVOICES.truncated({"invoiceItems": [{}] * 98})
-    assert not s.PAYMENTS.truncated({"paymentApplications": [{}] * 120})
+    assert s.INVOICES.truncated({"invoiceItems": [{}] * 99}, 99)
+    assert not s.INVOICES.truncated({"invoiceItems": [{}] * 98}, 99)
+    assert s.INVOICES.truncated({"invoiceItems": [{}] * 50}, 50)  # a tenant holding to the OpenAPI's 50
+    assert not s.INVOICES.truncated({"invoiceItems": [{}] * 49}, 50)
+    assert not s.PAYMENTS.truncated({"paymentApplications": [{}] * 120}, 99)
 
 
 def test_items_query_filters_on_the_parent():
@@ -98,14 +100,23 @@ def test_items_query_filters_on_the_parent():
 
 
 def test_application_targets_read_invoice_or_debit_memo():
+    # zuora-sdk ExpandedPaymentApplication: the amount is applyAmount (a payment's own total applied
+    # is appliedAmount, which an application does not carry).
     row = {
         "paymentApplications": [
-            {"invoiceId": "i1", "appliedAmount": "10.00"},
-            {"debitMemoId": "d1", "appliedAmount": 5},
+            {"invoiceId": "i1", "applyAmount": "10.00"},
+            {"debitMemoId": "d1", "applyAmount": 5},
         ]
     }
     found = [(t.object_type, zid, amount) for t, zid, amount in s.PAYMENTS.application_targets(row)]
     assert found == [("invoice", "i1", "10.00"), ("debit_memo", "d1", 5)]
+
+
+def test_refund_application_amounts_are_apply_amount_and_credit_memo_ones_amount():
+    refund = {"refundApplications": [{"paymentId": "p1", "applyAmount": "7.50"}]}
+    memo = {"creditMemoApplications": [{"invoiceId": "i1", "amount": "3.25"}]}
+    assert [(zid, amount) for _, zid, amount in s.REFUNDS.application_targets(refund)] == [("p1", "7.50")]
+    assert [(zid, amount) for _, zid, amount in s.CREDIT_MEMOS.application_targets(memo)] == [("i1", "3.25")]
 
 
 def test_fires_callout_only_for_electronic_payments():

@@ -11,6 +11,7 @@ import pytest
 from shared.erp.base import Application, ArLine, Customer, Journal, JournalLine
 from shared.mapping import (
     InconsistentRecord,
+    UnknownAccountingCode,
     Unmapped,
     customer_from_account,
     document_from_credit_memo,
@@ -24,6 +25,21 @@ from shared.mapping import (
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[3]
+
+
+# Memo items carry accounting-code ids (zuora-sdk ExpandedCreditMemoItem/ExpandedDebitMemoItem),
+# named through GET /v1/accounting-codes.
+CODE_NAMES = {
+    "id-subscriptions": "Subscription Revenue",
+    "id-late-fees": "Late Fee Revenue",
+    "id-deferred": "Deferred Revenue",
+    "id-receivable": "Accounts Receivable",
+}
+MEMO_ITEM_CODES = {
+    "recognizedRevenueAccountingCodeId": "id-subscriptions",
+    "deferredRevenueAccountingCodeId": "id-deferred",
+    "accountReceivableAccountingCodeId": "id-receivable",
+}
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +235,11 @@ def test_credit_memo_uses_amount_without_tax_and_applications(mapping):
             "amount": 50,
             "amountWithoutTax": 50,
             "taxAmount": 4.13,
-            "accountingCode": "Subscription Revenue",
+            **MEMO_ITEM_CODES,
         }
     ]
     applied = (Application(natural_key="INV00000255", amount=D("54.13")),)
-    doc = document_from_credit_memo(memo, items, mapping, applies_to=applied)
+    doc = document_from_credit_memo(memo, items, mapping, applies_to=applied, code_names=CODE_NAMES.get)
     assert (doc.kind, doc.natural_key, doc.customer_id, doc.due_date) == (
         "credit_memo",
         "CM00000007",
@@ -231,6 +247,9 @@ def test_credit_memo_uses_amount_without_tax_and_applications(mapping):
         None,
     )
     assert [line.amount for line in doc.lines] == [D(50), D("4.13")]
+    assert (
+        doc.lines[0].account == mapping.account("Subscription Revenue").account
+    )  # the recognized-revenue code
     assert doc.applies_to == applied
 
 
@@ -248,12 +267,61 @@ def test_debit_memo_items_from_expansion(mapping):
                 "id": "dmi",
                 "chargeName": "Late Payment Fee",
                 "amount": "35.00",
-                "accountingCode": "Late Fee Revenue",
+                **MEMO_ITEM_CODES,
+                "recognizedRevenueAccountingCodeId": "id-late-fees",
             }
         ],
     }
-    doc = document_from_debit_memo(memo, None, mapping)
+    doc = document_from_debit_memo(memo, None, mapping, code_names=CODE_NAMES.get)
     assert (doc.kind, doc.due_date, doc.total) == ("debit_memo", dt.date(2025, 7, 12), D("35.00"))
+    assert doc.lines[0].account == mapping.account("Late Fee Revenue").account
+
+
+DEBIT_MEMO = {
+    "id": "dm",
+    "memoNumber": "DM00000004",
+    "memoDate": "2025-06-12",
+    "totalAmount": "35.00",
+    "currency": "USD",
+    "account": {"accountNumber": "A00000001"},
+}
+
+
+def _debit_memo_item(**codes):
+    return {"id": "dmi", "chargeName": "Late Payment Fee", "amount": "35.00", **codes}
+
+
+def test_memo_item_accounting_code_id_unknown_to_zuora_is_named_in_the_error(mapping):
+    item = _debit_memo_item(**{**MEMO_ITEM_CODES, "recognizedRevenueAccountingCodeId": "id-gone"})
+    with pytest.raises(UnknownAccountingCode, match=r"DM00000004 item dmi: accounting code id id-gone"):
+        document_from_debit_memo(DEBIT_MEMO, [item], mapping, code_names=CODE_NAMES.get)
+
+
+def test_memo_item_without_the_chosen_code_id_is_inconsistent(mapping):
+    item = _debit_memo_item(deferredRevenueAccountingCodeId="id-deferred")
+    with pytest.raises(InconsistentRecord, match="recognizedRevenueAccountingCodeId is empty"):
+        document_from_debit_memo(DEBIT_MEMO, [item], mapping, code_names=CODE_NAMES.get)
+
+
+def test_memo_item_account_can_be_the_deferred_revenue_code(mapping):
+    deferred = mapping.model_copy(
+        update={"erp": mapping.erp.model_copy(update={"memo_item_account": "deferred_revenue"})}
+    )
+    item = _debit_memo_item(**MEMO_ITEM_CODES)
+    doc = document_from_debit_memo(DEBIT_MEMO, [item], deferred, code_names=CODE_NAMES.get)
+    assert doc.lines[0].account == mapping.account("Deferred Revenue").account
+
+
+def test_memo_item_accountingcode_field_is_not_read(mapping):
+    # Zuora sends no accountingCode on memo items: one there must not stand in for the code id.
+    item = {
+        "id": "dmi",
+        "chargeName": "Late Payment Fee",
+        "amount": "35.00",
+        "accountingCode": "Late Fee Revenue",
+    }
+    with pytest.raises(InconsistentRecord, match="recognizedRevenueAccountingCodeId is empty"):
+        document_from_debit_memo(DEBIT_MEMO, [item], mapping, code_names=CODE_NAMES.get)
 
 
 PAYMENT = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.sandbox.zuora import ZuoraBackend
 
 from .conftest import ManualClock, TestClient
@@ -62,6 +64,7 @@ def test_update_of_memo_types_is_invalid_type_per_row(client: TestClient, auth: 
         assert response.json()[0]["Errors"][0]["Code"] == "INVALID_TYPE"
 
 
+@pytest.mark.vendor_contract_exempt  # an object without Id, on purpose
 def test_update_row_errors_keep_request_order(client: TestClient, auth: dict, backend: ZuoraBackend):
     posted = _posted_invoices(backend)[0]
     draft = client.post("/_sandbox/records/invoices", json={"Status": "Draft"}).json()
@@ -86,6 +89,7 @@ def test_update_row_errors_keep_request_order(client: TestClient, auth: dict, ba
     ]
 
 
+@pytest.mark.vendor_contract_exempt  # a misspelt field, on purpose
 def test_reject_unknown_fields_is_a_400(client: TestClient, auth: dict, backend: ZuoraBackend):
     posted = _posted_invoices(backend)[0]
 
@@ -134,6 +138,7 @@ def test_memo_puts_take_a_top_level_flag(client: TestClient, auth: dict, backend
     assert bad.status_code == 400
 
 
+@pytest.mark.vendor_contract_exempt  # a top-level transferredToAccounting, on purpose
 def test_payment_put_needs_nested_finance_information(client: TestClient, auth: dict, backend: ZuoraBackend):
     payment = backend.state("payments")[0]
 
@@ -165,10 +170,10 @@ def test_bulk_memo_put_answers_each_memo_in_order(client: TestClient, auth: dict
     unknown = "f" * 32
 
     response = client.put(
-        "/v1/credit-memos",
+        "/v1/credit-memos/bulk",
         headers=auth,
         json={
-            "creditMemos": [
+            "memos": [
                 {"id": credits[0], "transferredToAccounting": "Yes"},
                 {"id": unknown, "transferredToAccounting": "Yes"},
                 {"id": credits[1], "transferredToAccounting": "Maybe"},
@@ -180,7 +185,7 @@ def test_bulk_memo_put_answers_each_memo_in_order(client: TestClient, auth: dict
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True
-    answers = body["creditMemos"]
+    answers = body["memos"]
     assert [(a["id"], a["success"]) for a in answers] == [
         (credits[0], True),
         (unknown, False),
@@ -193,14 +198,39 @@ def test_bulk_memo_put_answers_each_memo_in_order(client: TestClient, auth: dict
     assert (state[credits[0]], state[credits[1]], state[credits[2]]) == ("Yes", None, "Yes")
 
 
-def test_bulk_memo_put_takes_at_most_50_and_needs_its_own_list(
+@pytest.mark.vendor_contract_exempt  # 51 memos and a misnamed list, on purpose
+def test_bulk_memo_put_takes_at_most_50_and_needs_its_memos_list(
     client: TestClient, auth: dict, backend: ZuoraBackend
 ):
     debits = [m["Id"] for m in backend.state("debit-memos")]
     too_many = [{"id": debits[0], "transferredToAccounting": "Yes"}] * 51
 
-    over = client.put("/v1/debit-memos", headers=auth, json={"debitMemos": too_many})
-    wrong_list = client.put("/v1/debit-memos", headers=auth, json={"creditMemos": too_many[:1]})
+    over = client.put("/v1/debit-memos/bulk", headers=auth, json={"memos": too_many})
+    wrong_list = client.put("/v1/debit-memos/bulk", headers=auth, json={"debitMemos": too_many[:1]})
 
     assert over.status_code == 400 and wrong_list.status_code == 400
     assert all(m.get("TransferredToAccounting") is None for m in backend.state("debit-memos"))
+
+
+def test_debit_memo_put_without_a_key_updates_due_dates_only(
+    client: TestClient, auth: dict, backend: ZuoraBackend
+):
+    # PUT /v1/debit-memos is Zuora's "update due dates of debit memos": it answers success without a
+    # per-memo list and never touches transferredToAccounting.
+    debit = backend.state("debit-memos")[0]
+
+    response = client.put(
+        "/v1/debit-memos", headers=auth, json={"debitMemos": [{"id": debit["Id"], "dueDate": "2025-03-31"}]}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    after = next(m for m in backend.state("debit-memos") if m["Id"] == debit["Id"])
+    assert after["DueDate"] == "2025-03-31"
+    assert after.get("TransferredToAccounting") == debit.get("TransferredToAccounting")
+
+
+@pytest.mark.vendor_contract_exempt  # an operation Zuora does not have, on purpose
+def test_credit_memo_put_without_a_key_is_not_an_operation(client: TestClient, auth: dict):
+    response = client.put("/v1/credit-memos", headers=auth, json={"memos": []})
+    assert response.status_code in (404, 405)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.sandbox.zuora import ZuoraBackend
 
 from .conftest import ManualClock, TestClient, fetch_token, open_period
@@ -30,6 +32,7 @@ def test_replay_returns_the_stored_response_and_creates_one_run(
     assert [r["number"] for r in backend.state("journal-runs")] == ["JR-00000001"]
 
 
+@pytest.mark.vendor_contract_exempt  # an invalid journal run, on purpose
 def test_replay_of_a_failure_is_the_same_failure(client: TestClient, auth: dict):
     headers = {**auth, "Idempotency-Key": "bad-run"}
 
@@ -40,6 +43,7 @@ def test_replay_of_a_failure_is_the_same_failure(client: TestClient, auth: dict)
     assert first.content == second.content
 
 
+@pytest.mark.vendor_contract_exempt  # an incomplete journal entry, on purpose
 def test_key_reused_on_another_url_is_422(client: TestClient, auth: dict):
     headers = {**auth, "Idempotency-Key": "shared-key"}
     client.post("/v1/journal-runs", json=_run_body(open_period(client, auth)), headers=headers)
@@ -120,6 +124,7 @@ def test_gateway_refusals_are_not_stored(client: TestClient, auth: dict):
     assert retried.status_code == 200
 
 
+@pytest.mark.vendor_contract_exempt  # an Idempotency-Key where the operation declares none, on purpose
 def test_key_on_put_is_ignored(client: TestClient, auth: dict):
     period = open_period(client, auth)
     headers = {**auth, "Idempotency-Key": "put-key"}

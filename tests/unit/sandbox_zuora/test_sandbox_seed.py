@@ -72,7 +72,7 @@ def test_invoice_totals_match_their_items_and_applications():
     for invoice in tables["Invoice"]:
         items = tables["InvoiceItem"].where("InvoiceId", invoice["Id"])
         paid = sum(
-            (a["AppliedAmount"] for a in tables["PaymentApplication"].where("InvoiceId", invoice["Id"])),
+            (a["ApplyAmount"] for a in tables["PaymentApplication"].where("InvoiceId", invoice["Id"])),
             Decimal(0),
         )
         credited = sum(

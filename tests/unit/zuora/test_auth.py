@@ -339,3 +339,35 @@ def test_a_refused_copy_is_dropped_and_the_fleets_new_token_read_from_redis(
 
     assert seen == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-fleet"]
     assert router.routes["token"].call_count == 1
+
+
+def _minute_window_429() -> httpx.Response:
+    # Zuora's token endpoint: per-minute headers, no Retry-After (zuora-sdk create_token: 429).
+    return httpx.Response(
+        429, headers={"X-RateLimit-Limit-minute": "100", "X-RateLimit-Remaining-minute": "0"}
+    )
+
+
+def test_token_endpoint_429_waits_for_the_next_minute_window(make_client, router, sleeps):
+    # T0 is 20 s into its minute: the window opens again in 40 s, longer than an inline wait.
+    router.routes["token"].mock(return_value=_minute_window_429())
+    period_route(router)
+
+    with pytest.raises(RateLimited) as raised:
+        make_client().periods.get("p1")
+
+    assert raised.value.retry_after == 40.0
+    assert sleeps == []
+
+
+def test_token_endpoint_429_near_the_minute_end_sleeps_until_it_then_signs_in(
+    make_client, router, sleeps, clock
+):
+    clock.now = T0 + 35  # 55 s into the minute: 5 s to the next window
+    router.routes["token"].mock(side_effect=[_minute_window_429(), token_response("tok-1")])
+    api = period_route(router)
+
+    make_client().periods.get("p1")
+
+    assert sleeps == [5.0]
+    assert api.call_count == 1

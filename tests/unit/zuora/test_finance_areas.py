@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from shared.errors import Transient
+from shared.errors import Rejected, Transient
 from shared.zuora.journal import JournalEntry
 
 PERIOD = {
@@ -284,34 +284,53 @@ def test_bulk_memo_transfers_go_50_a_call_and_match_answers_by_id(make_client, r
     ids = [f"8ad0cm{n:04d}" for n in range(60)]
 
     def answer(request: httpx.Request) -> httpx.Response:
-        sent = json.loads(request.content)["creditMemos"]
+        sent = json.loads(request.content)["memos"]
         # Answers in reverse order, the second memo refused: matched by id, not by position.
         rows = [
             {"id": m["id"], "success": m["id"] != ids[1]}
             | ({"reasons": [{"code": "50000040", "message": "not found"}]} if m["id"] == ids[1] else {})
             for m in reversed(sent)
         ]
-        return httpx.Response(200, json={"creditMemos": rows, "success": True})
+        return httpx.Response(200, json={"memos": rows, "success": True})
 
-    route = router.put("/v1/credit-memos").mock(side_effect=answer)
+    route = router.put("/v1/credit-memos/bulk").mock(side_effect=answer)
 
     results = make_client().transfers.credit_memos(ids)
 
     assert route.call_count == 2
-    sizes = [len(json.loads(c.request.content)["creditMemos"]) for c in route.calls]
+    sizes = [len(json.loads(c.request.content)["memos"]) for c in route.calls]
     assert sizes == [50, 10]
-    assert json.loads(route.calls[0].request.content)["creditMemos"][0] == {
-        "id": ids[0],
-        "transferredToAccounting": "Yes",
+    assert json.loads(route.calls[0].request.content) == {
+        "memos": [{"id": i, "transferredToAccounting": "Yes"} for i in ids[:50]]
     }
     assert [r.id for r in results] == ids and [r.index for r in results] == list(range(60))
     assert [r.success for r in results[:3]] == [True, False, True]
     assert str(results[1].errors[0]) == "not found (50000040)"
 
 
+def test_debit_memos_are_marked_through_the_bulk_path_not_the_due_date_update(make_client, router):
+    bulk = router.put("/v1/debit-memos/bulk").mock(
+        return_value=httpx.Response(200, json={"memos": [{"id": "a", "success": True}], "success": True})
+    )
+    due_dates = router.put("/v1/debit-memos").mock(return_value=httpx.Response(200, json={"success": True}))
+
+    results = make_client().transfers.debit_memos(["a"])
+
+    assert [r.success for r in results] == [True]
+    assert bulk.call_count == 1 and due_dates.call_count == 0
+
+
 def test_bulk_memo_answer_that_cannot_be_correlated_is_an_error(make_client, router):
-    router.put("/v1/debit-memos").mock(
-        return_value=httpx.Response(200, json={"debitMemos": [{"id": "a", "success": True}], "success": True})
+    router.put("/v1/debit-memos/bulk").mock(
+        return_value=httpx.Response(200, json={"memos": [{"id": "a", "success": True}], "success": True})
     )
     with pytest.raises(Transient, match="1 results for 2 memos"):
+        make_client().transfers.debit_memos(["a", "b"])
+
+
+def test_bulk_memo_answer_without_a_per_memo_list_is_refused(make_client, router):
+    # {"success": true} alone (what PUT /v1/debit-memos, the due-date update, answers) says
+    # nothing about any memo: the caller falls back to one PUT per memo.
+    router.put("/v1/debit-memos/bulk").mock(return_value=httpx.Response(200, json={"success": True}))
+    with pytest.raises(Rejected, match="without a per-memo list"):
         make_client().transfers.debit_memos(["a", "b"])

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from shared.errors import NotFound
+from shared.errors import NotFound, Rejected
 from shared.zuora.object_query import ObjectQuery, condition
 from shared.zuora.paging import PagingLoop
 from shared.zuora.records import get_field
@@ -23,7 +23,6 @@ def invoices_query(**kw):
         sort="updateddate.ASC",
         fields=("id", "updateddate", "amount"),
         expand=("invoiceitems",),
-        expand_fields={"invoiceitems": ("id", "chargename")},
         **kw,
     )
 
@@ -63,7 +62,7 @@ def test_query_parameters_on_the_wire(make_client, router):
     assert params.get_list("sort[]") == ["updateddate.ASC"]
     assert params.get_list("fields[]") == ["id,updateddate,amount"]
     assert params.get_list("expand[]") == ["invoiceitems"]
-    assert params.get_list("invoiceitems.fields[]") == ["id,chargename"]
+    assert "invoiceitems.fields[]" not in params  # not a parameter of Zuora's OpenAPI document
     assert params["pageSize"] == "50"
     assert params["includeNullFields"] == "false"
     raw = route.calls.last.request.url.query
@@ -111,7 +110,6 @@ def test_pages_resume_from_a_kept_cursor(make_client, router):
         dict(object="invoices", sort="updateddate"),
         dict(object="invoices", sort="updateddate.ASC,id.ASC"),
         dict(object="invoices", filters=("updateddate>2025",)),
-        dict(object="invoices", expand_fields={"invoiceitems": ("id",)}),
     ],
 )
 def test_object_query_validates_before_sending(bad):
@@ -176,3 +174,56 @@ def test_get_quotes_the_key_into_one_path_segment(make_client, router):
     )
     make_client().objects.get("invoices", "../v1/oops")
     assert route.calls.last.request.url.raw_path.startswith(b"/object-query/invoices/..%2Fv1%2Foops")
+
+
+def _page_size_refused(limit: int) -> httpx.Response:
+    return httpx.Response(
+        400,
+        json={"reasons": [{"code": "50000020", "message": f"pageSize must be between 1 and {limit}"}]},
+    )
+
+
+def test_a_400_naming_the_page_size_steps_down_to_50_and_is_remembered(
+    make_client, router, fake_redis, connection_name, audit
+):
+    def answer(request: httpx.Request) -> httpx.Response:
+        size = int(request.url.params["pageSize"])
+        return _page_size_refused(50) if size > 50 else httpx.Response(200, json={"data": [{"id": "a1"}]})
+
+    route = router.get("/object-query/accounts").mock(side_effect=answer)
+    client = make_client()
+
+    first = list(client.objects.pages(ObjectQuery(object="accounts")))
+    second = list(client.objects.pages(ObjectQuery(object="accounts")))
+    other_process = list(make_client().objects.pages(ObjectQuery(object="accounts")))
+
+    assert [c.request.url.params["pageSize"] for c in route.calls] == ["99", "50", "50", "50"]
+    assert [p.page_size for p in (*first, *second, *other_process)] == [50, 50, 50]
+    assert client.objects.max_page_size == 50
+    assert fake_redis.get(f"ledgerbridge:{connection_name}:zuora:page-limit:object-query") == b"50"
+    assert [e.status for e in audit if "object-query" in e.url] == [400, 200, 200, 200]  # the refusal audited
+
+
+def test_a_400_about_something_else_is_not_a_page_size_step(make_client, router):
+    route = router.get("/object-query/accounts").mock(
+        return_value=httpx.Response(
+            400, json={"reasons": [{"code": "50000020", "message": "unknown field 'widget'"}]}
+        )
+    )
+    with pytest.raises(Rejected, match="HTTP 400"):
+        list(make_client().objects.pages(ObjectQuery(object="accounts")))
+    assert route.call_count == 1
+
+
+def test_journal_entry_list_steps_down_from_300_to_40(make_client, router):
+    def answer(request: httpx.Request) -> httpx.Response:
+        if int(request.url.params["pageSize"]) > 40:
+            return _page_size_refused(40)
+        return httpx.Response(200, json={"journalEntries": [], "success": True})
+
+    route = router.get("/v1/journal-entries/journal-runs/JR-00000001").mock(side_effect=answer)
+
+    pages = list(make_client().journal_entries.list_by_run("JR-00000001"))
+
+    assert len(pages) == 1
+    assert [c.request.url.params["pageSize"] for c in route.calls] == ["300", "40"]
