@@ -160,8 +160,8 @@ def json_body(body: bytes) -> tuple[Any, str | None]:
 
 class ContractMiddleware:
     """ASGI middleware: passes every exchange through unchanged and checks it with ``checker``
-    once the answer is complete. Control-plane paths (``/_sandbox``) are not the vendor's API
-    and are not checked."""
+    once the answer is complete, before handing it on. Control-plane paths (``/_sandbox``) are not
+    the vendor's API and are not checked."""
 
     def __init__(
         self,
@@ -201,8 +201,11 @@ class ContractMiddleware:
         status: int | None = None
         response_headers: list[tuple[str, str]] = []
         response_chunks: list[bytes] = []
+        held: list[Message] = []
 
-        async def capture(message: Message) -> None:
+        async def hold(message: Message) -> None:
+            # The answer is held until it is checked, so a violation is on record before the
+            # client has its answer (a test that just got it sees the violation too).
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
@@ -211,7 +214,7 @@ class ContractMiddleware:
                 )
             elif message["type"] == "http.response.body":
                 response_chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
         request = HttpRequest(
@@ -221,13 +224,16 @@ class ContractMiddleware:
             headers=tuple(raw_headers),
             body=body,
         )
-        await self.app(scope, replay, capture)
-        if status is None:  # the connection was dropped on purpose (a fault): nothing to check
-            return
-        response = HttpResponse(
-            status=status, headers=tuple(response_headers), body=b"".join(response_chunks)
-        )
-        self._check(request, response)
+        try:
+            await self.app(scope, replay, hold)
+        finally:
+            if status is not None:
+                response = HttpResponse(
+                    status=status, headers=tuple(response_headers), body=b"".join(response_chunks)
+                )
+                self._check(request, response)
+        for message in held:
+            await send(message)
 
     def _check(self, request: HttpRequest, response: HttpResponse) -> None:
         api = self.checker.api

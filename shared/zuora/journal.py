@@ -264,14 +264,41 @@ class JournalEntries:
         )
 
     def create(self, entry: Mapping[str, Any], *, idempotency_key: IdempotencyKey | None = None) -> str:
-        """Create a manual summary journal entry (body as in section 8.5; amounts may be
-        :class:`Decimal` and are sent as exact JSON numbers); return its number (``JE-...``).
+        """Create a manual summary journal entry (body as in section 8.5; item amounts may be
+        :class:`Decimal` or numbers and are sent as exact decimal strings, the type zuora-sdk's
+        ``CreateJournalEntryRequestItem`` declares); return its number (``JE-...``).
         The caller validates balance and currency first; Zuora validates again."""
         body = self._t.call(
             "POST",
             "/v1/journal-entries",
             operation="journal-entries.create",
-            body=dict(entry),
+            body=_with_decimal_strings(entry),
             idempotency_key=idempotency_key,
         )
         return str(required(body, "journalEntryNumber", "journal-entries.create"))
+
+
+_ITEM_AMOUNTS = ("amount", "homeCurrencyAmount")
+
+
+def _with_decimal_strings(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` with its items' amounts as decimal strings (``12.50``, never ``12.5``)."""
+    body = dict(entry)
+    items = body.get("journalEntryItems")
+    if isinstance(items, list):
+        body["journalEntryItems"] = [
+            {k: (_decimal_text(v) if k in _ITEM_AMOUNTS else v) for k, v in item.items()}
+            if isinstance(item, Mapping)
+            else item
+            for item in items
+        ]
+    return body
+
+
+def _decimal_text(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+        return value
+    try:
+        return str(to_decimal(value))
+    except ValueError:
+        return value  # Zuora names what is wrong with it

@@ -84,27 +84,17 @@ TOLERATED: tuple[Tolerance, ...] = (
     Tolerance(
         "GetJournalEntryItemResponse",
         "amount",
-        "SDK: string (format decimal); web samples: a JSON number",
+        "SDK: string (format decimal); the reference pages' samples: a JSON number",
     ),
     Tolerance(
         "GetJournalEntryItemResponse",
         "homeCurrencyAmount",
-        "SDK: string (format decimal); web samples: a JSON number",
+        "SDK: string (format decimal); the reference pages' samples: a JSON number",
     ),
     Tolerance(
         "FailedReason",
         "code",
         "SDK: string; the reference pages' samples and error tables give a JSON number (53100020)",
-    ),
-    Tolerance(
-        "CreateJournalEntryRequestItem",
-        "amount",
-        "SDK: number; the web reference's samples send a number, older specs a decimal string",
-    ),
-    Tolerance(
-        "CreateJournalEntryRequestItem",
-        "homeCurrencyAmount",
-        "SDK: number; the web reference's samples send a number, older specs a decimal string",
     ),
 )
 _TOLERATED = {(t.model, t.field) for t in TOLERATED}

@@ -124,7 +124,11 @@ class LocatorBatch:
 
 
 class QueryLocators:
-    """Open ZOQL result sets: a locator is a snapshot of the rest of the result (section 5.1)."""
+    """Open ZOQL result sets: a locator is a snapshot of the rest of the result (section 5.1).
+
+    As Zuora's, a locator names the result set and the position of the next batch
+    (``<32 hex>-<position>``), so each batch hands out a new one; a locator already used is
+    invalid."""
 
     def __init__(self) -> None:
         self._open: dict[str, LocatorBatch] = {}
@@ -138,25 +142,27 @@ class QueryLocators:
         self._expire(now, ttl)
         if len(rows) <= batch_size:
             return rows, None
-        locator = secrets.token_hex(16)
-        self._open[locator] = LocatorBatch(rows, batch_size, now)
-        return rows[:batch_size], locator
+        result_set = secrets.token_hex(16)
+        self._open[result_set] = LocatorBatch(rows, batch_size, now)
+        return rows[:batch_size], f"{result_set}-{batch_size}"
 
     def next_batch(
         self, locator: str, batch_size: int, now: float, ttl: float
     ) -> tuple[list[dict[str, Any]], str | None] | None:
-        """The next batch and the locator to continue with (None when done); None if expired."""
+        """The next batch and the locator to continue with (None when done); None if expired
+        or not the locator of the next batch."""
         self._expire(now, ttl)
-        batch = self._open.get(locator)
-        if batch is None:
+        result_set, _, position = locator.rpartition("-")
+        batch = self._open.get(result_set)
+        if batch is None or not position.isdigit() or int(position) != batch.position:
             return None
         rows = batch.rows[batch.position : batch.position + batch_size]
         batch.position += batch_size
         batch.touched_at = now
         if batch.position >= len(batch.rows):
-            del self._open[locator]
+            del self._open[result_set]
             return rows, None
-        return rows, locator
+        return rows, f"{result_set}-{batch.position}"
 
     def _expire(self, now: float, ttl: float) -> None:
         for locator in [k for k, v in self._open.items() if now - v.touched_at > ttl]:

@@ -240,7 +240,10 @@ _MEMO = (
 CREDIT_MEMO = ObjectType(
     "CreditMemo",
     "credit-memos",
-    _fields(_MEMO + "DebitMemoId:id AppliedAmount:dec RefundAmount:dec RevenueImpacting:pick SourceId Reversed:bool"),
+    _fields(
+        _MEMO
+        + "DebitMemoId:id AppliedAmount:dec RefundAmount:dec RevenueImpacting:pick SourceId Reversed:bool"
+    ),
     number_field="MemoNumber",
     zoql=False,  # Invoice Settlement objects are not in ZOQL (section 5.1)
     relations={

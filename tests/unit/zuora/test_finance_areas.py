@@ -253,7 +253,8 @@ def test_journal_entry_create_sends_exact_amounts_with_key(make_client, router):
 
     sent = route.calls.last.request
     assert number == "JE-00000001"
-    assert b'"amount":400.90' in sent.content
+    # zuora-sdk CreateJournalEntryRequestItem declares the amount a (decimal) string
+    assert [i["amount"] for i in json.loads(sent.content)["journalEntryItems"]] == ["400.90", "400.90"]
     assert sent.headers["Idempotency-Key"].startswith("lb-")
 
 
