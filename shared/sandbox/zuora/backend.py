@@ -1778,12 +1778,16 @@ class _Adder:
         method = self.tables["PaymentMethod"].get(
             given.get("PaymentMethodId") or account["DefaultPaymentMethodId"]
         )
-        default_amount = (
-            (source["Balance"] if memo_key else source["Amount"] - source["RefundAmount"])
-            if source is not None
-            else Decimal("50.00")
+        # A payment refunds only its unapplied amount, a credit memo its open balance.
+        refundable = (
+            (source["Balance"] if memo_key else source["UnappliedAmount"]) if source is not None else None
         )
-        amount = money(given.get("Amount") or default_amount)
+        amount = money(given.get("Amount") or (refundable if refundable is not None else Decimal("50.00")))
+        if refundable is not None and amount > refundable:
+            raise ValueError(
+                f"refund {amount} exceeds the {'open balance' if memo_key else 'unapplied amount'} "
+                f"{refundable} of {payment_key or memo_key}"
+            )
         refund_date = given.get("RefundDate") or self.now.date()
         row = refund_row(
             self.factory,
@@ -1810,6 +1814,8 @@ class _Adder:
             changes = {"RefundAmount": source["RefundAmount"] + amount}
             if memo_key:
                 changes["Balance"] = source["Balance"] - amount
+            else:
+                changes["UnappliedAmount"] = source["UnappliedAmount"] - amount
             self.b._touch(OBJECTS["CreditMemo" if memo_key else "Payment"], source, changes)
         self._posted(self.obj, row, type=row["Type"])
         return row

@@ -92,6 +92,16 @@ TOLERATED: tuple[Tolerance, ...] = (
         "SDK: string (format decimal); the reference pages' samples: a JSON number",
     ),
     Tolerance(
+        "CreateJournalEntryRequestItem",
+        "amount",
+        "SDK: string (format decimal); the reference page's request sample sends a JSON number",
+    ),
+    Tolerance(
+        "CreateJournalEntryRequestItem",
+        "homeCurrencyAmount",
+        "SDK: string (format decimal); the reference page's request sample sends a JSON number",
+    ),
+    Tolerance(
         "FailedReason",
         "code",
         "SDK: string; the reference pages' samples and error tables give a JSON number (53100020)",

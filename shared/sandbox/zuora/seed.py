@@ -723,7 +723,9 @@ def _refunds(ctx: _Ctx, sizes: Sizes, payments: list[dict[str, Any]], memos: lis
     methods = ctx.tables["PaymentMethod"]
     # Candidate lists built once (not per refund): seeding stays linear in the table sizes.
     open_memos = [m for m in memos if m["Balance"] > 0]
-    open_payments = [p for p in payments if p["Amount"] - p["RefundAmount"] >= 1]
+    # With Invoice Settlement a payment refunds only its unapplied amount (an applied part must be
+    # unapplied first), as a credit memo refunds only its open balance.
+    open_payments = [p for p in payments if p["UnappliedAmount"] >= 1]
     for _ in range(sizes.refunds):
         use_memo = bool(open_memos) and (ctx.rng.random() < 0.3 or not open_payments)
         if use_memo:
@@ -733,7 +735,7 @@ def _refunds(ctx: _Ctx, sizes: Sizes, payments: list[dict[str, Any]], memos: lis
         elif open_payments:
             index = ctx.rng.randrange(len(open_payments))
             source = open_payments[index]
-            remaining = source["Amount"] - source["RefundAmount"]
+            remaining = source["UnappliedAmount"]
             amount = min(
                 remaining, max(Decimal("1.00"), money(remaining * Decimal(ctx.rng.randint(10, 100)) / 100))
             )
@@ -772,6 +774,8 @@ def _refunds(ctx: _Ctx, sizes: Sizes, payments: list[dict[str, Any]], memos: lis
         source["RefundAmount"] += amount
         if use_memo:
             source["Balance"] -= amount
+        else:
+            source["UnappliedAmount"] -= amount
 
 
 def refund_row(
