@@ -54,8 +54,7 @@ class HttpRequest:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), None)
+        return header_value(self.headers, name)
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,13 @@ class HttpResponse:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), None)
+        return header_value(self.headers, name)
+
+
+def header_value(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (any case), or None."""
+    wanted = name.lower()
+    return next((v for k, v in headers if k.lower() == wanted), None)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.zuora.paging import REFERENCE_LIMITS, Pager, PageSizeChanged, next_page_number, page_params
+from shared.zuora.paging import REFERENCE_LIMITS
 from shared.zuora.transport import ZuoraTransport
 
 
@@ -67,26 +67,15 @@ class AccountingCodes:
     def list(self, *, page_size: int = REFERENCE_LIMITS["list"]) -> Iterator[AccountingCode]:
         """Every accounting code, following ``nextPage``; the page size is capped at what the tenant
         accepts (300 or 40, :class:`~shared.zuora.paging.PageLimits`)."""
-        pager = Pager("accounting codes", "1")
-        size = page_size
-        while not pager.finished:
-            page = int(pager.current or 1)
-            body, used = self._t.call_paged(
-                "list",
-                size,
-                "GET",
-                "/v1/accounting-codes",
-                operation="accounting-codes.list",
-                params=page_params(page),
-            )
-            if used != size and page > 1:
-                raise PageSizeChanged("accounting codes: the page size changed mid-list", api="zuora")
-            size = used
+        for _, _, body in self._t.numbered_pages(
+            "/v1/accounting-codes",
+            operation="accounting-codes.list",
+            page_size=page_size,
+            what="accounting codes",
+        ):
             for item in body.get("accountingCodes") or []:
                 if isinstance(item, Mapping) and item.get("id"):
                     yield AccountingCode.from_json(item)
-            following = next_page_number(body.get("nextPage"), page)
-            pager.advance(None if following is None else str(following))
 
     def name_of(self, code_id: str) -> str | None:
         """The name of the accounting code ``code_id``, or None when Zuora has no such code (after

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from shared.zuora.paging import REFERENCE_LIMITS, Pager, PageSizeChanged, next_page_number, page_params
+from shared.zuora.paging import REFERENCE_LIMITS
 from shared.zuora.records import optional_date, optional_datetime, to_decimal
 from shared.zuora.transfers import TRANSFERRED_VALUES
 from shared.zuora.transport import IdempotencyKey, ZuoraTransport, required, segment
@@ -208,28 +208,14 @@ class JournalEntries:
         size is capped at what the tenant accepts (300 or 40, :class:`~shared.zuora.paging.PageLimits`)."""
         if not 1 <= page_size <= MAX_ENTRY_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_ENTRY_PAGE_SIZE}")
-        pager = Pager(f"journal entries of {run_number}", "1")
-        size = page_size
-        while not pager.finished:
-            page = int(pager.current or 1)
-            body, used = self._t.call_paged(
-                "list",
-                size,
-                "GET",
-                f"/v1/journal-entries/journal-runs/{segment(run_number)}",
-                operation="journal-entries.list",
-                params=page_params(page),
-            )
-            if used != size and page > 1:
-                # Page numbers count pages of the old size: start over at the smaller one.
-                raise PageSizeChanged(
-                    f"journal entries of {run_number}: the page size changed mid-list", api="zuora"
-                )
-            size = used
-            following = next_page_number(body.get("nextPage"), page)
+        for page, following, body in self._t.numbered_pages(
+            f"/v1/journal-entries/journal-runs/{segment(run_number)}",
+            operation="journal-entries.list",
+            page_size=page_size,
+            what=f"journal entries of {run_number}",
+        ):
             entries = [JournalEntry.from_json(e) for e in body.get("journalEntries") or []]
             yield JournalEntryPage(entries=entries, page=page, next_page=following, response=body)
-            pager.advance(None if following is None else str(following))
 
     def get(self, number: str) -> JournalEntry:
         body = self._t.call("GET", f"/v1/journal-entries/{segment(number)}", operation="journal-entries.get")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from shared.zuora.paging import REFERENCE_LIMITS, Pager, PageSizeChanged, next_page_number, page_params
+from shared.zuora.paging import REFERENCE_LIMITS
 from shared.zuora.records import optional_date, optional_datetime
 from shared.zuora.transport import ZuoraTransport, segment
 from shared.zuora.zoql import Zoql, accounting_period_by_name
@@ -92,25 +92,11 @@ class AccountingPeriods:
         accepts (300 or 40, :class:`~shared.zuora.paging.PageLimits`)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
-        pager = Pager("accounting periods", "1")
-        size = page_size
-        while not pager.finished:
-            page = int(pager.current or 1)
-            body, used = self._t.call_paged(
-                "list",
-                size,
-                "GET",
-                "/v1/accounting-periods",
-                operation="periods.list",
-                params=page_params(page),
-            )
-            if used != size and page > 1:
-                raise PageSizeChanged("accounting periods: the page size changed mid-list", api="zuora")
-            size = used
+        for _, _, body in self._t.numbered_pages(
+            "/v1/accounting-periods", operation="periods.list", page_size=page_size, what="accounting periods"
+        ):
             for item in body.get("accountingPeriods") or []:
                 yield AccountingPeriod.from_json(item)
-            following = next_page_number(body.get("nextPage"), page)
-            pager.advance(None if following is None else str(following))
 
     def find_by_name(self, name: str) -> AccountingPeriod | None:
         """The period named ``name`` (names are unique; apostrophes such as ``Dec'16`` are

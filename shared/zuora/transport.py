@@ -43,7 +43,14 @@ from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Reason, R
 from shared.exchange import REDACTED, AuditHook, Exchange, current_subject, redact_body, redact_headers
 from shared.throttle import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 from shared.zuora.auth import CREDENTIAL_VARIABLES, ZuoraOAuth
-from shared.zuora.paging import PageFamily, PageLimits
+from shared.zuora.paging import (
+    PageFamily,
+    PageLimits,
+    Pager,
+    PageSizeChanged,
+    next_page_number,
+    page_params,
+)
 from shared.zuora.retry import Decision, NetworkError, RetryPolicy, decide
 
 log = logging.getLogger("ledgerbridge.zuora")
@@ -431,6 +438,27 @@ class ZuoraTransport:
             if smaller is None:
                 raise
         return self.call(method, path, operation=operation, params=params(smaller)), smaller
+
+    def numbered_pages(
+        self, path: str, *, operation: str, page_size: int, what: str
+    ) -> Iterator[tuple[int, int | None, Any]]:
+        """``(page, next page or None, body)`` of each page of a v1 list (``page``/``pageSize``,
+        following ``nextPage``), the page size capped at what the tenant accepts. A page size that
+        has to change after the first page raises :class:`~shared.zuora.paging.PageSizeChanged`:
+        page numbers count pages of the old size."""
+        pager = Pager(what, "1")
+        size = page_size
+        while not pager.finished:
+            page = int(pager.current or 1)
+            body, used = self.call_paged(
+                "list", size, "GET", path, operation=operation, params=page_params(page)
+            )
+            if used != size and page > 1:
+                raise PageSizeChanged(f"{what}: the page size changed mid-list", api="zuora")
+            size = used
+            following = next_page_number(body.get("nextPage"), page)
+            yield page, following, body
+            pager.advance(None if following is None else str(following))
 
     # -- one attempt ------------------------------------------------------------------------------
 

@@ -122,24 +122,28 @@ def action_update(backend: ZuoraBackend, call: Call) -> Reply:
 
 
 def list_accounting_codes(backend: ZuoraBackend, call: Call) -> Reply:
-    page = call.int_param("page", 1)
-    page_size = call.int_param("pageSize", PERIOD_DEFAULT_PAGE_SIZE)
-    codes, more = backend.list_accounting_codes(page, page_size)
-    body: dict[str, Any] = {"accountingCodes": codes}
-    if more:
-        body["nextPage"] = page_url(call.base_url, call.path, page + 1, page_size)
-    body["success"] = True
-    return Reply(body)
+    return _v1_list(call, "accountingCodes", backend.list_accounting_codes)
 
 
 # -- accounting periods (section 6) ---------------------------------------------------------------
 
 
 def list_periods(backend: ZuoraBackend, call: Call) -> Reply:
+    return _v1_list(call, "accountingPeriods", backend.list_periods)
+
+
+def _v1_list(
+    call: Call,
+    key: str,
+    read: Callable[[int, int], tuple[list[dict[str, Any]], bool]],
+    *,
+    default_size: int = PERIOD_DEFAULT_PAGE_SIZE,
+) -> Reply:
+    """A v1 list page (``page``/``pageSize``; ``nextPage`` a URL when more follow)."""
     page = call.int_param("page", 1)
-    page_size = call.int_param("pageSize", PERIOD_DEFAULT_PAGE_SIZE)
-    periods, more = backend.list_periods(page, page_size)
-    body: dict[str, Any] = {"accountingPeriods": periods}
+    page_size = call.int_param("pageSize", default_size)
+    rows, more = read(page, page_size)
+    body: dict[str, Any] = {key: rows}
     if more:
         body["nextPage"] = page_url(call.base_url, call.path, page + 1, page_size)
     body["success"] = True
@@ -195,14 +199,13 @@ def delete_journal_run(backend: ZuoraBackend, call: Call) -> Reply:
 
 
 def list_journal_entries(backend: ZuoraBackend, call: Call) -> Reply:
-    page = call.int_param("page", 1)
-    page_size = call.int_param("pageSize", JE_DEFAULT_PAGE_SIZE)
-    entries, more = backend.list_journal_entries(call.path_params["jr_number"], page, page_size)
-    body: dict[str, Any] = {"journalEntries": entries}
-    if more:
-        body["nextPage"] = page_url(call.base_url, call.path, page + 1, page_size)
-    body["success"] = True
-    return Reply(body)
+    number = call.path_params["jr_number"]
+    return _v1_list(
+        call,
+        "journalEntries",
+        lambda page, size: backend.list_journal_entries(number, page, size),
+        default_size=JE_DEFAULT_PAGE_SIZE,
+    )
 
 
 def get_journal_entry(backend: ZuoraBackend, call: Call) -> Reply:
