@@ -189,9 +189,10 @@ class ContractMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                break  # the client went away mid-request (a killed worker): nothing to judge
             chunks.append(message.get("body", b""))
             more = bool(message.get("more_body"))
+        whole = not more
         body = b"".join(chunks)
         replayed = False
 
@@ -231,7 +232,7 @@ class ContractMiddleware:
         try:
             await self.app(scope, replay, hold)
         finally:
-            if status is not None:
+            if status is not None and whole:
                 response = HttpResponse(
                     status=status, headers=tuple(response_headers), body=b"".join(response_chunks)
                 )
