@@ -20,7 +20,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from shared.sandbox.contract import ENABLE_VARIABLE, LOG_VARIABLE, Violation
+from sandbox.contract import ENABLE_VARIABLE, LOG_VARIABLE, Violation
 
 # Every sandbox a test starts (in this process or a child) checks its traffic against the vendors'
 # own API descriptions and appends each violation to one file; a violation fails the test that

@@ -4,7 +4,7 @@
 Every operation ledgerbridge's Acumatica client uses is sent to the sandbox over loopback HTTP,
 once for each endpoint version with a vendored definition, with the contract checks on: not one
 request or answer may break the definition (the checker's rules are in
-``shared/sandbox/acumatica/contract.py`` and docs/vendor-notes.md). The sandbox serves the
+``sandbox/acumatica/contract.py`` and docs/vendor-notes.md). The sandbox serves the
 definition as ``swagger.json``; an action that finishes at once answers as the vendor's C#
 client expects; and the checks bite: a field the definition does not declare, sent or answered,
 is a violation.
@@ -25,12 +25,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
-from shared.backoff import no_jitter
-from shared.connections import AcumaticaTarget
-from shared.erp.acumatica import AcumaticaErp
-from shared.erp.acumatica_policy import RetryPolicy
-from shared.erp.base import Application, ArDocument, ArLine, Customer, Journal, JournalLine, Payment
-from shared.sandbox.acumatica import (
+from sandbox.acumatica import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
@@ -38,16 +33,21 @@ from shared.sandbox.acumatica import (
     DEFAULT_USERNAME,
     create_app,
 )
-from shared.sandbox.acumatica.contract import AcumaticaChecker
-from shared.sandbox.acumatica.vendored import load_definition, vendored_endpoints
-from shared.sandbox.contract import (
+from sandbox.acumatica.contract import AcumaticaChecker
+from sandbox.acumatica.vendored import load_definition, vendored_endpoints
+from sandbox.contract import (
     RECORDER,
     ContractMiddleware,
     ContractRecorder,
     HttpRequest,
     HttpResponse,
 )
-from shared.sandbox.server import ThreadedServer
+from sandbox.server import ThreadedServer
+from shared.backoff import no_jitter
+from shared.connections import AcumaticaTarget
+from shared.erp.acumatica import AcumaticaErp
+from shared.erp.acumatica_policy import RetryPolicy
+from shared.erp.base import Application, ArDocument, ArLine, Customer, Journal, JournalLine, Payment
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

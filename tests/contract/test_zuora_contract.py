@@ -2,7 +2,7 @@
 client and the sandbox.
 
 Every exchange below goes over loopback HTTP through the sandbox's contract check
-(:mod:`shared.sandbox.zuora.contract`), and the suite's ``vendor_contracts`` fixture fails a test
+(:mod:`sandbox.zuora.contract`), and the suite's ``vendor_contracts`` fixture fails a test
 during which one breaks the description. Here the ledgerbridge client runs every Zuora operation it
 uses, then zuora-sdk's own API classes run the same operations and must read every answer into
 their models; and the check is shown to bite.
@@ -18,12 +18,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from sandbox.contract import RECORDER, HttpRequest, HttpResponse
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, create_app
+from sandbox.zuora.contract import ZuoraChecker, find_operation, operation
 from shared.connections import ZuoraTarget
 from shared.item_level.streams import STREAMS
-from shared.sandbox.contract import RECORDER, HttpRequest, HttpResponse
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, create_app
-from shared.sandbox.zuora.contract import ZuoraChecker, find_operation, operation
 from shared.zuora import ZuoraClient
 from shared.zuora.object_query import ObjectQuery, condition
 

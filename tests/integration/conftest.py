@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes
+from sandbox.zuora import create_app as create_zuora_app
 from shared.ledger.migrate import upgrade
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes
-from shared.sandbox.zuora import create_app as create_zuora_app
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))

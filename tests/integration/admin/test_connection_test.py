@@ -10,16 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from cli import admin as cli_admin
+from sandbox.acumatica import DEFAULT_CLIENT_ID as ACU_CLIENT_ID
+from sandbox.acumatica import DEFAULT_CLIENT_SECRET as ACU_CLIENT_SECRET
+from sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME, AcumaticaBackend
+from sandbox.acumatica import create_app as create_acumatica_app
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.erp.acumatica_session import session_key
-from shared.sandbox.acumatica import DEFAULT_CLIENT_ID as ACU_CLIENT_ID
-from shared.sandbox.acumatica import DEFAULT_CLIENT_SECRET as ACU_CLIENT_SECRET
-from shared.sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME, AcumaticaBackend
-from shared.sandbox.acumatica import create_app as create_acumatica_app
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.zuora.auth import token_key
 from tests.unit.cli_admin.support import Cli, make_cli
-from worker import cli_admin
 
 pytestmark = pytest.mark.redis
 

@@ -1,4 +1,4 @@
-"""``ledgerbridge bench`` at its tiny size: every scenario runs end to end against the sandboxes
+"""``scripts/bench`` at its tiny size: every scenario runs end to end against the sandboxes
 (real processes, real Redis, real worker processes) and its correctness checks pass.
 
 No timed assertions: a tiny run proves the machinery (start-up, knobs, baseline, ledgerbridge,
@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from bench import scenarios as bench
 from shared import callouts
-from worker import bench
 
 pytestmark = [pytest.mark.redis]
 
@@ -36,9 +36,7 @@ def run_tiny(tmp_path: Path, redis_url: str, scenario: str) -> dict[str, Any]:
     )
     runner.workdir.mkdir()
     out = tmp_path / "bench.json"
-    report = bench.run_bench(
-        runner, [scenario], out=out, command=f"ledgerbridge bench {scenario} --size tiny"
-    )
+    report = bench.run_bench(runner, [scenario], out=out, command=f"scripts/bench {scenario} --size tiny")
     assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
     return dict(report["scenarios"][scenario])
 

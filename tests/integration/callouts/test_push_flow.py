@@ -14,10 +14,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from sandbox.server import ThreadedServer
+from sandbox.zuora import Sizes
 from shared.callouts import CalloutBatcher, sign
 from shared.ledger.repo import Ledger
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import Sizes
 from shared.settings import load_settings
 from tests.integration.item_level.support import (
     Zuora,

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sandbox.server import ThreadedServer
+from sandbox.zuora import Sizes
 from shared.callouts import sign
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import Zuora, wait_until
 
 SECRET = "sender-secret"

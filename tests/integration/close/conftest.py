@@ -24,13 +24,13 @@ import redis
 from celery import Celery
 from fastapi import FastAPI, Request
 
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from sandbox.zuora import create_app as zuora_app
 from shared import summary_gl as sg
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
-from shared.sandbox import acumatica as acumatica_sandbox
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from shared.sandbox.zuora import create_app as zuora_app
 from tests.unit.close.support import SMALL, write_mapping
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -187,7 +187,7 @@ class CloseEnv:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``ledgerbridge ...`` as a process with this world's environment."""
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "cli.main", *args],
             cwd=ROOT,
             env={**self.env, "COLUMNS": "200", **(env or {})},
             capture_output=True,

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 # Command lines only the demo's child processes have.
-DEMO_MARKERS = ("worker.cli sandbox", "worker.web:app", "demo0@", "demo1@")
+DEMO_MARKERS = ("cli.main sandbox", "worker.web:app", "demo0@", "demo1@")
 
 
 def test_demo_small_runs_sync_and_close_and_reconciles(tmp_path, redis_url):
@@ -26,7 +26,7 @@ def test_demo_small_runs_sync_and_close_and_reconciles(tmp_path, redis_url):
     workdir = tmp_path / "demo"
 
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--scale", "0.04", "--workdir", str(workdir)],
+        [sys.executable, "-m", "cli.main", "demo", "--scale", "0.04", "--workdir", str(workdir)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -12,12 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.backoff import no_jitter
-from shared.connections import AcumaticaTarget
-from shared.erp.acumatica import AcumaticaErp
-from shared.erp.acumatica_policy import RetryPolicy
-from shared.exchange import Exchange
-from shared.sandbox.acumatica import (
+from sandbox.acumatica import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_ENDPOINT,
@@ -26,7 +21,12 @@ from shared.sandbox.acumatica import (
     DEFAULT_USERNAME,
     create_app,
 )
-from shared.sandbox.server import ThreadedServer
+from sandbox.server import ThreadedServer
+from shared.backoff import no_jitter
+from shared.connections import AcumaticaTarget
+from shared.erp.acumatica import AcumaticaErp
+from shared.erp.acumatica_policy import RetryPolicy
+from shared.exchange import Exchange
 
 
 @dataclass

@@ -23,17 +23,17 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from shared.connections import AcumaticaTarget
-from shared.erp.acumatica import AcumaticaErp
-from shared.erp.base import ArDocument, ArLine
-from shared.erp.errors import OutcomeUnknown
-from shared.errors import RateLimited
-from shared.sandbox.acumatica import (
+from sandbox.acumatica import (
     DEFAULT_ENDPOINT,
     DEFAULT_PASSWORD,
     DEFAULT_TENANT,
     DEFAULT_USERNAME,
 )
+from shared.connections import AcumaticaTarget
+from shared.erp.acumatica import AcumaticaErp
+from shared.erp.base import ArDocument, ArLine
+from shared.erp.errors import OutcomeUnknown
+from shared.errors import RateLimited
 
 MAX_TRIES = 20
 START_WAIT = 60.0

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.connections import ZuoraTarget
 from shared.erp.base import Journal, Totals
 from shared.erp.file_export import FileExportErp
 from shared.mapping import journal_from_summary_entry, load_mapping
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.settings import DEFAULT_JOURNAL_TRANSACTION_TYPES
 from shared.zuora import ZuoraClient
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli.main import app
+from sandbox.acumatica import DEFAULT_ENDPOINT, DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME
 from shared import ports
 from shared.ledger.migrate import upgrade
-from shared.sandbox.acumatica import DEFAULT_ENDPOINT, DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME
-from worker.cli import app
 
 pytestmark = pytest.mark.redis
 

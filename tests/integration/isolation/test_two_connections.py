@@ -21,14 +21,14 @@ import redis
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.server import ThreadedServer
+from sandbox.zuora import Sizes
+from sandbox.zuora import create_app as zuora_app
 from shared.connections import AcumaticaTarget, Connection, ZuoraTarget
 from shared.ledger.repo import Ledger
 from shared.ledger.secrets import SecretBox
 from shared.metrics import read_api_counts
-from shared.sandbox import acumatica as acumatica_sandbox
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import Sizes
-from shared.sandbox.zuora import create_app as zuora_app
 from shared.settings import load_settings
 from tests.integration.item_level.support import (
     REPO,
@@ -106,7 +106,7 @@ class Tenant:
 
 def ledgerbridge(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env={**env, "COLUMNS": "200"},
         stdout=subprocess.PIPE,
@@ -238,7 +238,7 @@ def test_two_connections_synced_side_by_side_keep_records_tokens_and_marks_apart
 
         status = json.loads(
             subprocess.run(
-                [sys.executable, "-m", "worker.cli", "status", "--json", "--connection", name_b],
+                [sys.executable, "-m", "cli.main", "status", "--json", "--connection", name_b],
                 cwd=REPO,
                 env=fleet.env,
                 capture_output=True,

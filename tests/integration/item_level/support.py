@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import redis
 
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.connections import AcumaticaTarget, ZuoraTarget
 from shared.erp.acumatica import AcumaticaErp
 from shared.item_level.context import ItemContext, Options, RecordingDispatcher
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.mapping import load_mapping
-from shared.sandbox import acumatica as acumatica_sandbox
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.zuora import ZuoraClient
 from tests.unit.item_level.support import FakeErp, write_mapping
 

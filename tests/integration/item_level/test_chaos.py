@@ -13,10 +13,10 @@ import time
 import pytest
 import redis
 
+from sandbox.acumatica.faults import FaultRule
+from sandbox.zuora import Sizes
 from shared.ledger.repo import Ledger
 from shared.ledger.states import POSTED, POSTING
-from shared.sandbox.acumatica.faults import FaultRule
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import (
     Beat,
     Zuora,

@@ -10,8 +10,8 @@ import sys
 import pytest
 import redis
 
+from sandbox.zuora import Sizes
 from shared.item_level.locks import RunLock
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import REPO, forget_queue, item_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -30,7 +30,7 @@ SMALL = Sizes(
 
 def ledgerbridge(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env={**env, "COLUMNS": "200"},
         capture_output=True,

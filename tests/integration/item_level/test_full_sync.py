@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from sandbox.zuora import Sizes
 from shared.ledger.repo import Ledger
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import (
     Beat,
     Zuora,

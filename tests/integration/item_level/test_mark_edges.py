@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sandbox.zuora import Sizes
 from shared.item_level import audit_marks, pull_stream
 from shared.item_level.context import Options
 from shared.item_level.pull import updated_of
 from shared.item_level.streams import INVOICES
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import Zuora, flow_context, records_of
 
 pytestmark = pytest.mark.redis

@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import pytest
 
+from sandbox.zuora import Sizes
+from sandbox.zuora.catalog import ACCOUNTING_CODES_BY_ID
 from shared.mapping import load_mapping
-from shared.sandbox.zuora import Sizes
-from shared.sandbox.zuora.catalog import ACCOUNTING_CODES_BY_ID
 from tests.integration.item_level.support import (
     Beat,
     Zuora,

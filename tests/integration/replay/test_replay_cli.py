@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.zuora import Sizes
 from shared.ledger import states
 from shared.ledger.repo import Ledger
-from shared.sandbox.zuora import Sizes
 from tests.integration.item_level.support import (
     REPO,
     Zuora,
@@ -53,7 +53,7 @@ DROPPED = '"Subscription Revenue"'
 
 def ledgerbridge(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env={**env, "COLUMNS": "200"},
         capture_output=True,

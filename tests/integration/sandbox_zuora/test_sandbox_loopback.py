@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, create_app
+from sandbox.server import ThreadedServer
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, create_app
 
 MODERN = "2025-08-12"
 

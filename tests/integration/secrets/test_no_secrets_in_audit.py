@@ -29,11 +29,11 @@ import redis
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.server import ThreadedServer
+from sandbox.zuora import Sizes
+from sandbox.zuora import create_app as zuora_app
 from shared.ledger.repo import Ledger
-from shared.sandbox import acumatica as acumatica_sandbox
-from shared.sandbox.server import ThreadedServer
-from shared.sandbox.zuora import Sizes
-from shared.sandbox.zuora import create_app as zuora_app
 from tests.integration.item_level.support import (
     REPO,
     Zuora,
@@ -78,7 +78,7 @@ def ledgerbridge(
     env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO,
         env={**env, "COLUMNS": "200"},
         input=stdin,

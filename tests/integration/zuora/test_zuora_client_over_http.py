@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes
 from shared.connections import ZuoraTarget
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes
 from shared.zuora import ZuoraClient
 from shared.zuora.object_query import ObjectQuery, condition
 from shared.zuora.records import parse_datetime

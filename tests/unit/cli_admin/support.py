@@ -14,11 +14,11 @@ from click.testing import Result
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
+from cli.admin import register
 from shared import ports
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.ledger.secrets import SecretBox
-from worker.cli_admin import register
 
 
 def build_app() -> typer.Typer:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from cli.admin import Check, probe_export_dir
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
 from shared.ledger.errors import SecretKeyError
-from worker.cli_admin import Check, probe_export_dir
 
 ZUORA_SECRET = "zuora-Secret-9f3b1c"
 ACUMATICA_PASSWORD = "acu-Password-77e2"

@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared import summary_gl as sg
 from shared.connections import AcumaticaTarget, ZuoraTarget
 from shared.erp.acumatica import AcumaticaErp
@@ -23,8 +25,6 @@ from shared.exchange import Exchange
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.notify import RecordingNotifier
-from shared.sandbox import acumatica as acumatica_sandbox
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared.settings import load_settings
 from shared.zuora import ZuoraClient
 

@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import pytest
 
+from sandbox.zuora import Sizes
 from shared import summary_gl as sg
 from shared.ledger.models import RecordState
 from shared.mapping import journal_from_summary_entry, load_mapping
-from shared.sandbox.zuora import Sizes
 from tests.unit.close.support import SMALL, Crash, unbalance, write_mapping
 
 
@@ -467,7 +467,7 @@ def test_post_step_hands_over_to_a_fresh_task_when_its_budget_is_spent(harness, 
 
 
 def test_transient_zuora_failures_wait_with_backoff_then_complete(harness):
-    from shared.sandbox.zuora.gateway import FaultRule
+    from sandbox.zuora.gateway import FaultRule
 
     harness.zuora_backend.gateway.add_faults(
         [

@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Modules allowed to import shared.sandbox besides scripts/ and tests/.
-SANDBOX_IMPORTERS = {"worker/cli.py", "worker/demo.py", "worker/bench.py"}
+# Modules allowed to import sandbox besides scripts/ and tests/.
+SANDBOX_IMPORTERS = {"cli/main.py", "cli/demo.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -46,11 +46,11 @@ def test_api_clients_never_import_the_ledger(path):
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in _modules("shared") + _modules("worker") if not _rel(p).startswith("shared/sandbox/")],
+    [p for p in _modules("shared") + _modules("worker") if not _rel(p).startswith("sandbox/")],
     ids=_rel,
 )
 def test_only_cli_demo_and_bench_import_the_sandbox(path):
     if _rel(path) in SANDBOX_IMPORTERS:
         return
-    bad = {n for n in _imports(path) if n.startswith("shared.sandbox")}
+    bad = {n for n in _imports(path) if n.startswith("sandbox")}
     assert not bad, f"{_rel(path)} imports {sorted(bad)}"

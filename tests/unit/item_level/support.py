@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared.connections import ZuoraTarget
 from shared.erp.base import ArDocument, Customer, ErpRef, Journal, Payment, RefKind
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
@@ -25,7 +26,6 @@ from shared.ledger.migrate import upgrade
 from shared.ledger.models import SyncRecord
 from shared.ledger.repo import Ledger
 from shared.mapping import load_mapping
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared.zuora import ZuoraClient
 
 with warnings.catch_warnings():

@@ -7,11 +7,11 @@ import weakref
 import pytest
 import sqlalchemy as sa
 
+from sandbox.zuora import Sizes
 from shared.errors import NotFound
 from shared.item_level import mark_stream, post_records, pull_stream, sync_status
 from shared.item_level.streams import CREDIT_MEMOS, DEBIT_MEMOS, INVOICES, PAYMENTS
 from shared.ledger.models import SyncRecord
-from shared.sandbox.zuora import Sizes
 from tests.unit.item_level.support import ItemHarness
 
 MANY = Sizes(

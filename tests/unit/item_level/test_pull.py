@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sandbox.zuora import Sizes
 from shared.errors import Transient
 from shared.item_level import pull_stream
 from shared.item_level.context import Options
 from shared.item_level.pull import Resume, updated_of
 from shared.item_level.streams import ACCOUNTS, CREDIT_MEMOS, INVOICES, PAYMENTS
-from shared.sandbox.zuora import Sizes
 from tests.unit.item_level.support import SMALL, ItemHarness
 
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
+from cli.item_level import format_lag, lag_seconds
+from cli.main import app
 from shared import ports
 from shared.ledger.repo import Ledger
-from worker.cli import app
-from worker.cli_item_level import format_lag, lag_seconds
 
 
 def status(ledger: Ledger, *args: str):

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from sandbox import acumatica as acumatica_sandbox
 from shared.connections import AcumaticaTarget
 from shared.erp.acumatica import AcumaticaErp
 from shared.exchange import Exchange
@@ -16,7 +17,6 @@ from shared.item_level.streams import INVOICES, PAYMENTS
 from shared.ledger import states
 from shared.ledger.models import SyncRecord
 from shared.mapping import load_mapping
-from shared.sandbox import acumatica as acumatica_sandbox
 from tests.unit.item_level.support import ItemHarness, write_mapping
 
 with warnings.catch_warnings():

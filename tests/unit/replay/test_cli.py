@@ -9,11 +9,11 @@ import os
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from shared import ports
 from shared.ledger import states
 from tests.unit.item_level.support import ItemHarness
 from tests.unit.replay.support import invoice_in_state, post_all, pulled_invoices
-from worker.cli import app
 
 
 @pytest.fixture

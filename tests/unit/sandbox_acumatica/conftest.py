@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME, create_app
-from shared.sandbox.acumatica.backend import AcumaticaBackend
-from shared.sandbox.acumatica.config import SandboxConfig
+from sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME, create_app
+from sandbox.acumatica.backend import AcumaticaBackend
+from sandbox.acumatica.config import SandboxConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from shared.sandbox.acumatica import create_app
+from sandbox.acumatica import create_app
 
 from .conftest import BASE, CREDENTIALS, make_backend
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sandbox.acumatica import ConnectionDropped
+from sandbox.acumatica import ConnectionDropped
 
 from .conftest import BASE, wrap
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.sandbox.acumatica.config import SandboxConfig
-from shared.sandbox.acumatica.licence import Licence
+from sandbox.acumatica.config import SandboxConfig
+from sandbox.acumatica.licence import Licence
 
 
 class Clock:

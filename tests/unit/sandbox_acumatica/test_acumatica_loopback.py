@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.sandbox.acumatica import create_app
-from shared.sandbox.acumatica.backend import AcumaticaBackend
-from shared.sandbox.server import ThreadedServer
+from sandbox.acumatica import create_app
+from sandbox.acumatica.backend import AcumaticaBackend
+from sandbox.server import ThreadedServer
 
 from .conftest import BASE, CREDENTIALS, wrap
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's notice about httpx; TestClient is still an httpx.Client

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sandbox.zuora import ZuoraBackend, run
-from shared.sandbox.zuora import app as app_module
+from sandbox.zuora import ZuoraBackend, run
+from sandbox.zuora import app as app_module
 
 from .conftest import ManualClock, TestClient
 

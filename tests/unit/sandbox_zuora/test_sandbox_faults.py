@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
 
 from .conftest import TestClient
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.sandbox.zuora import ZuoraBackend
+from sandbox.zuora import ZuoraBackend
 
 from .conftest import ManualClock, TestClient, open_period
 

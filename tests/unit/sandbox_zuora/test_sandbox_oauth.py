@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend, create_app
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend, create_app
 
 from .conftest import MODERN, ManualClock, TestClient, fetch_token
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from shared.sandbox.zuora import Sizes, ZuoraBackend, create_app
+from sandbox.zuora import Sizes, ZuoraBackend, create_app
 
 from .conftest import MODERN, ManualClock, TestClient, fetch_token
 

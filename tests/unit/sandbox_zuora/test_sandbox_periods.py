@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared.sandbox.zuora import ZuoraBackend
+from sandbox.zuora import ZuoraBackend
 
 from .conftest import ManualClock, TestClient, open_period
 

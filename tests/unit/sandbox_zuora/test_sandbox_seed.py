@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from shared.sandbox.zuora import Sizes
-from shared.sandbox.zuora.formats import tenant_zone
-from shared.sandbox.zuora.schema import ENDPOINTS
-from shared.sandbox.zuora.seed import period_name, seed_tables
+from sandbox.zuora import Sizes
+from sandbox.zuora.formats import tenant_zone
+from sandbox.zuora.schema import ENDPOINTS
+from sandbox.zuora.seed import period_name, seed_tables
 
 ZONE = tenant_zone(-480)
 

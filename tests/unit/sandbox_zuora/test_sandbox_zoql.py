@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from shared.sandbox.zuora import Sizes, ZuoraBackend, create_app, zoql
+from sandbox.zuora import Sizes, ZuoraBackend, create_app, zoql
 
 from .conftest import ManualClock, TestClient, fetch_token
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.sandbox.acumatica.config import SandboxConfig
-from shared.sandbox.acumatica.errors import DECLINED_TEXT, DROP_HEADER
+from sandbox.acumatica.config import SandboxConfig
+from sandbox.acumatica.errors import DECLINED_TEXT, DROP_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

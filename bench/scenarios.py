@@ -1,4 +1,4 @@
-"""``ledgerbridge bench``: ledgerbridge measured side by side with the obvious script.
+"""``scripts/bench`` (``python -m bench``): ledgerbridge measured side by side with the obvious script.
 
 Every scenario starts the two sandboxes as processes on this machine (so the cores are shared as
 in production), sets their latency and licence knobs through their control planes, and runs two
@@ -58,7 +58,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     import httpx
 
-    from worker.demo import Stack
+    from cli.demo import Stack
 
 
 SCENARIOS = ("backlog", "licence", "memory", "push", "close")
@@ -77,11 +77,11 @@ class BenchError(RuntimeError):
 
 
 class _Demo:
-    """``worker.demo`` (which imports the sandboxes), loaded on first use so that registering the
+    """``cli.demo`` (which imports the sandboxes), loaded on first use so that registering the
     command costs the ``ledgerbridge`` CLI nothing at start-up."""
 
     def __getattr__(self, name: str) -> Any:
-        from worker import demo as module
+        from cli import demo as module
 
         return getattr(module, name)
 
@@ -1838,7 +1838,7 @@ def print_result(console: Console, result: ScenarioResult) -> None:
 
 
 def register(app: typer.Typer, console: Console, err: Console) -> None:
-    """Add ``bench`` to the ``ledgerbridge`` command."""
+    """Add ``bench`` to ``app`` (``python -m bench``, ``scripts/bench``)."""
 
     @app.command("bench")
     def bench(  # noqa: PLR0917 - typer turns each parameter into an argument or option
@@ -1899,9 +1899,7 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             console.rule(f"[bold]ledgerbridge bench[/] ({size}; logs in {folder})")
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
-                report = run_bench(
-                    runner, chosen, out=out, command="ledgerbridge bench " + " ".join(sys.argv[2:])
-                )
+                report = run_bench(runner, chosen, out=out, command="scripts/bench " + " ".join(sys.argv[1:]))
             finally:
                 signal.signal(signal.SIGTERM, previous)
         finally:

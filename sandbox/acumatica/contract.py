@@ -1,8 +1,8 @@
 """Acumatica's published endpoint definitions as the judge of the Acumatica sandbox's traffic.
 
-:class:`AcumaticaChecker` implements :class:`~shared.sandbox.contract.Checker`. A request under
+:class:`AcumaticaChecker` implements :class:`~sandbox.contract.Checker`. A request under
 ``/entity/<Name>/<Version>/`` is judged by that endpoint's vendored definition
-(:mod:`shared.sandbox.acumatica.vendored`):
+(:mod:`sandbox.acumatica.vendored`):
 
 * the operation is found by method and path template, the key template ``{ids}`` taking the
   slash-delimited key values the vendor describes and ``{id}`` a session id (a UUID); none found
@@ -40,9 +40,9 @@ from urllib.parse import parse_qsl, urlsplit
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from shared.sandbox.acumatica.errors import DROP_HEADER
-from shared.sandbox.acumatica.vendored import load_definition
-from shared.sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
+from sandbox.acumatica.errors import DROP_HEADER
+from sandbox.acumatica.vendored import load_definition
+from sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
 
 API = "acumatica"
 JSON_MEDIA = frozenset({"application/json", "text/json"})

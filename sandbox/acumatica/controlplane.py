@@ -17,10 +17,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.sandbox.acumatica.backend import AcumaticaBackend
-from shared.sandbox.acumatica.config import ConfigError
-from shared.sandbox.acumatica.entities import ENTITIES
-from shared.sandbox.acumatica.faults import FaultError, FaultRule
+from sandbox.acumatica.backend import AcumaticaBackend
+from sandbox.acumatica.config import ConfigError
+from sandbox.acumatica.entities import ENTITIES
+from sandbox.acumatica.faults import FaultError, FaultRule
 
 Handler = Callable[[Request], Awaitable[Any]]
 

@@ -9,8 +9,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.sandbox.contract import ContractMiddleware, contracts_enabled
-from shared.sandbox.server import serve_forever
+from sandbox.contract import ContractMiddleware, contracts_enabled
+from sandbox.server import serve_forever
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
 from .callouts import callout_router
@@ -43,7 +43,7 @@ def create_app(
     ``DEFAULT_CLIENT_ID``/``DEFAULT_CLIENT_SECRET``, or the given backend's own). With ``seed``, the
     backend is seeded now and ``POST /_sandbox/reset`` returns to that data. The backend is
     reachable as ``app.state.backend``. With ``contracts`` (default: ``LEDGERBRIDGE_SANDBOX_CONTRACTS``)
-    every exchange is checked against zuora-sdk's description (:mod:`shared.sandbox.contract`).
+    every exchange is checked against zuora-sdk's description (:mod:`sandbox.contract`).
     """
     if backend is None:
         backend = ZuoraBackend(

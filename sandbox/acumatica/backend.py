@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from shared.sandbox.acumatica import errors
-from shared.sandbox.acumatica.config import SandboxConfig
-from shared.sandbox.acumatica.entities import (
+from sandbox.acumatica import errors
+from sandbox.acumatica.config import SandboxConfig
+from sandbox.acumatica.entities import (
     ACCOUNT_TYPES,
     CREATABLE_INVOICE_TYPES,
     CREATABLE_PAYMENT_TYPES,
@@ -42,10 +42,10 @@ from shared.sandbox.acumatica.entities import (
     in_version,
     label_to_code,
 )
-from shared.sandbox.acumatica.errors import ActionFailed, ApiFailure, RecordInvalid
-from shared.sandbox.acumatica.faults import FaultPlan
-from shared.sandbox.acumatica.licence import Licence
-from shared.sandbox.acumatica.query import (
+from sandbox.acumatica.errors import ActionFailed, ApiFailure, RecordInvalid
+from sandbox.acumatica.faults import FaultPlan
+from sandbox.acumatica.licence import Licence
+from sandbox.acumatica.query import (
     Filter,
     parse_count,
     parse_custom,
@@ -53,7 +53,7 @@ from shared.sandbox.acumatica.query import (
     parse_filter,
     parse_select,
 )
-from shared.sandbox.acumatica.records import (
+from sandbox.acumatica.records import (
     Parsed,
     Problems,
     RenderContext,

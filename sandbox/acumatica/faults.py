@@ -28,8 +28,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from shared.sandbox.acumatica.errors import DROP_HEADER
-from shared.sandbox.acumatica.licence import ASGIApp, Message, Receive, Scope, Send
+from sandbox.acumatica.errors import DROP_HEADER
+from sandbox.acumatica.licence import ASGIApp, Message, Receive, Scope, Send
 
 FaultKind = Literal["status", "lock_violation", "latency", "drop", "commit_then_drop"]
 _KINDS = ("status", "lock_violation", "latency", "drop", "commit_then_drop")

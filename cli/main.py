@@ -81,7 +81,7 @@ def sandbox_zuora(
     client_secret: Annotated[str | None, typer.Option(help="The only OAuth client secret accepted.")] = None,
 ) -> None:
     """Serve the Zuora sandbox until interrupted."""
-    from shared.sandbox.zuora import app as zuora_sandbox
+    from sandbox.zuora import app as zuora_sandbox
 
     zuora_sandbox.run(port=port, seed=seed, client_id=client_id, client_secret=client_secret)
 
@@ -95,7 +95,7 @@ def sandbox_acumatica(
     tenant: Annotated[str | None, typer.Option(help="The tenant name.")] = None,
 ) -> None:
     """Serve the Acumatica sandbox until interrupted."""
-    from shared.sandbox.acumatica import app as acumatica_sandbox
+    from sandbox.acumatica import app as acumatica_sandbox
 
     credentials = {"username": username, "password": password, "tenant": tenant}
     acumatica_sandbox.run(
@@ -509,8 +509,8 @@ def mapping_check(
     )
 
 
-# -- item-level sync: `ledgerbridge sync` and `ledgerbridge status` (worker/cli_item_level.py) --
-from worker import cli_item_level  # noqa: E402 - registered here, defined there
+# -- item-level sync: `ledgerbridge sync` and `ledgerbridge status` (cli/item_level.py) --
+from cli import item_level as cli_item_level  # noqa: E402 - registered here, defined there
 
 cli_item_level.register(app, console, err)
 
@@ -534,7 +534,7 @@ def demo(
     item-level sync, fires callouts, runs the period close; stops everything on exit or Ctrl-C.
     Exit code 0 when every document and journal entry is posted once, marked and reconciled.
     """
-    from worker.demo import DEMO_SIZES, DemoError, DemoOptions, run_demo
+    from cli.demo import DEMO_SIZES, DemoError, DemoOptions, run_demo
 
     sizes = {k: max(1, round(v * scale)) if k in _SCALED else v for k, v in DEMO_SIZES.items()}
     opts = DemoOptions(
@@ -558,17 +558,13 @@ def _settings_redis_url() -> str:
     return ports.settings().redis_url
 
 
-from worker.cli_admin import register as register_admin  # noqa: E402 - registered here, defined there
+from cli.admin import register as register_admin  # noqa: E402 - registered here, defined there
 
 register_admin(app, secrets_app)
 
-from worker.cli_replay import register as register_replay  # noqa: E402 - registered here, defined there
+from cli.replay import register as register_replay  # noqa: E402 - registered here, defined there
 
 register_replay(app)
-
-from worker.bench import register as register_bench  # noqa: E402 - registered here, defined there
-
-register_bench(app, console, err)
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import httpx
 import redis
 from rich.console import Console
 
-from shared.sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME
-from shared.sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME
+from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 
 class DemoError(RuntimeError):
@@ -140,7 +140,7 @@ class Stack:
 
 
 def ledgerbridge_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def http_ready(url: str) -> Callable[[], bool]:

@@ -5,7 +5,7 @@ AcumaticaRESTAPIClientForCSharp repository (``definitions/SOURCE.md`` says which
 they were trimmed; ``scripts/vendor-acumatica-definitions`` rebuilds them). 22.200.001 and
 23.200.001 are Swagger 2.0 documents, 24.200.001 is OpenAPI 3.0.1, exactly as the vendor
 publishes them. The sandbox serves them as ``swagger.json`` and the contract checker
-(:mod:`shared.sandbox.acumatica.contract`) judges traffic by them.
+(:mod:`sandbox.acumatica.contract`) judges traffic by them.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@
 - ``responses``: request handlers; ``controlplane``: ``/_sandbox``; ``app``: ``create_app``/``run``.
 """
 
-from shared.sandbox.acumatica.app import create_app, run
-from shared.sandbox.acumatica.backend import AcumaticaBackend
-from shared.sandbox.acumatica.config import (
+from sandbox.acumatica.app import create_app, run
+from sandbox.acumatica.backend import AcumaticaBackend
+from sandbox.acumatica.config import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_ENDPOINT,
@@ -20,7 +20,7 @@ from shared.sandbox.acumatica.config import (
     DEFAULT_USERNAME,
     SandboxConfig,
 )
-from shared.sandbox.acumatica.faults import ConnectionDropped
+from sandbox.acumatica.faults import ConnectionDropped
 
 __all__ = [
     "DEFAULT_CLIENT_ID",

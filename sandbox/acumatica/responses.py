@@ -16,12 +16,12 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.sandbox.acumatica import errors
-from shared.sandbox.acumatica.backend import AcumaticaBackend, QueryOptions, RequestContext, Session
-from shared.sandbox.acumatica.entities import ENTITIES
-from shared.sandbox.acumatica.errors import DROP_HEADER, ApiFailure
-from shared.sandbox.acumatica.faults import BEFORE_WORK
-from shared.sandbox.acumatica.vendored import swagger_document
+from sandbox.acumatica import errors
+from sandbox.acumatica.backend import AcumaticaBackend, QueryOptions, RequestContext, Session
+from sandbox.acumatica.entities import ENTITIES
+from sandbox.acumatica.errors import DROP_HEADER, ApiFailure
+from sandbox.acumatica.faults import BEFORE_WORK
+from sandbox.acumatica.vendored import swagger_document
 
 COOKIE_AUTH = ".ASPXAUTH"
 COOKIE_SESSION = "ASP.NET_SessionId"

@@ -2,8 +2,8 @@
 
 Middleware, outermost first: ``ConnectionDropper`` (turns a marked response into a dropped TCP
 connection), the site-path prefix (``/AcumaticaERP``-style virtual directories), the vendor
-contract check when enabled (:class:`~shared.sandbox.contract.ContractMiddleware` with
-:class:`~shared.sandbox.acumatica.contract.AcumaticaChecker`: it sees paths without the site
+contract check when enabled (:class:`~sandbox.contract.ContractMiddleware` with
+:class:`~sandbox.acumatica.contract.AcumaticaChecker`: it sees paths without the site
 prefix and the licence's 429s too), then the ``LicenceGate`` (cores, queue, per-minute limit,
 counters), then the routes.
 """
@@ -14,21 +14,21 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.sandbox.acumatica.backend import AcumaticaBackend
-from shared.sandbox.acumatica.config import (
+from sandbox.acumatica.backend import AcumaticaBackend
+from sandbox.acumatica.config import (
     DEFAULT_ENDPOINT,
     DEFAULT_PASSWORD,
     DEFAULT_TENANT,
     DEFAULT_USERNAME,
     SandboxConfig,
 )
-from shared.sandbox.acumatica.controlplane import control_plane
-from shared.sandbox.acumatica.errors import ApiFailure
-from shared.sandbox.acumatica.faults import ConnectionDropper
-from shared.sandbox.acumatica.licence import ASGIApp, LicenceGate, Receive, Scope, Send
-from shared.sandbox.acumatica.responses import AcumaticaResponses, render_failure
-from shared.sandbox.contract import ContractMiddleware, contracts_enabled
-from shared.sandbox.server import serve_forever
+from sandbox.acumatica.controlplane import control_plane
+from sandbox.acumatica.errors import ApiFailure
+from sandbox.acumatica.faults import ConnectionDropper
+from sandbox.acumatica.licence import ASGIApp, LicenceGate, Receive, Scope, Send
+from sandbox.acumatica.responses import AcumaticaResponses, render_failure
+from sandbox.contract import ContractMiddleware, contracts_enabled
+from sandbox.server import serve_forever
 
 
 class _SitePath:
@@ -117,7 +117,7 @@ def create_app(
     )
     if contracts_enabled() if contracts is None else contracts:
         # Imported here: the checker needs the validator, which only the dev extra installs.
-        from shared.sandbox.acumatica.contract import AcumaticaChecker
+        from sandbox.acumatica.contract import AcumaticaChecker
 
         app.add_middleware(ContractMiddleware, checker=AcumaticaChecker())
     app.add_middleware(_SitePath, backend=backend)

@@ -16,8 +16,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec, in_version
-from shared.sandbox.acumatica.errors import model_state
+from sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec, in_version
+from sandbox.acumatica.errors import model_state
 
 
 @dataclass

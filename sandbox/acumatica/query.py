@@ -20,9 +20,9 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec
-from shared.sandbox.acumatica.errors import ApiFailure, key_not_found, odata_error
-from shared.sandbox.acumatica.records import Row
+from sandbox.acumatica.entities import EntitySpec, FieldSpec, Kind, ObjectSpec
+from sandbox.acumatica.errors import ApiFailure, key_not_found, odata_error
+from sandbox.acumatica.records import Row
 
 # --- tokens --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Zuora's own API description as a checker of the sandbox's traffic (:mod:`shared.sandbox.contract`).
+"""Zuora's own API description as a checker of the sandbox's traffic (:mod:`sandbox.contract`).
 
 The description is Zuora's official Python SDK, ``zuora-sdk`` (its ``zuora_sdk.api`` operations and
 ``zuora_sdk.models`` are generated from Zuora's OpenAPI document). For each operation the SDK's
@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from shared.sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
+from sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
 
 API = "zuora"
 CUSTOM_FIELD = re.compile(r"__c$")
