@@ -90,6 +90,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from shared.backoff import exponential, full_jitter
+from shared.coordination.identity import Identity, process_alive, this_process
 from shared.erp.base import ErpTarget, Journal, Totals
 from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Rejected, Transient
 from shared.exchange import audit_subject
@@ -100,7 +101,6 @@ from shared.logs import log_context
 from shared.mapping import Mapping as GlMapping
 from shared.mapping import MappingError, MappingFileError, Unmapped, journal_from_summary_entry, load_mapping
 from shared.notify import LogNotifier, Notice, Notifier
-from shared.processes import Identity, process_alive, this_process
 from shared.settings import Settings
 from shared.zuora.client import ZuoraClient
 from shared.zuora.journal import JournalEntry

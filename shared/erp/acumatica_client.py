@@ -29,6 +29,14 @@ from cryptography.fernet import Fernet
 
 from shared.backoff import Jitter, full_jitter
 from shared.connections import AcumaticaTarget
+from shared.coordination.limits import (
+    COMPARE_AND_DELETE,
+    ConcurrencyLimiter,
+    ThrottleTimeout,
+    TokenBucket,
+    holder_token,
+    reap_key,
+)
 from shared.erp import fence
 from shared.erp.acumatica_policy import Decision, NetworkError, RetryPolicy, decide, error_for
 from shared.erp.acumatica_session import Session, SessionManager
@@ -37,14 +45,6 @@ from shared.erp.errors import EndpointNotFound, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected, Transient
 from shared.exchange import AuditHook, Exchange, current_subject, redact_body, redact_headers
 from shared.settings import ACUMATICA_ENDPOINTS
-from shared.throttle import (
-    COMPARE_AND_DELETE,
-    ConcurrencyLimiter,
-    ThrottleTimeout,
-    TokenBucket,
-    holder_token,
-    reap_key,
-)
 
 log = logging.getLogger("ledgerbridge.acumatica")
 

@@ -40,9 +40,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from redis.exceptions import LockError
 
 from shared.connections import AcumaticaTarget
+from shared.coordination.limits import COMPARE_AND_DELETE, acquire_lock
 from shared.erp.acumatica_wire import exception_text
 from shared.errors import AuthFailed, RateLimited, Transient
-from shared.throttle import COMPARE_AND_DELETE, acquire_lock
 
 log = logging.getLogger("ledgerbridge.acumatica.session")
 

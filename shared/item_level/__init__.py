@@ -14,8 +14,8 @@ Modules: :mod:`.streams` (the streams as data), :mod:`.pull` (pages and marks), 
 knobs), :mod:`.queries` (ledger reads).
 """
 
+from shared.coordination.run_lock import RunLock
 from shared.item_level.context import Dispatcher, InlineDispatcher, ItemContext, Options, RecordingDispatcher
-from shared.item_level.locks import RunLock
 from shared.item_level.marking import MarkSummary, mark_stream
 from shared.item_level.posting import PostOutcome, PostSummary, post_one, post_records
 from shared.item_level.pull import PageProgress, PullResult, Resume, fetch_by_ids, ingest_rows, pull_stream

@@ -31,8 +31,8 @@ from redis import Redis
 from redis.exceptions import LockError
 
 from shared.connections import ZuoraTarget
+from shared.coordination.limits import COMPARE_AND_DELETE, acquire_lock
 from shared.errors import AuthFailed
-from shared.throttle import COMPARE_AND_DELETE, acquire_lock
 
 log = logging.getLogger("ledgerbridge.zuora.auth")
 

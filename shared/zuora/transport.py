@@ -39,9 +39,9 @@ from redis import Redis
 
 from shared.backoff import Jitter, full_jitter
 from shared.connections import ZuoraTarget
+from shared.coordination.limits import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Reason, Rejected, Transient
 from shared.exchange import REDACTED, AuditHook, Exchange, current_subject, redact_body, redact_headers
-from shared.throttle import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 from shared.zuora.auth import CREDENTIAL_VARIABLES, ZuoraOAuth
 from shared.zuora.paging import (
     PageFamily,
@@ -230,7 +230,7 @@ class Throttle(Protocol):
 
     def permit(self, *, max_wait: float) -> AbstractContextManager[object]:
         """Hold a rate permit and a concurrency slot for the block; raise
-        :class:`~shared.throttle.ThrottleTimeout` rather than wait longer than ``max_wait``."""
+        :class:`~shared.coordination.limits.ThrottleTimeout` rather than wait longer than ``max_wait``."""
         ...
 
     def pause(self, seconds: float) -> None:

@@ -18,9 +18,9 @@ from kombu.exceptions import ChannelError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import item_level, ports
+from shared.coordination.run_lock import RunLock
 from shared.errors import ApiError, RateLimited
 from shared.item_level.context import ItemContext, Options, mapping_from_settings
-from shared.item_level.locks import RunLock
 from shared.item_level.pull import Resume
 from shared.logs import log_context
 from worker.app import BULK_PRIORITY, MAX_COUNTDOWN, app

@@ -44,7 +44,7 @@ SWEEP_ROUNDS = 20
 def sweep_item_level(*, connection: str | None = None) -> dict[str, Any]:
     """Re-drive item-level rows stuck in pending, posting (in doubt) or failed past their backoff,
     posted rows not yet marked, and callouts whose task was lost. Locked: one sweep at a time."""
-    from shared.item_level.locks import RunLock
+    from shared.coordination.run_lock import RunLock
     from shared.item_level.sweep import sweep
     from worker.tasks.pull import item_context
 
@@ -71,7 +71,7 @@ def audit_marks_task(*, connection: str | None = None, stream: str | None = None
     """Compare Zuora's id lists behind each stream's mark with the ledger; count and ingest what
     the marks missed (``missed_by_mark`` in ``ledgerbridge status``, which should stay 0)."""
     from shared import item_level
-    from shared.item_level.locks import RunLock
+    from shared.coordination.run_lock import RunLock
     from worker.tasks.pull import item_context
 
     ctx = item_context(connection)

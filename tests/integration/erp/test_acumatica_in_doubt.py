@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 
 from shared.connections import ZuoraTarget
+from shared.coordination.limits import ConcurrencyLimiter
 from shared.item_level import ItemContext, Options, RecordingDispatcher, post_one
 from shared.ledger.migrate import upgrade
 from shared.ledger.models import ObjectType, utcnow
 from shared.ledger.repo import Ledger
 from shared.ledger.states import FAILED, MARKED, POSTED, POSTING, upsert_pulled
 from shared.mapping import load_mapping
-from shared.throttle import ConcurrencyLimiter
 from shared.zuora import ZuoraClient
 
 from .conftest import cookie_target

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from sandbox.zuora import Sizes
-from shared.item_level.locks import RunLock
+from shared.coordination.run_lock import RunLock
 from tests.integration.item_level.support import REPO, forget_queue, item_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from shared.backoff import exponential, full_jitter
-from shared.processes import machine
-from shared.throttle import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
+from shared.coordination.identity import machine
+from shared.coordination.limits import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 
 
 def test_token_bucket_admits_burst_then_asks_to_wait(fake_redis):
@@ -167,7 +167,7 @@ def test_slots_of_live_processes_and_of_other_hosts_are_kept(fake_redis):
 def test_a_lock_left_by_a_dead_process_of_this_host_is_broken_at_once(fake_redis):
     import time
 
-    from shared.throttle import acquire_lock
+    from shared.coordination.limits import acquire_lock
 
     pid, started = _dead_process()
     fake_redis.set("signin", f"{machine()}|{pid}|{started}|n", px=600_000)
@@ -182,7 +182,7 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_broken_at_once(fake_redis
 
 def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(fake_redis):
 
-    from shared.throttle import acquire_lock, holder_token, reap_key
+    from shared.coordination.limits import acquire_lock, holder_token, reap_key
 
     pid, started = _dead_process()
     fake_redis.set("mine", holder_token(), px=600_000)
@@ -197,7 +197,7 @@ def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(fake_redis)
 def test_a_holder_in_another_pid_namespace_of_this_host_is_presumed_alive():
     import socket
 
-    from shared.processes import process_alive
+    from shared.coordination.identity import process_alive
 
     pid, started = _dead_process()
     # Same host name (e.g. containers with host networking), other pids: nothing can be told.

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.item_level.locks import RunLock, lock_key
+from shared.coordination.run_lock import RunLock, lock_key
 from shared.settings import SettingsError, load_settings
 from worker.schedule import beat_schedule, item_level_schedule
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.item_level.locks import RunLock
+from shared.coordination.run_lock import RunLock
 from worker.tasks.pull import MARK_DELAY_SECONDS, MARK_LOCK_SECONDS, run_mark
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from shared.processes import process_alive, this_process
+from shared.coordination.identity import process_alive, this_process
 
 Sleep = Callable[[float], None]
 
