@@ -104,7 +104,7 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
         from shared import item_level
         from shared.item_level.pull import PullResult
         from shared.item_level.queries import unfinished_count
-        from worker.tasks.pull import item_context, stream_lock
+        from worker.wiring import item_context, stream_lock
 
         try:
             chosen = item_level.select_streams(streams)

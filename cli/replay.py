@@ -283,7 +283,7 @@ def replay(  # noqa: PLR0917 - typer turns each parameter into an argument or op
     Exit codes: 0 done, 1 a record needs a person, 2 bad usage or configuration."""
     from shared import ports
     from shared.ledger.migrate import check_up_to_date
-    from worker.tasks.pull import item_context
+    from worker.wiring import item_context
 
     if (record is None) == (not failed):
         raise _fail("give a RECORD or --failed (not both)", 2)

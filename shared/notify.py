@@ -170,16 +170,6 @@ class FanOut:
                 log.exception("a notifier channel failed", extra={"event": notice.event})
 
 
-class RecordingNotifier:
-    """Keeps every notice in ``sent`` (for tests and the demo's summary)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Notice] = []
-
-    def send(self, notice: Notice) -> None:
-        self.sent.append(notice)
-
-
 def notifier_from_settings(settings: Settings) -> Notifier:
     """The log channel, plus the webhook channel when ``LEDGERBRIDGE_NOTIFY_WEBHOOK_URL`` is set."""
     channels: list[Notifier] = [LogNotifier()]

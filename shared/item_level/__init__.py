@@ -10,12 +10,12 @@ the sweep re-drives whatever they lose.
 
 Modules: :mod:`.streams` (the streams as data), :mod:`.pull` (pages and marks), :mod:`.posting`
 (one row, one batch), :mod:`.marking` (``TransferredToAccounting``), :mod:`.push` (callouts),
-:mod:`.sweep` (re-drive, mark audit), :mod:`.locks`, :mod:`.status`, :mod:`.context` (ports and
-knobs), :mod:`.queries` (ledger reads).
+:mod:`.sweep` (re-drive, mark audit), :mod:`.status`, :mod:`.context` (ports and knobs),
+:mod:`.queries` (ledger reads). The run lock is :mod:`shared.coordination.run_lock`.
 """
 
 from shared.coordination.run_lock import RunLock
-from shared.item_level.context import Dispatcher, InlineDispatcher, ItemContext, Options, RecordingDispatcher
+from shared.item_level.context import Dispatcher, ItemContext, Options
 from shared.item_level.marking import MarkSummary, mark_stream
 from shared.item_level.posting import PostOutcome, PostSummary, post_one, post_records
 from shared.item_level.pull import PageProgress, PullResult, Resume, fetch_by_ids, ingest_rows, pull_stream
@@ -28,7 +28,6 @@ __all__ = [
     "STREAMS",
     "STREAM_NAMES",
     "Dispatcher",
-    "InlineDispatcher",
     "ItemContext",
     "MarkSummary",
     "Options",
@@ -36,7 +35,6 @@ __all__ = [
     "PostOutcome",
     "PostSummary",
     "PullResult",
-    "RecordingDispatcher",
     "Resume",
     "RunLock",
     "Stream",

@@ -2,8 +2,8 @@
 
 :class:`ItemContext` is built once per task from the composition root (``shared.ports``); tests
 build it by hand with in-process clients. :class:`Dispatcher` is how a flow hands work to other
-workers (``worker/tasks/pull.py`` implements it with Celery; tests run the work inline), so no
-flow imports Celery. Dispatching happens only after the ledger transaction that makes the work
+workers (``worker/tasks`` implements it with Celery; the tests' doubles in ``tests/support`` run
+the work inline or record it), so no flow imports Celery. Dispatching happens only after the ledger transaction that makes the work
 visible has committed: a lost message delays the work until the sweep finds the row, it never
 loses it.
 """
@@ -99,74 +99,6 @@ class Options:
         this package writes into ``next_attempt_at`` of a pending or posted row it adds the same
         shift, so a wait of ``d`` still lasts ``d`` under the shifted clock."""
         return max(timedelta(0), PENDING_GRACE - self.sweep_grace)
-
-
-class InlineDispatcher:
-    """Runs dispatched work at once in this thread (tests, and tools without workers). Work asked
-    for *later* (a countdown) is kept in :attr:`delayed` instead; :meth:`run_delayed` runs it."""
-
-    def __init__(self, context: Callable[[str], ItemContext]) -> None:
-        self._context = context
-        self.posted: list[list[int]] = []
-        self.marked: list[str] = []
-        self.delayed: list[tuple[str, list[int]]] = []
-
-    def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
-        from shared.item_level.posting import post_records
-
-        if countdown > 0:
-            self.delayed.append((connection, list(record_ids)))
-            return
-        self.posted.append(list(record_ids))
-        post_records(self._context(connection), record_ids)
-
-    def run_delayed(self) -> int:
-        """Run the work asked for later, now; returns how many batches ran."""
-        batches, self.delayed = self.delayed, []
-        for connection, ids in batches:
-            self.post(connection, ids)
-        return len(batches)
-
-    def mark(self, connection: str, stream: str) -> None:
-        from shared.item_level.marking import mark_stream
-        from shared.item_level.streams import get_stream
-
-        self.marked.append(stream)
-        mark_stream(self._context(connection), get_stream(stream))
-
-    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
-        from shared.item_level.push import process_callouts
-
-        process_callouts(self._context(connection), callout_ids)
-
-    def waiting(self) -> int:
-        return len(self.delayed)
-
-
-class RecordingDispatcher:
-    """Remembers what it was asked to do and does nothing (tests drive the work by hand)."""
-
-    def __init__(self) -> None:
-        self.posted: list[tuple[list[int], float]] = []
-        self.marked: list[str] = []
-        self.callout_ids: list[int] = []
-        self.queued = 0  # what :meth:`waiting` answers
-
-    def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
-        self.posted.append((list(record_ids), countdown))
-
-    def mark(self, connection: str, stream: str) -> None:
-        self.marked.append(stream)
-
-    def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
-        self.callout_ids.extend(callout_ids)
-
-    def waiting(self) -> int:
-        return self.queued
-
-    @property
-    def post_ids(self) -> list[int]:
-        return [i for ids, _ in self.posted for i in ids]
 
 
 @dataclass

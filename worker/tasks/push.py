@@ -10,7 +10,7 @@ from shared.errors import AuthFailed, RateLimited, Transient
 from shared.item_level.push import process_callouts
 from shared.logs import log_context
 from worker.app import app
-from worker.tasks.pull import item_context, retry_countdown
+from worker.wiring import PROCESS_CALLOUTS, item_context, retry_countdown
 
 
 def _process(task: Task, connection: str, callout_ids: list[int]) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def _process(task: Task, connection: str, callout_ids: list[int]) -> list[dict[s
             raise task.retry(countdown=retry_countdown(exc, task.request.retries)) from exc
 
 
-@app.task(name="ledgerbridge.push.callouts", bind=True, max_retries=8)
+@app.task(name=PROCESS_CALLOUTS, bind=True, max_retries=8)
 def process_callouts_task(self: Task, *, connection: str, callout_ids: list[int]) -> list[dict[str, Any]]:
     """Process a batch of callouts (what the receiver sends, and the sweep). Zuora being slow or
     down retries the batch with a backoff; after the last retry the callouts stay ``enqueued`` and

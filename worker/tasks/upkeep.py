@@ -7,6 +7,7 @@ from typing import Any
 
 from shared import ports
 from worker.app import app
+from worker.wiring import item_context
 
 
 @app.task(name="ledgerbridge.upkeep.prune_audit")
@@ -46,7 +47,6 @@ def sweep_item_level(*, connection: str | None = None) -> dict[str, Any]:
     posted rows not yet marked, and callouts whose task was lost. Locked: one sweep at a time."""
     from shared.coordination.run_lock import RunLock
     from shared.item_level.sweep import sweep
-    from worker.tasks.pull import item_context
 
     ctx = item_context(connection)
     lock = RunLock(ports.redis_client(), ctx.connection, "sweep", ttl=SWEEP_LOCK_SECONDS)
@@ -72,7 +72,6 @@ def audit_marks_task(*, connection: str | None = None, stream: str | None = None
     the marks missed (``missed_by_mark`` in ``ledgerbridge status``, which should stay 0)."""
     from shared import item_level
     from shared.coordination.run_lock import RunLock
-    from worker.tasks.pull import item_context
 
     ctx = item_context(connection)
     window = timedelta(seconds=ports.settings().mark_audit_window_seconds)

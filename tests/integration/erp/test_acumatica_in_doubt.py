@@ -24,13 +24,14 @@ import pytest
 
 from shared.connections import ZuoraTarget
 from shared.coordination.limits import ConcurrencyLimiter
-from shared.item_level import ItemContext, Options, RecordingDispatcher, post_one
+from shared.item_level import ItemContext, Options, post_one
 from shared.ledger.migrate import upgrade
 from shared.ledger.models import ObjectType, utcnow
 from shared.ledger.repo import Ledger
 from shared.ledger.states import FAILED, MARKED, POSTED, POSTING, upsert_pulled
 from shared.mapping import load_mapping
 from shared.zuora import ZuoraClient
+from tests.support.dispatch import RecordingDispatcher
 
 from .conftest import cookie_target
 

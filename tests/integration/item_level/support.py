@@ -21,11 +21,12 @@ from sandbox.server import ThreadedServer
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from shared.connections import AcumaticaTarget, ZuoraTarget
 from shared.erp.acumatica import AcumaticaErp
-from shared.item_level.context import ItemContext, Options, RecordingDispatcher
+from shared.item_level.context import ItemContext, Options
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.mapping import load_mapping
 from shared.zuora import ZuoraClient
+from tests.support.dispatch import RecordingDispatcher
 from tests.unit.item_level.support import FakeErp, write_mapping
 
 REPO = Path(__file__).resolve().parents[3]

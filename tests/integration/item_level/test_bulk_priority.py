@@ -13,18 +13,20 @@ from kombu import Queue
 
 from worker.app import BULK_PRIORITY, app
 from worker.tasks import pull
-from worker.tasks.pull import CeleryDispatcher
+from worker.wiring import CeleryDispatcher
 
 
 def test_the_dispatcher_sends_posting_batches_at_the_bulk_priority(monkeypatch):
-    sent: list[dict] = []
-    monkeypatch.setattr(pull.post_batch, "apply_async", lambda **options: sent.append(options))
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, **options: sent.append((name, options)))
 
     CeleryDispatcher().post("acme", [3, 1, 2])
 
     assert len(sent) == 1
-    assert sent[0]["priority"] == BULK_PRIORITY
-    assert sent[0]["kwargs"] == {"connection": "acme", "record_ids": [3, 1, 2]}
+    name, options = sent[0]
+    assert name == pull.post_batch.name  # sent by name: the dispatcher imports no task module
+    assert options["priority"] == BULK_PRIORITY
+    assert options["kwargs"] == {"connection": "acme", "record_ids": [3, 1, 2]}
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from shared.erp.file_export import FileExportErp
 from shared.exchange import Exchange
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
-from shared.notify import RecordingNotifier
 from shared.settings import load_settings
 from shared.zuora import ZuoraClient
+from tests.support.notify import RecordingNotifier
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -21,12 +21,13 @@ from shared.connections import ZuoraTarget
 from shared.erp.base import ArDocument, Customer, ErpRef, Journal, Payment, RefKind
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.erp.file_export import FileExportErp
-from shared.item_level.context import InlineDispatcher, ItemContext, Options, RecordingDispatcher
+from shared.item_level.context import ItemContext, Options
 from shared.ledger.migrate import upgrade
 from shared.ledger.models import SyncRecord
 from shared.ledger.repo import Ledger
 from shared.mapping import load_mapping
 from shared.zuora import ZuoraClient
+from tests.support.dispatch import InlineDispatcher, RecordingDispatcher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -19,7 +19,7 @@ from tests.unit.replay.support import invoice_in_state, post_all, pulled_invoice
 @pytest.fixture
 def harness(tmp_path, fake_redis, monkeypatch):
     h = ItemHarness(tmp_path, fake_redis)
-    monkeypatch.setattr("worker.tasks.pull.item_context", lambda connection=None: h.ctx)
+    monkeypatch.setattr("worker.wiring.item_context", lambda connection=None: h.ctx)
     return h
 
 
@@ -95,7 +95,7 @@ def test_dry_run_json_has_the_payload_request_and_diff(harness):
 
 def test_dry_run_of_a_record_that_would_be_parked_exits_1(tmp_path, fake_redis, monkeypatch):
     h = ItemHarness(tmp_path, fake_redis, mapping_drop=('"Subscription Revenue"',))
-    monkeypatch.setattr("worker.tasks.pull.item_context", lambda connection=None: h.ctx)
+    monkeypatch.setattr("worker.wiring.item_context", lambda connection=None: h.ctx)
     pulled_invoices(h)
     post_all(h)
     parked = next(

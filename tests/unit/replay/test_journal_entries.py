@@ -10,9 +10,10 @@ from shared import summary_gl as sg
 from shared.erp.acumatica import journal_record
 from shared.erp.acumatica_wire import wrap
 from shared.erp.base import Journal
-from shared.item_level.context import ItemContext, RecordingDispatcher
+from shared.item_level.context import ItemContext
 from shared.ledger.models import SyncRecord
 from shared.mapping import load_mapping
+from tests.support.dispatch import RecordingDispatcher
 from tests.unit.close.support import Harness, write_mapping
 
 

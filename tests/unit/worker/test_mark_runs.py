@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from shared.coordination.run_lock import RunLock
-from worker.tasks.pull import MARK_DELAY_SECONDS, MARK_LOCK_SECONDS, run_mark
+from worker.tasks.pull import run_mark
+from worker.wiring import MARK_DELAY_SECONDS, MARK_LOCK_SECONDS
 
 
 def summary(*, more: bool = False) -> dict[str, Any]:
