@@ -27,11 +27,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from shared import jsoncodec
+from shared.jsoncodec import dumps
 from shared.mapping import Mapping as GlMapping
 from shared.zuora.client import ZuoraClient
 from shared.zuora.records import to_decimal
 from shared.zuora.transfers import TRANSFERRED_VALUES
-from shared.zuora.transport import dumps
 
 REQUIRED_FIELDS = ("accountingPeriodName", "journalEntryDate", "currency", "journalEntryItems")
 KNOWN_FIELDS = frozenset(
@@ -65,7 +66,7 @@ def read_entry_file(path: Path | str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise EntryFileError(f"{path}: cannot read it: {exc}") from None
     try:
-        data = json.loads(text, parse_float=Decimal)
+        data = jsoncodec.loads(text)
     except json.JSONDecodeError as exc:
         raise EntryFileError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):

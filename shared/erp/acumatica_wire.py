@@ -21,8 +21,6 @@ record or an HttpError body, recursively into detail lines (section 3.3).
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -30,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from shared import jsoncodec
 from shared.erp.base import period_of
 from shared.errors import Reason
 
@@ -123,57 +122,9 @@ def unwrap(body: Any) -> Any:
     return out
 
 
-def dumps(obj: Any) -> str:
-    """Compact JSON with :class:`Decimal` written as the exact number literal it holds."""
-    parts: list[str] = []
-    _encode(obj, parts)
-    return "".join(parts)
-
-
-def _encode(obj: Any, out: list[str]) -> None:
-    if obj is None:
-        out.append("null")
-    elif obj is True:
-        out.append("true")
-    elif obj is False:
-        out.append("false")
-    elif isinstance(obj, str):
-        out.append(json.dumps(obj, ensure_ascii=False))
-    elif isinstance(obj, int):
-        out.append(str(int(obj)))
-    elif isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"cannot send {obj} as JSON")
-        out.append(format(obj, "f"))
-    elif isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"cannot send {obj} as JSON")
-        out.append(repr(obj))
-    elif isinstance(obj, Mapping):
-        out.append("{")
-        for i, (key, value) in enumerate(obj.items()):
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be strings, not {key!r}")
-            if i:
-                out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _encode(value, out)
-        out.append("}")
-    elif isinstance(obj, list | tuple):
-        out.append("[")
-        for i, value in enumerate(obj):
-            if i:
-                out.append(",")
-            _encode(value, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot encode a {type(obj).__name__} as JSON")
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse a response body; numbers with a fraction become :class:`Decimal`."""
-    return json.loads(text, parse_float=Decimal)
+# Bodies go through the product's one codec (exact decimals both ways).
+dumps = jsoncodec.dumps
+loads = jsoncodec.loads
 
 
 def post_period(value: date | str) -> str:

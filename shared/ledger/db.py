@@ -6,14 +6,9 @@ Build engines with :func:`make_engine` only: it sets the SQLite pragmas the ledg
 
 from __future__ import annotations
 
-import json
-import re
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,37 +18,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-# A per-process marker that cannot occur in real text (it contains a NUL and a random token):
-# Decimals are written as this marker first and swapped for their exact digits afterwards,
-# because the json module can only emit floats as numbers.
-_DECIMAL_MARK = f"\x00decimal-{uuid.uuid4().hex}:"
-_DECIMAL_RE = re.compile(re.escape(json.dumps(_DECIMAL_MARK)[:-1]) + r'(\d+)"')
+from shared import jsoncodec
 
-
-def dumps_json(value: Any) -> str:
-    """Serialise a JSON column value. ``Decimal`` becomes an exact JSON number (never a float
-    round trip); ``datetime``/``date`` become ISO-8601 strings."""
-    decimals: list[str] = []
-
-    def encode(obj: object) -> object:
-        if isinstance(obj, Decimal):
-            if not obj.is_finite():
-                raise ValueError(f"cannot store non-finite amount {obj!r} in the ledger")
-            decimals.append(str(obj))
-            return f"{_DECIMAL_MARK}{len(decimals) - 1}"
-        if isinstance(obj, datetime | date):
-            return obj.isoformat()
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-    text = json.dumps(value, default=encode, separators=(",", ":"), ensure_ascii=False)
-    if not decimals:
-        return text
-    return _DECIMAL_RE.sub(lambda m: decimals[int(m.group(1))], text)
-
-
-def loads_json(text: str | bytes) -> Any:
-    """Parse a JSON column value; every non-integer number comes back as ``Decimal``."""
-    return json.loads(text, parse_float=Decimal)
+# The JSON columns go through the product's one codec (exact decimals, ISO dates).
+dumps_json = jsoncodec.dumps
+loads_json = jsoncodec.loads
 
 
 POOL_SIZE = 24

@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import httpx
 from redis import Redis
 
+from shared import jsoncodec
 from shared.backoff import Jitter, full_jitter
 from shared.connections import ZuoraTarget
 from shared.coordination.limits import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
@@ -68,36 +68,10 @@ IdempotencyKey = str | Sequence[str]
 _attempt: ContextVar[int] = ContextVar("ledgerbridge_zuora_attempt", default=1)
 
 
-# -- JSON: money stays Decimal on the way in and out ---------------------------------------------
+# -- JSON: money stays Decimal on the way in and out (the product's one codec) ---------------------
 
-
-def loads(text: str | bytes) -> Any:
-    """Parse a Zuora body; JSON numbers with a fraction become :class:`Decimal`, never float."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def dumps(obj: object, *, sort_keys: bool = False) -> str:
-    """Compact JSON where a :class:`Decimal` is written as the exact number it holds."""
-    nonce = uuid.uuid4().hex
-    exact: dict[str, str] = {}
-
-    def mark(value: object) -> object:
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise ValueError(f"cannot send {value} as a JSON number")
-            placeholder = f"\x00{nonce}{len(exact)}\x00"
-            exact[json.dumps(placeholder)] = str(value)
-            return placeholder
-        if isinstance(value, Mapping):
-            return {str(k): mark(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [mark(v) for v in value]
-        return value
-
-    text = json.dumps(mark(obj), separators=(",", ":"), sort_keys=sort_keys)
-    for placeholder, number in exact.items():
-        text = text.replace(placeholder, number)
-    return text
+loads = jsoncodec.loads
+dumps = jsoncodec.dumps
 
 
 # -- headers --------------------------------------------------------------------------------------

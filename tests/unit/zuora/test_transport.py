@@ -144,7 +144,7 @@ def test_dumps_writes_decimals_as_exact_numbers():
     text = dumps(
         {"amount": Decimal("400.90"), "big": Decimal("12345678901234567890.01"), "n": [Decimal("1E+2")]}
     )
-    assert text == '{"amount":400.90,"big":12345678901234567890.01,"n":[1E+2]}'
+    assert text == '{"amount":400.90,"big":12345678901234567890.01,"n":[100]}'  # plain notation
     assert loads(text)["big"] == Decimal("12345678901234567890.01")
 
 

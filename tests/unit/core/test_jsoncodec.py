@@ -1,4 +1,4 @@
-"""Column codecs: exact amounts in JSON, UTC datetimes on every backend (no database)."""
+"""The product's one JSON codec (exact amounts), and the ledger's column codecs (UTC datetimes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.ledger.db import dumps_json, loads_json
+from shared.jsoncodec import dumps as dumps_json
+from shared.jsoncodec import loads as loads_json
 from shared.ledger.models import UtcDateTime
 
 
@@ -57,3 +58,17 @@ def test_utc_datetime_converts_to_utc_on_postgres():
     stored = UtcDateTime().process_bind_param(datetime(2024, 1, 1, 16, 0, tzinfo=pst), postgresql.dialect())
     assert stored == datetime(2024, 1, 2, tzinfo=UTC)
     assert stored.tzinfo is UTC
+
+
+def test_every_wire_and_column_uses_the_one_codec():
+    from shared import jsoncodec
+    from shared.erp import acumatica_wire
+    from shared.ledger import db
+    from shared.zuora import transport
+
+    assert {transport.dumps, acumatica_wire.dumps, db.dumps_json} == {jsoncodec.dumps}
+    assert {transport.loads, acumatica_wire.loads, db.loads_json} == {jsoncodec.loads}
+
+
+def test_decimals_are_written_in_plain_notation():
+    assert dumps_json([Decimal("1E+3"), Decimal("1E-8"), Decimal("0.00")]) == "[1000,0.00000001,0.00]"
