@@ -83,6 +83,16 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
+def any_redis(request: pytest.FixtureRequest) -> Iterator[fakeredis.FakeRedis | redis.Redis]:
+    """A fakeredis client, then the real Redis: Lua scripts and limiters run on both. Keys a test
+    writes to the real one must carry a unique prefix (``connection_name``)."""
+    if request.param == "fakeredis":
+        yield request.getfixturevalue("fake_redis")
+    else:
+        yield request.getfixturevalue("real_redis")
+
+
 @pytest.fixture
 def connection_name() -> str:
     """A connection name unique to this test, so Redis keys never collide between tests."""

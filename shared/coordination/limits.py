@@ -18,94 +18,17 @@ from typing import Any
 import redis
 
 from shared.coordination.identity import process_alive, this_process
+from shared.coordination.scripts import (
+    BUCKET_LUA,
+    COMPARE_AND_DELETE,
+    PAUSE_LUA,
+    SLOT_AND_PERMIT_LUA,
+    SLOT_LUA,
+)
 
 Sleep = Callable[[float], None]
 
-_NOW_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-"""
-
-# The bucket KEYS[1] (paused by KEYS[2]) refilled to ``now``: a paused bucket returns its pause;
-# else ``tokens`` holds what is there for ``req`` (ARGV[1..3]: rate, capacity, tokens wanted).
-_REFILL_LUA = """
-local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
-if paused > now then return tostring(paused - now) end
-local rate = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
-local req = tonumber(ARGV[3])
-local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(data[1])
-local ts = tonumber(data[2])
-if tokens == nil or ts == nil then tokens = cap; ts = now end
-tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
-"""
-
-_BUCKET_LUA = (
-    _NOW_LUA
-    + _REFILL_LUA
-    + """
-local wait = 0
-if tokens >= req then tokens = tokens - req else wait = (req - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
-return tostring(wait)
-"""
-)
-
-_PAUSE_LUA = (
-    _NOW_LUA
-    + """
-local untl = now + tonumber(ARGV[1])
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untl > cur then
-  redis.call('SET', KEYS[1], tostring(untl), 'EX', math.ceil(tonumber(ARGV[1])) + 1)
-end
-return tostring(math.max(untl, cur) - now)
-"""
-)
-
-_SLOT_LUA = (
-    _NOW_LUA
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 60)
-  return 1
-end
-return 0
-"""
-)
-
-# A slot and a permit at once (one round trip): the slot only if a permit is there too, and no
-# permit is spent without a slot. '-1': every slot is taken; '0': both taken; else the seconds
-# until a permit (the bucket is paused, or empty).
-# KEYS: the bucket, its pause, the slots; ARGV: rate, capacity, tokens, slot limit, lease, holder.
-_SLOT_AND_PERMIT_LUA = (
-    _NOW_LUA
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return '-1' end
-"""
-    + _REFILL_LUA
-    + """
-if tokens < req then return tostring((req - tokens) / rate) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - req), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[6])
-redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[5])) + 60)
-return '0'
-"""
-)
-
 REAP_EVERY = 1.0  # seconds of waiting for a slot or a lock between looks for holders that died
-
-# Delete a key only if it still holds the given value (a lock, a cached token): compare-and-delete.
-COMPARE_AND_DELETE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def holder_token() -> str:
@@ -183,8 +106,8 @@ class TokenBucket:
         self.rate = rate
         self.capacity = capacity
         self._sleep = sleep
-        self._take = client.register_script(_BUCKET_LUA)
-        self._pause = client.register_script(_PAUSE_LUA)
+        self._take = client.register_script(BUCKET_LUA)
+        self._pause = client.register_script(PAUSE_LUA)
 
     @classmethod
     def per_minute(cls, client: Any, key: str, limit: int, *, burst: float | None = None) -> TokenBucket:
@@ -248,8 +171,8 @@ class ConcurrencyLimiter:
         self.lease = lease
         self._poll = poll
         self._sleep = sleep
-        self._take = client.register_script(_SLOT_LUA)
-        self._take_with_permit = client.register_script(_SLOT_AND_PERMIT_LUA)
+        self._take = client.register_script(SLOT_LUA)
+        self._take_with_permit = client.register_script(SLOT_AND_PERMIT_LUA)
 
     def try_enter(self) -> str | None:
         token = holder_token()

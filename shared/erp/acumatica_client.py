@@ -30,13 +30,13 @@ from cryptography.fernet import Fernet
 from shared.backoff import Jitter, full_jitter
 from shared.connections import AcumaticaTarget
 from shared.coordination.limits import (
-    COMPARE_AND_DELETE,
     ConcurrencyLimiter,
     ThrottleTimeout,
     TokenBucket,
     holder_token,
     reap_key,
 )
+from shared.coordination.scripts import COMPARE_AND_DELETE
 from shared.erp import fence
 from shared.erp.acumatica_policy import Decision, NetworkError, RetryPolicy, decide, error_for
 from shared.erp.acumatica_session import Session, SessionManager

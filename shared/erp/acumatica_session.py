@@ -40,7 +40,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from redis.exceptions import LockError
 
 from shared.connections import AcumaticaTarget
-from shared.coordination.limits import COMPARE_AND_DELETE, acquire_lock
+from shared.coordination.limits import acquire_lock
+from shared.coordination.scripts import COMPARE_AND_DELETE, COMPARE_AND_EXPIRE, COMPARE_AND_SET
 from shared.erp.acumatica_wire import exception_text
 from shared.errors import AuthFailed, RateLimited, Transient
 
@@ -69,18 +70,6 @@ class NotRead:
 
 
 NOT_READ: Final = NotRead()
-
-_REPLACE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-  return 1
-end
-return 0
-"""
-_TOUCH_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-return 0
-"""
 
 # The client's sender: one throttled, audited request with network retries only.
 Send = Callable[[httpx.Request], httpx.Response]
@@ -192,8 +181,8 @@ class SessionManager:
         self._touched: dict[str, float] = {}
         self._last_loaded: Session | None = None  # the last session read from Redis, decrypted
         self._discard = redis.register_script(COMPARE_AND_DELETE)
-        self._replace = redis.register_script(_REPLACE_LUA)
-        self._touch = redis.register_script(_TOUCH_LUA)
+        self._replace = redis.register_script(COMPARE_AND_SET)
+        self._touch = redis.register_script(COMPARE_AND_EXPIRE)
         self.logins = 0  # sign-ins (cookie logins or token grants) this process made
 
     @property

@@ -31,7 +31,8 @@ from redis import Redis
 from redis.exceptions import LockError
 
 from shared.connections import ZuoraTarget
-from shared.coordination.limits import COMPARE_AND_DELETE, acquire_lock
+from shared.coordination.limits import acquire_lock
+from shared.coordination.scripts import COMPARE_AND_DELETE
 from shared.errors import AuthFailed
 
 log = logging.getLogger("ledgerbridge.zuora.auth")

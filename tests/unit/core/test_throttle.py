@@ -9,30 +9,36 @@ from shared.coordination.identity import machine
 from shared.coordination.limits import ConcurrencyLimiter, ThrottleTimeout, TokenBucket
 
 
-def test_token_bucket_admits_burst_then_asks_to_wait(fake_redis):
-    bucket = TokenBucket(fake_redis, "b", rate=1.0, capacity=3)
+@pytest.fixture
+def k(connection_name):
+    """Keys of this test only (the real Redis is shared): ``k("bucket")``."""
+    return lambda name: f"ledgerbridge:{connection_name}:{name}"
+
+
+def test_token_bucket_admits_burst_then_asks_to_wait(any_redis, k):
+    bucket = TokenBucket(any_redis, k("b"), rate=1.0, capacity=3)
     assert [bucket.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = bucket.try_acquire()
     assert 0.9 < wait <= 1.0
 
 
-def test_token_bucket_shared_between_clients_of_one_redis(fake_redis):
-    first = TokenBucket(fake_redis, "shared", rate=0.5, capacity=1)
-    second = TokenBucket(fake_redis, "shared", rate=0.5, capacity=1)
+def test_token_bucket_shared_between_clients_of_one_redis(any_redis, k):
+    first = TokenBucket(any_redis, k("shared"), rate=0.5, capacity=1)
+    second = TokenBucket(any_redis, k("shared"), rate=0.5, capacity=1)
     assert first.try_acquire() == 0.0
     assert second.try_acquire() > 1.5
 
 
-def test_token_bucket_pause_blocks_everyone_and_never_shortens(fake_redis):
-    bucket = TokenBucket(fake_redis, "p", rate=100.0, capacity=100)
+def test_token_bucket_pause_blocks_everyone_and_never_shortens(any_redis, k):
+    bucket = TokenBucket(any_redis, k("p"), rate=100.0, capacity=100)
     assert bucket.pause(5) == pytest.approx(5, abs=0.05)
     assert bucket.pause(1) == pytest.approx(5, abs=0.05)
     assert bucket.try_acquire() == pytest.approx(5, abs=0.05)
 
 
-def test_token_bucket_acquire_sleeps_then_raises_past_max_wait(fake_redis):
+def test_token_bucket_acquire_sleeps_then_raises_past_max_wait(any_redis, k):
     slept: list[float] = []
-    bucket = TokenBucket(fake_redis, "s", rate=1.0, capacity=1, sleep=slept.append)
+    bucket = TokenBucket(any_redis, k("s"), rate=1.0, capacity=1, sleep=slept.append)
     bucket.acquire()
     bucket.pause(60)
     with pytest.raises(ThrottleTimeout) as info:
@@ -41,14 +47,14 @@ def test_token_bucket_acquire_sleeps_then_raises_past_max_wait(fake_redis):
     assert slept == []
 
 
-def test_per_minute_bucket_rate_and_burst(fake_redis):
-    bucket = TokenBucket.per_minute(fake_redis, "m", 150, burst=1)
+def test_per_minute_bucket_rate_and_burst(any_redis, k):
+    bucket = TokenBucket.per_minute(any_redis, k("m"), 150, burst=1)
     assert bucket.rate == 2.5
     assert bucket.capacity == 1
 
 
-def test_concurrency_limiter_caps_holders_and_releases(fake_redis):
-    limiter = ConcurrencyLimiter(fake_redis, "c", limit=2, sleep=lambda _s: None)
+def test_concurrency_limiter_caps_holders_and_releases(any_redis, k):
+    limiter = ConcurrencyLimiter(any_redis, k("c"), limit=2, sleep=lambda _s: None)
     with limiter.slot(), limiter.slot():
         assert limiter.in_use() == 2
         assert limiter.try_enter() is None
@@ -57,9 +63,9 @@ def test_concurrency_limiter_caps_holders_and_releases(fake_redis):
     assert limiter.in_use() == 0
 
 
-def test_a_slot_with_a_permit_takes_both_or_neither(fake_redis):
-    bucket = TokenBucket(fake_redis, "both:bucket", rate=1.0, capacity=1)
-    limiter = ConcurrencyLimiter(fake_redis, "both:slots", limit=1)
+def test_a_slot_with_a_permit_takes_both_or_neither(any_redis, k):
+    bucket = TokenBucket(any_redis, k("both:bucket"), rate=1.0, capacity=1)
+    limiter = ConcurrencyLimiter(any_redis, k("both:slots"), limit=1)
     token, wait = limiter.try_enter_with(bucket)
     assert token is not None and wait == 0.0
     assert limiter.in_use() == 1
@@ -72,10 +78,10 @@ def test_a_slot_with_a_permit_takes_both_or_neither(fake_redis):
     assert limiter.in_use() == 0
 
 
-def test_a_slot_with_a_permit_waits_out_a_paused_bucket_then_gives_up_past_max_wait(fake_redis):
+def test_a_slot_with_a_permit_waits_out_a_paused_bucket_then_gives_up_past_max_wait(any_redis, k):
     slept: list[float] = []
-    bucket = TokenBucket(fake_redis, "paused:bucket", rate=100.0, capacity=100)
-    limiter = ConcurrencyLimiter(fake_redis, "paused:slots", limit=5, sleep=slept.append)
+    bucket = TokenBucket(any_redis, k("paused:bucket"), rate=100.0, capacity=100)
+    limiter = ConcurrencyLimiter(any_redis, k("paused:slots"), limit=5, sleep=slept.append)
     bucket.pause(60)
     with pytest.raises(ThrottleTimeout) as info, limiter.slot(max_wait=10, bucket=bucket):
         pass
@@ -83,24 +89,24 @@ def test_a_slot_with_a_permit_waits_out_a_paused_bucket_then_gives_up_past_max_w
     assert slept == [] and limiter.in_use() == 0
 
 
-def test_a_slot_with_a_permit_sleeps_for_the_permit_then_holds_the_slot(fake_redis):
-    bucket = TokenBucket(fake_redis, "sleepy:bucket", rate=1.0, capacity=1)
+def test_a_slot_with_a_permit_sleeps_for_the_permit_then_holds_the_slot(any_redis, k):
+    bucket = TokenBucket(any_redis, k("sleepy:bucket"), rate=1.0, capacity=1)
     assert bucket.try_acquire() == 0.0  # the one permit is gone
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
-        fake_redis.hset("sleepy:bucket", "tokens", "1")  # the bucket refills while we sleep
+        any_redis.hset(k("sleepy:bucket"), "tokens", "1")  # the bucket refills while we sleep
 
-    limiter = ConcurrencyLimiter(fake_redis, "sleepy:slots", limit=2, sleep=sleep)
+    limiter = ConcurrencyLimiter(any_redis, k("sleepy:slots"), limit=2, sleep=sleep)
     with limiter.slot(max_wait=5, bucket=bucket) as waited:
         assert limiter.in_use() == 1
     assert len(slept) == 1 and 0.9 < slept[0] <= 1.0 and waited == slept[0]
     assert limiter.in_use() == 0
 
 
-def test_concurrency_limiter_lease_expires_for_dead_holders(fake_redis):
-    limiter = ConcurrencyLimiter(fake_redis, "lease", limit=1, lease=-1)
+def test_concurrency_limiter_lease_expires_for_dead_holders(any_redis, k):
+    limiter = ConcurrencyLimiter(any_redis, k("lease"), limit=1, lease=-1)
     assert limiter.try_enter() is not None
     assert limiter.try_enter() is not None  # the first lease is already expired
 
@@ -133,13 +139,13 @@ def _dead_process() -> tuple[int, float]:
     return proc.pid, started
 
 
-def test_a_waiter_frees_the_slots_of_dead_processes_on_its_host_at_once(fake_redis):
+def test_a_waiter_frees_the_slots_of_dead_processes_on_its_host_at_once(any_redis, k):
 
-    limiter = ConcurrencyLimiter(fake_redis, "dead", limit=2, lease=600.0, sleep=lambda seconds: None)
+    limiter = ConcurrencyLimiter(any_redis, k("dead"), limit=2, lease=600.0, sleep=lambda seconds: None)
     pid, started = _dead_process()
     host = machine()
     far = 10**10  # leases that would otherwise hold for centuries
-    fake_redis.zadd("dead", {f"{host}|{pid}|{started}|a": far, f"{host}|{pid}|{started}|b": far})
+    any_redis.zadd(k("dead"), {f"{host}|{pid}|{started}|a": far, f"{host}|{pid}|{started}|b": far})
 
     with limiter.slot(max_wait=30.0) as waited:  # both slots were a killed worker's
         # Freed after one second of waiting (shorter waits are ordinary contention), not 600 s.
@@ -147,16 +153,16 @@ def test_a_waiter_frees_the_slots_of_dead_processes_on_its_host_at_once(fake_red
         assert limiter.in_use() == 1
 
 
-def test_slots_of_live_processes_and_of_other_hosts_are_kept(fake_redis):
+def test_slots_of_live_processes_and_of_other_hosts_are_kept(any_redis, k):
     import os
 
     import psutil
 
-    limiter = ConcurrencyLimiter(fake_redis, "alive", limit=2, lease=600.0)
+    limiter = ConcurrencyLimiter(any_redis, k("alive"), limit=2, lease=600.0)
     pid, started = _dead_process()
     me = f"{machine()}|{os.getpid()}|{psutil.Process().create_time()}|x"
     elsewhere = f"another-host|{pid}|{started}|y"  # cannot be checked from here
-    fake_redis.zadd("alive", {me: 10**10, elsewhere: 10**10, "an-old-token-format": 10**10})
+    any_redis.zadd(k("alive"), {me: 10**10, elsewhere: 10**10, "an-old-token-format": 10**10})
 
     assert limiter.reap() == 0
     assert limiter.in_use() == 3
@@ -164,33 +170,33 @@ def test_slots_of_live_processes_and_of_other_hosts_are_kept(fake_redis):
         pass
 
 
-def test_a_lock_left_by_a_dead_process_of_this_host_is_broken_at_once(fake_redis):
+def test_a_lock_left_by_a_dead_process_of_this_host_is_broken_at_once(any_redis, k):
     import time
 
     from shared.coordination.limits import acquire_lock
 
     pid, started = _dead_process()
-    fake_redis.set("signin", f"{machine()}|{pid}|{started}|n", px=600_000)
-    lock = fake_redis.lock("signin", timeout=60)
+    any_redis.set(k("signin"), f"{machine()}|{pid}|{started}|n", px=600_000)
+    lock = any_redis.lock(k("signin"), timeout=60)
 
     begun = time.monotonic()
-    assert acquire_lock(lock, fake_redis, "signin", wait=30.0)
+    assert acquire_lock(lock, any_redis, k("signin"), wait=30.0)
     assert time.monotonic() - begun < 5.0  # not the lock's remaining 600 s
-    assert fake_redis.get("signin").decode().split("|")[1] == str(os.getpid())
+    assert any_redis.get(k("signin")).decode().split("|")[1] == str(os.getpid())
     lock.release()
 
 
-def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(fake_redis):
+def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(any_redis, k):
 
     from shared.coordination.limits import acquire_lock, holder_token, reap_key
 
     pid, started = _dead_process()
-    fake_redis.set("mine", holder_token(), px=600_000)
-    fake_redis.set("theirs", f"other-host|{pid}|{started}|n", px=600_000)
+    any_redis.set(k("mine"), holder_token(), px=600_000)
+    any_redis.set(k("theirs"), f"other-host|{pid}|{started}|n", px=600_000)
 
-    assert not reap_key(fake_redis, "mine") and not reap_key(fake_redis, "theirs")
-    assert not acquire_lock(fake_redis.lock("mine", timeout=60), fake_redis, "mine", wait=0.1)
-    assert not acquire_lock(fake_redis.lock("theirs", timeout=60), fake_redis, "theirs", wait=0.1)
+    assert not reap_key(any_redis, k("mine")) and not reap_key(any_redis, k("theirs"))
+    assert not acquire_lock(any_redis.lock(k("mine"), timeout=60), any_redis, k("mine"), wait=0.1)
+    assert not acquire_lock(any_redis.lock(k("theirs"), timeout=60), any_redis, k("theirs"), wait=0.1)
     assert machine() != "other-host"
 
 
