@@ -58,7 +58,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     import httpx
 
-    from cli.demo import Stack
+    from cli.demo_stack import Stack
 
 
 SCENARIOS = ("backlog", "licence", "memory", "push", "close")
@@ -77,11 +77,11 @@ class BenchError(RuntimeError):
 
 
 class _Demo:
-    """``cli.demo`` (which imports the sandboxes), loaded on first use so that registering the
-    command costs the ``ledgerbridge`` CLI nothing at start-up."""
+    """``cli.demo_stack`` (the demo's processes and their environment), loaded on first use so
+    that importing the benchmark loads none of the demo's machinery."""
 
     def __getattr__(self, name: str) -> Any:
-        from cli import demo as module
+        from cli import demo_stack as module
 
         return getattr(module, name)
 

@@ -17,7 +17,6 @@ workers; marking the posted records transferred is handed to the workers.
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 from collections import Counter
 from collections.abc import Sequence
@@ -29,9 +28,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import ConnectionOpt
+from cli.output import fail, field_table, out, print_json, table, usage_errors
 from shared.errors import ApiError
-from shared.ledger.errors import LedgerError
-from shared.settings import SettingsError
 
 if TYPE_CHECKING:
     from shared.item_level.context import ItemContext
@@ -42,19 +41,6 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     """Add ``replay`` to the ``ledgerbridge`` command."""
     app.command("replay")(replay)
-
-
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    _err().print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(code)
 
 
 def who(reason: str | None = None) -> str:
@@ -89,20 +75,18 @@ def _diff_text(diff: str) -> Text:
 def print_preview(console: Console, item: Preview) -> None:
     """One record's dry run: where it is, the exact ERP request, the diff, what a replay would do."""
     rec = item.record
-    head = Table(
-        title=escape(f"{rec.object_type} {rec.zuora_number or rec.zuora_id}"), show_header=False, box=None
-    )
-    head.add_column("field", style="bold")
-    head.add_column("value", overflow="fold")
-    for key, value in (
+    fields = (
         ("zuora id", rec.zuora_id),
         ("state", rec.state),
         ("erp ref", rec.erp_ref or ""),
         ("last error", rec.last_error or ""),
         ("re-fetched", "yes, from Zuora" if item.fetched else "no (the ledger's copy)"),
-    ):
-        head.add_row(key, escape(value))
-    console.print(head)
+    )
+    console.print(
+        field_table(
+            fields, title=escape(f"{rec.object_type} {rec.zuora_number or rec.zuora_id}"), centred=True
+        )
+    )
     for note in item.notes:
         console.print(Text(f"note: {note}", style="yellow"))
     if item.problem:
@@ -122,12 +106,10 @@ def print_preview(console: Console, item: Preview) -> None:
 
 
 def _results_table(results: Sequence[ReplayResult]) -> Table:
-    table = Table(title="replay", title_justify="left")
-    for column in ("record", "before", "after", "outcome", "erp ref", "detail"):
-        table.add_column(column, overflow="fold")
+    report = table("replay", ("record", "before", "after", "outcome", "erp ref", "detail"), overflow=True)
     for r in results:
         style = "" if r.ok else "bold red"
-        table.add_row(
+        report.add_row(
             escape(r.label),
             r.before,
             r.after,
@@ -135,7 +117,7 @@ def _results_table(results: Sequence[ReplayResult]) -> Table:
             escape(r.erp_ref or ""),
             escape(r.detail or ""),
         )
-    return table
+    return report
 
 
 def print_results(console: Console, results: Sequence[ReplayResult]) -> None:
@@ -161,11 +143,9 @@ def run_previews(
 
     previews = preview_many(ctx, records, force=force)
     if as_json:
-        console.print_json(
-            json.dumps(
-                {"connection": ctx.connection, "dry_run": True, "records": [p.as_dict() for p in previews]},
-                default=str,
-            )
+        print_json(
+            {"connection": ctx.connection, "dry_run": True, "records": [p.as_dict() for p in previews]},
+            console,
         )
     else:
         for item in previews:
@@ -194,11 +174,9 @@ def run_replay(
 
     results = replay_records(ctx, records, force=force, reason=reason)
     if as_json:
-        console.print_json(
-            json.dumps(
-                {"connection": ctx.connection, "dry_run": False, "results": [r.as_dict() for r in results]},
-                default=str,
-            )
+        print_json(
+            {"connection": ctx.connection, "dry_run": False, "results": [r.as_dict() for r in results]},
+            console,
         )
     else:
         print_results(console, results)
@@ -216,19 +194,19 @@ def select_records(
         try:
             chosen = [get_stream(s) for s in streams] if streams else None
         except UnknownStream as exc:
-            raise _fail(str(exc), 2) from None
+            raise fail(str(exc), 2) from None
         return failed_records(ctx.ledger, ctx.connection, chosen)
     assert record is not None
     found = resolve(ctx.ledger, ctx.connection, record)
     if not found:
-        raise _fail(
+        raise fail(
             f"nothing in the ledger for {record!r} on connection {ctx.connection} (tried Zuora id, number, "
             "ERP reference and <object_type>:<zuora id>)",
             1,
         )
     if len(found) > 1:
         names = ", ".join(f"{r.subject} ({r.state})" for r in found)
-        raise _fail(
+        raise fail(
             f"{record!r} matches {len(found)} records: {names}; name one as <object_type>:<zuora id>", 2
         )
     return found
@@ -267,10 +245,7 @@ def replay(  # noqa: PLR0917 - typer turns each parameter into an argument or op
         str | None, typer.Option("--reason", help="Why (goes into each record's timeline).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    connection: Annotated[
-        str | None,
-        typer.Option("--connection", "-c", help="Connection name (default: LEDGERBRIDGE_CONNECTION)."),
-    ] = None,
+    connection: ConnectionOpt = None,
 ) -> None:
     """Re-drive a record through the posting path: re-fetched from Zuora, mapped with the current
     mapping file, posted once.
@@ -286,30 +261,29 @@ def replay(  # noqa: PLR0917 - typer turns each parameter into an argument or op
     from worker.wiring import item_context
 
     if (record is None) == (not failed):
-        raise _fail("give a RECORD or --failed (not both)", 2)
+        raise fail("give a RECORD or --failed (not both)", 2)
     if stream and not failed:
-        raise _fail("--stream goes with --failed", 2)
+        raise fail("--stream goes with --failed", 2)
     if force and failed:
-        raise _fail("--force re-posts posted records one at a time: name the RECORD", 2)
-    console = _out()
+        raise fail("--force re-posts posted records one at a time: name the RECORD", 2)
+    console = out()
     try:
-        check_up_to_date(ports.settings().database_url)
-        ctx = item_context(connection)
-        records = select_records(ctx, record, failed, stream)
-        if failed and not records:
-            console.print(f"no failed or parked records on connection {ctx.connection}")
-            _hint_journal_entries(ctx, console)
-            raise typer.Exit(0)
-        if dry_run:
-            code = run_previews(ctx, records, console, force=force, as_json=as_json)
-        else:
-            code = run_replay(ctx, records, console, force=force, as_json=as_json, reason=who(reason))
-        if failed and not as_json:
-            _hint_journal_entries(ctx, console)
-    except (SettingsError, LedgerError) as exc:
-        raise _fail(str(exc), 2) from None
+        with usage_errors():
+            check_up_to_date(ports.settings().database_url)
+            ctx = item_context(connection)
+            records = select_records(ctx, record, failed, stream)
+            if failed and not records:
+                console.print(f"no failed or parked records on connection {ctx.connection}")
+                _hint_journal_entries(ctx, console)
+                raise typer.Exit(0)
+            if dry_run:
+                code = run_previews(ctx, records, console, force=force, as_json=as_json)
+            else:
+                code = run_replay(ctx, records, console, force=force, as_json=as_json, reason=who(reason))
+            if failed and not as_json:
+                _hint_journal_entries(ctx, console)
     except ApiError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     finally:
         ports.close_all()  # logs out of the ERP session this command signed in
     raise typer.Exit(code)
@@ -323,6 +297,5 @@ def _hint_journal_entries(ctx: Any, console: Console) -> None:
     if entries:
         console.print(
             f"{len(entries)} journal entries are failed or parked; re-run their close to re-drive them: "
-            + ", ".join(f'`ledgerbridge close "{p}"`' for p in periods),
-            highlight=False,
+            + ", ".join(f'`ledgerbridge close "{p}"`' for p in periods)
         )

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli import admin as cli_admin
 from sandbox.acumatica import DEFAULT_CLIENT_ID as ACU_CLIENT_ID
 from sandbox.acumatica import DEFAULT_CLIENT_SECRET as ACU_CLIENT_SECRET
 from sandbox.acumatica import DEFAULT_PASSWORD, DEFAULT_TENANT, DEFAULT_USERNAME, AcumaticaBackend
 from sandbox.acumatica import create_app as create_acumatica_app
 from sandbox.server import ThreadedServer
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from shared import connection_probe
 from shared.erp.acumatica_session import session_key
 from shared.zuora.auth import token_key
 from tests.unit.cli_admin.support import Cli, make_cli
@@ -47,7 +47,7 @@ def cli(tmp_path, redis_url) -> Cli:
 def probe_namespace(monkeypatch) -> str:
     """Pin the probe's throwaway Redis namespace so the test can look for leftovers."""
     fixed = uuid.uuid4()
-    monkeypatch.setattr(cli_admin, "uuid", types.SimpleNamespace(uuid4=lambda: fixed))
+    monkeypatch.setattr(connection_probe, "uuid", types.SimpleNamespace(uuid4=lambda: fixed))
     return f"lbprobe-{fixed.hex}"
 
 

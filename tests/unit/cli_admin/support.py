@@ -1,6 +1,7 @@
-"""A CliRunner harness for the admin commands: a migrated SQLite ledger, an encryption key and a
-clean ``LEDGERBRIDGE_*`` environment per test, and the process-wide clients reset around every
-invocation (each one builds its settings from the environment it is given)."""
+"""A CliRunner harness for the admin commands (connection, secrets, explain) as the ``ledgerbridge``
+command serves them: a migrated SQLite ledger, an encryption key and a clean ``LEDGERBRIDGE_*``
+environment per test, and the process-wide clients reset around every invocation (each one builds
+its settings from the environment it is given)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,15 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import typer
 from click.testing import Result
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
-from cli.admin import register
+from cli.main import app
 from shared import ports
 from shared.ledger.migrate import upgrade
 from shared.ledger.repo import Ledger
 from shared.ledger.secrets import SecretBox
-
-
-def build_app() -> typer.Typer:
-    """The admin commands registered the way worker/cli.py registers them."""
-    app = typer.Typer(no_args_is_help=True)
-    secrets_app = typer.Typer(no_args_is_help=True)
-    app.add_typer(secrets_app, name="secrets")
-    register(app, secrets_app)
-    return app
-
-
-APP = build_app()
 
 
 @dataclass
@@ -62,7 +50,7 @@ class Cli:
     def __call__(self, *args: str, input: str | None = None, **env: str | None) -> Result:
         ports.reset_for_tests()
         try:
-            return CliRunner().invoke(APP, list(args), input=input, env=self.env(**env))
+            return CliRunner().invoke(app, list(args), input=input, env=self.env(**env))
         finally:
             ports.reset_for_tests()
 

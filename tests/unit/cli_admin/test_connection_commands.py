@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from cli.admin import Check, probe_export_dir
+from shared.connection_probe import Check, probe_export_dir
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
 from shared.ledger.errors import SecretKeyError
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from cli.item_level import format_lag, lag_seconds
 from cli.main import app
+from cli.sync import format_lag, lag_seconds
 from shared import ports
 from shared.ledger.repo import Ledger
 

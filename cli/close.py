@@ -1,0 +1,269 @@
+"""``ledgerbridge close`` and ``ledgerbridge close-status``: the summary-GL close of a period.
+
+The close runs in the workers (``worker.tasks.close``); these commands start it and show a close
+run's steps, progress and outcome. Exit codes: 0 done, 1 needs a person, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import ConnectionOpt
+from cli.output import err, fail, out, stored_time, table
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``close`` and ``close-status`` to the ``ledgerbridge`` command."""
+    app.command("close")(close)
+    app.command("close-status")(close_status)
+
+
+STEP_TITLES = {
+    "lookup": "look up the period",
+    "trial_balance": "trial balance",
+    "close_period": "close the period",
+    "journal_run": "journal run",
+    "fetch": "fetch journal entries",
+    "check": "check entries",
+    "post": "post to the ERP",
+    "mark": "mark transferred",
+    "verify": "verify",
+    "reconcile": "reconcile",
+    "discard": "cancel the dry run's journal run",
+}
+STATE_MARKS = {
+    "done": "[green]✓[/]",
+    "skipped": "[dim]-[/]",
+    "running": "[yellow]…[/]",
+    "stopped": "[bold red]✗[/]",
+    "pending": "[dim]·[/]",
+}
+
+
+def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
+    """One line about a step of a close run, from what the step recorded."""
+    polls = f" ({st['polls']} polls)" if st.get("polls") else ""
+    if st.get("stopped"):
+        return "stopped (see below)"
+    if step == "lookup":
+        return f"{st['period_id']} ({st.get('status')})" if st.get("period_id") else ""
+    if step in ("trial_balance", "close_period"):
+        if st.get("skipped"):
+            return str(st["skipped"])
+        if st.get("done_at"):
+            if step == "close_period":
+                return "closed, trial balance completed"
+            return "completed" + polls if st.get("ours") else "already completed before this close"
+        return f"waiting{polls}" if st.get("requested") or st.get("polls") else ""
+    if step == "journal_run":
+        number = st.get("number") or ""
+        return f"{number} {st.get('status') or ('waiting' + polls if number else '')}".strip()
+    if step == "fetch":
+        return f"{st['count']} entries in {st['pages']} page(s)" if "count" in st else ""
+    if step == "check" and "entries" in st:
+        bad, skipped = len(st.get("bad") or {}), len(st.get("skipped") or {})
+        return f"{st['entries'] - bad - skipped} ok, {skipped} skipped, {bad} with problems"
+    if step == "post" and prog.entries:
+        doubt = f", {prog.in_doubt} in doubt" if prog.in_doubt else ""
+        return f"{prog.posted}/{prog.entries} posted{doubt}"
+    if step == "mark" and prog.entries:
+        return f"{prog.marked}/{prog.entries} marked transferredToAccounting=Yes"
+    if step == "verify" and st.get("done_at"):
+        return f"{st.get('entries', 0)} entries Yes in Zuora, each with an ERP reference"
+    if step == "reconcile" and st.get("done_at"):
+        return f"{len(st.get('lines') or [])} account lines match to the cent"
+    if step == "discard" and st.get("done_at"):
+        return f"journal run {st.get('cancelled')} cancelled" if st.get("cancelled") else "nothing to cancel"
+    return ""
+
+
+def _close_table(run: Any) -> Table:
+    """The step list of a close run with each step's state and progress."""
+    from shared import ports, summary_gl
+
+    prog = summary_gl.progress(ports.ledger(), run)
+    steps = summary_gl.steps_of(run)
+    current = steps.index(run.step) if run.step in steps else len(steps)
+    kind = "dry run" if run.dry_run else "close"
+    steps_table = Table(
+        title=escape(f"{kind} {run.id}: {run.period_name} ({run.connection}) - {run.status}"),
+        title_justify="left",
+    )
+    steps_table.add_column("", width=1)
+    steps_table.add_column("step")
+    steps_table.add_column("detail")
+    for index, step in enumerate(steps):
+        st = dict(run.details.get(step) or {})
+        if index < current:
+            state = "done" if st.get("done_at") else "skipped"
+        elif index == current:
+            state = "stopped" if run.status in ("needs_attention", "failed") else "running"
+        else:
+            state = "pending"
+        steps_table.add_row(
+            STATE_MARKS[state], STEP_TITLES.get(step, step), escape(_step_detail(step, st, run, prog))
+        )
+    return steps_table
+
+
+def _preview_table(run: Any) -> Table:
+    """The journal-entry lines a dry run would post."""
+    check = dict(run.details.get("check") or {})
+    preview = table(
+        "would be posted",
+        ("entry", "currency", "account", "subaccount", "debit", "credit", "line"),
+        right=("debit", "credit"),
+    )
+    for item in check.get("preview") or []:
+        for line in item["lines"]:
+            cells = (
+                item["number"],
+                item["currency"],
+                line["account"],
+                line.get("subaccount") or "",
+                str(line["debit"]) if line["debit"] else "",
+                str(line["credit"]) if line["credit"] else "",
+                line.get("description") or "",
+            )
+            preview.add_row(*(escape(str(c)) for c in cells))
+    return preview
+
+
+def _show_outcome(run: Any) -> int:
+    """Print how a close run ended; returns the exit code (0 done, 1 needs a person)."""
+    console, errors = out(), err()
+    if run.status == "done":
+        console.print(
+            f"[green]done:[/] close run {run.id} of {escape(repr(run.period_name))} posted, marked and reconciled",
+            highlight=True,
+        )
+        return 0
+    if run.status == "dry_run":
+        check = dict(run.details.get("check") or {})
+        console.print(_preview_table(run))
+        for currency, totals in sorted((check.get("totals") or {}).items()):
+            console.print(f"total {currency}: debit {totals['debit']}  credit {totals['credit']}")
+        skipped = check.get("skipped") or {}
+        for number, reason in sorted(skipped.items()):
+            console.print(escape(f"skipped {number}: {reason}"))
+        bad = check.get("bad") or {}
+        for number, reasons in sorted(bad.items()):
+            errors.print(f"[bold red]would be parked:[/] {escape(number + ': ' + ' / '.join(reasons))}")
+        console.print(
+            f"dry run {run.id}: nothing was posted or marked; the dry run's journal run was cancelled",
+            highlight=True,
+        )
+        return 1 if bad else 0
+    if run.status in ("needs_attention", "failed"):
+        errors.print(f"[bold red]needs attention:[/] {escape(str(run.error))}")
+        differences = dict(run.details.get("reconcile") or {}).get("differences") or []
+        if differences:
+            shown = table("differences", differences[0])
+            for line in differences:
+                shown.add_row(*(escape(str(v)) for v in line.values()))
+            errors.print(shown)
+        return 1
+    errors.print(f"close run {run.id} is still {run.status} at step {run.step}", highlight=True)
+    return 1
+
+
+def _follow(run_id: int, timeout: float) -> Any:
+    """Show the step list live until the run stops running (or ``timeout`` seconds, 0 = none)."""
+    import time
+
+    from rich.live import Live
+
+    from shared import ports
+
+    console = out()
+    ledger = ports.ledger()
+    run = ledger.get_close_run(run_id)
+    started = time.monotonic()
+    with Live(_close_table(run), console=console, refresh_per_second=4, transient=False) as live:
+        while run.status == "running":
+            if timeout and time.monotonic() - started > timeout:
+                break
+            time.sleep(0.5)
+            run = ledger.get_close_run(run_id)
+            live.update(_close_table(run))
+    if not console.is_terminal:
+        console.line()  # Live leaves no newline after its last render when output is not a terminal
+    return run
+
+
+def close(  # noqa: PLR0917 - typer turns each parameter into an argument or option
+    period: Annotated[str, typer.Argument(help='Accounting period name, e.g. "December 2024" or "Dec\'16".')],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the close live until it ends.")] = False,
+    allow_closed: Annotated[
+        bool, typer.Option("--allow-closed", help="Run the journal run even if the period is already Closed.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Stop after checking the entries and print what would be posted."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="With --wait: give up watching after this many seconds.")
+    ] = 0.0,
+    connection: ConnectionOpt = None,
+) -> None:
+    """Close a Zuora accounting period end to end: trial balance, close, journal run, post each
+    summary journal entry to the ERP once, mark it transferred, verify and reconcile.
+
+    Prints the close run id. A close of a period that is already being closed attaches to it.
+    Exit codes with --wait (or --dry-run, which always waits): 0 done, 1 needs a person."""
+    from shared import ports
+    from worker.tasks.close import start_close
+
+    if not period.strip():
+        raise fail("the period name must not be empty", 2)
+    conn = ports.connection(connection)
+    started = start_close(conn.name, period, allow_closed=allow_closed, dry_run=dry_run)
+    kind = "dry run" if dry_run else "close run"
+    out().print(escape(f"{kind} {started.run.id} {started.action} for {period!r} on {conn.name}"))
+    if not (wait or dry_run):
+        return
+    run = _follow(started.run.id or 0, timeout)
+    raise typer.Exit(_show_outcome(run))
+
+
+def close_status(
+    run_id: Annotated[int | None, typer.Argument(help="A close run id; without it, the latest runs.")] = None,
+    connection: ConnectionOpt = None,
+) -> None:
+    """Show a close run (its steps, progress, problems), or list the connection's latest runs.
+    Exit code 1 when the run needs a person."""
+    from shared import ports
+    from shared.ledger.errors import RecordNotFound
+
+    ledger = ports.ledger()
+    if run_id is None:
+        name = connection or ports.settings().connection
+        runs = table(
+            f"close runs of {name}",
+            ("id", "period", "kind", "status", "step", "journal run", "started", "finished"),
+        )
+        for run in ledger.latest_close_runs(name):
+            runs.add_row(
+                str(run.id),
+                escape(run.period_name),
+                "dry run" if run.dry_run else "close",
+                run.status,
+                run.step,
+                run.journal_run_number or "",
+                stored_time(run.created_at),
+                stored_time(run.finished_at),
+            )
+        out().print(runs)
+        return
+    try:
+        run = ledger.get_close_run(run_id)
+    except RecordNotFound:
+        raise fail(f"there is no close run {run_id}", 2) from None
+    out().print(_close_table(run))
+    if run.status == "running":
+        return
+    raise typer.Exit(_show_outcome(run))
