@@ -18,6 +18,7 @@ from redis import Redis
 
 from shared.backoff import Jitter, full_jitter
 from shared.connections import ZuoraTarget
+from shared.coordination.limits import Sleep
 from shared.exchange import AuditHook
 from shared.zuora.accounting_codes import AccountingCodes
 from shared.zuora.actions import Actions
@@ -27,8 +28,10 @@ from shared.zuora.object_query import ObjectQueries
 from shared.zuora.paging import PageLimits
 from shared.zuora.periods import AccountingPeriods
 from shared.zuora.retry import RetryPolicy
+from shared.zuora.throttle import RedisThrottle, Throttle
 from shared.zuora.transfers import Transfers
-from shared.zuora.transport import Clock, RateLimitSnapshot, RedisThrottle, Sleep, Throttle, ZuoraTransport
+from shared.zuora.transport import Clock, ZuoraTransport
+from shared.zuora.wire import RateLimitSnapshot
 from shared.zuora.zoql import Zoql
 
 

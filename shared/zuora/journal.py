@@ -18,7 +18,8 @@ from typing import Any, Literal
 from shared.zuora.paging import REFERENCE_LIMITS
 from shared.zuora.records import optional_date, optional_datetime, to_decimal
 from shared.zuora.transfers import TRANSFERRED_VALUES
-from shared.zuora.transport import IdempotencyKey, ZuoraTransport, required, segment
+from shared.zuora.transport import IdempotencyKey, ZuoraTransport, required
+from shared.zuora.wire import segment
 
 JournalRunStatus = Literal[
     "Pending", "Processing", "Completed", "Error", "CancelInprogress", "Cancelled", "DeleteInprogress"

@@ -22,7 +22,8 @@ from typing import Any
 
 from shared.errors import Rejected
 from shared.zuora.paging import REFERENCE_LIMITS, Pager
-from shared.zuora.transport import Params, ZuoraTransport, segment
+from shared.zuora.transport import Params, ZuoraTransport
+from shared.zuora.wire import segment
 
 # The objects the sync reads (section 9.1) and the few it may expand into on its own.
 OBJECTS = frozenset(

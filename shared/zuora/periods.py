@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from shared.zuora.paging import REFERENCE_LIMITS
 from shared.zuora.records import optional_date, optional_datetime
-from shared.zuora.transport import ZuoraTransport, segment
+from shared.zuora.transport import ZuoraTransport
+from shared.zuora.wire import segment
 from shared.zuora.zoql import Zoql, accounting_period_by_name
 
 PeriodStatus = Literal["Open", "PendingClose", "Closed"]

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from shared.errors import Reason, Rejected, Transient
 from shared.zuora.actions import RowResult
-from shared.zuora.transport import ZuoraTransport, segment
+from shared.zuora.transport import ZuoraTransport
+from shared.zuora.wire import segment
 
 TransferredValue = Literal["Processing", "Yes", "No", "Error", "Ignore"]
 TRANSFERRED_VALUES = frozenset({"Processing", "Yes", "No", "Error", "Ignore"})

@@ -11,12 +11,10 @@ import pytest
 
 from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Rejected, Transient
 from shared.exchange import audit_subject
-from shared.zuora.transport import (
-    ZUORA_VERSION,
-    dumps,
+from shared.zuora.transport import ZUORA_VERSION, dumps, loads
+from shared.zuora.wire import (
     error_category,
     error_class,
-    loads,
     make_idempotency_key,
     make_track_id,
     parse_rate_limits,
