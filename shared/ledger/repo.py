@@ -8,37 +8,32 @@ inside it, so the caller decides what commits together. Returned rows are detach
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget, acumatica_settings
-from shared.exchange import Exchange, current_subject
+from shared.ledger.audit_trail import AuditTrail
+from shared.ledger.connection_store import ConnectionStore
 from shared.ledger.db import insert_ignoring_conflict, make_engine, session_scope
-from shared.ledger.errors import ConnectionExists, RecordNotFound, UnknownConnection
+from shared.ledger.errors import RecordNotFound
 from shared.ledger.models import (
     OPEN_CLOSE_STATUSES,
-    AuditEvent,
-    AuditKind,
     CalloutNotification,
     CalloutState,
     CloseRun,
     CloseStatus,
-    ConnectionRow,
     StreamMark,
     SyncRecord,
     metadata,
     utcnow,
 )
-from shared.ledger.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +49,10 @@ _FINISHED_CLOSE_STATUSES = frozenset(
 )
 
 
-class Ledger:
-    """The ledger over one engine. Thread-safe: every method opens its own session."""
+class Ledger(AuditTrail, ConnectionStore):
+    """The ledger over one engine. Thread-safe: every method opens its own session. The audit trail
+    (:class:`AuditTrail`) and the stored connections (:class:`ConnectionStore`) are parts of it kept
+    in modules of their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -72,103 +69,6 @@ class Ledger:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # -- audit -------------------------------------------------------------------------------
-
-    def record_exchange(self, exchange: Exchange) -> None:
-        """The API clients' audit hook: store one (already redacted) HTTP exchange. Never raises."""
-        self.record_exchanges([exchange])
-
-    def record_exchanges(self, exchanges: Iterable[Exchange]) -> None:
-        """Store these (already redacted) HTTP exchanges in one transaction. Never raises."""
-        subject = current_subject.get()
-        now = utcnow()
-        # Plain rows through Core: an append-only table needs no unit of work, and a busy worker
-        # writes thousands of these a minute.
-        rows = [
-            {
-                "at": exchange.at or now,
-                "connection": exchange.connection,
-                "kind": AuditKind.HTTP.value,
-                "subject": exchange.subject or subject,
-                "api": exchange.api,
-                "method": exchange.method,
-                "url": exchange.url,
-                "status": exchange.status,
-                "duration_ms": exchange.duration_ms,
-                "request_id": exchange.request_id,
-                "attempt": exchange.attempt,
-                "request_headers": dict(exchange.request_headers),
-                "request_body": exchange.request_body,
-                "response_headers": dict(exchange.response_headers),
-                "response_body": exchange.response_body,
-                "message": exchange.error,
-            }
-            for exchange in exchanges
-        ]
-        if not rows:
-            return
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(sa.insert(metadata.tables["audit_event"]), rows)
-        except Exception:
-            # The hook runs inside an API call whose effect (an ERP document, a Zuora update) may
-            # already have happened; raising here would make the flow treat a success as a
-            # failure. A lost audit line costs less: log it loudly and carry on.
-            first = rows[0]
-            logger.exception(
-                "could not write %d audit event(s)",
-                len(rows),
-                extra={"api": first["api"], "method": first["method"], "url": first["url"]},
-            )
-
-    def note(self, subject: str | None, message: str, connection: str | None = None) -> None:
-        """Add a free-text note to ``subject``'s timeline (who replayed it, why a close stopped ...)."""
-        with session_scope(self.engine) as session:
-            session.add(
-                AuditEvent(
-                    at=utcnow(),
-                    connection=connection,
-                    kind=AuditKind.NOTE.value,
-                    subject=subject,
-                    message=message,
-                )
-            )
-
-    def timeline(self, subject: str, *, limit: int | None = None) -> list[AuditEvent]:
-        """Everything that happened to ``subject`` (exchanges, transitions, notes), oldest first."""
-        with session_scope(self.engine) as session:
-            query = (
-                select(AuditEvent)
-                .where(AuditEvent.subject == subject)
-                .order_by(col(AuditEvent.at), col(AuditEvent.id))
-            )
-            if limit is not None:
-                query = query.limit(limit)
-            return list(session.exec(query).all())
-
-    def prune_audit(self, older_than: datetime, *, batch_size: int = 10_000) -> int:
-        """Delete audit events from before ``older_than``; returns how many. Works in batches, each
-        its own short transaction, so a large prune never holds long locks."""
-        total = 0
-        while True:
-            with session_scope(self.engine) as session:
-                batch = (
-                    select(AuditEvent.id)
-                    .where(AuditEvent.at < older_than)
-                    .order_by(col(AuditEvent.id))
-                    .limit(batch_size)
-                    .scalar_subquery()
-                )
-                result = session.execute(
-                    sa.delete(AuditEvent)
-                    .where(col(AuditEvent.id).in_(batch))
-                    .execution_options(synchronize_session=False)
-                )
-                deleted = int(getattr(result, "rowcount", 0) or 0)
-            total += deleted
-            if deleted < batch_size:
-                return total
 
     # -- stream marks ------------------------------------------------------------------------
 
@@ -494,151 +394,3 @@ class Ledger:
                     )
                     missing = sorted(set(ids) - found)
                     raise RecordNotFound(f"no callout notification with id {', '.join(map(str, missing))}")
-
-    # -- connections -------------------------------------------------------------------------
-
-    def add_connection(self, conn: Connection, box: SecretBox, *, replace: bool = False) -> ConnectionRow:
-        """Store ``conn`` with its secrets encrypted by ``box``; :class:`ConnectionExists` if the
-        name is taken (unless ``replace``)."""
-        config, secrets = _split_connection(conn)
-        token = box.encrypt_json(secrets)
-        now = utcnow()
-        try:
-            with session_scope(self.engine) as session:
-                row = session.exec(select(ConnectionRow).where(ConnectionRow.name == conn.name)).first()
-                if row is not None and not replace:
-                    raise ConnectionExists(
-                        f"a connection named {conn.name!r} already exists; remove it first"
-                    )
-                if row is None:
-                    row = ConnectionRow(
-                        name=conn.name,
-                        zuora_base_url=conn.zuora.base_url,
-                        zuora_client_id=conn.zuora.client_id,
-                        erp_kind=conn.erp_kind,
-                        secrets=token,
-                        created_at=now,
-                    )
-                row.zuora_base_url = conn.zuora.base_url
-                row.zuora_client_id = conn.zuora.client_id
-                row.zuora_entity_id = conn.zuora.entity_id
-                row.erp_kind = conn.erp_kind
-                row.config = config
-                row.secrets = token
-                row.updated_at = now
-                session.add(row)
-                session.flush()
-                return row
-        except IntegrityError:
-            raise ConnectionExists(
-                f"a connection named {conn.name!r} already exists; remove it first"
-            ) from None
-
-    def get_connection(self, name: str, box: SecretBox) -> Connection:
-        """The named connection with its secrets decrypted; :class:`UnknownConnection` if absent."""
-        with session_scope(self.engine) as session:
-            row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
-            if row is None:
-                known = session.exec(select(ConnectionRow.name).order_by(col(ConnectionRow.name))).all()
-                raise UnknownConnection(
-                    f"no connection named {name!r} in the ledger (known: {', '.join(known) or 'none'}); "
-                    "add it with `ledgerbridge connection add`"
-                )
-        return _join_connection(row, box.decrypt_json(row.secrets))
-
-    def list_connections(self) -> list[ConnectionRow]:
-        """Every stored connection, by name (``secrets`` stays encrypted)."""
-        with session_scope(self.engine) as session:
-            return list(session.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all())
-
-    def remove_connection(self, name: str) -> bool:
-        """Delete the named connection (its records, marks and audit stay); False if absent."""
-        with session_scope(self.engine) as session:
-            row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
-            if row is None:
-                return False
-            session.delete(row)
-            return True
-
-    def rotate_secrets(self, box: SecretBox) -> int:
-        """Re-encrypt every connection's secrets with ``box``'s first key, all or nothing;
-        returns how many connections were re-encrypted."""
-        with session_scope(self.engine) as session:
-            rows = session.exec(select(ConnectionRow).with_for_update()).all()
-            now = utcnow()
-            for row in rows:
-                row.secrets = box.rotate(row.secrets)
-                row.updated_at = now
-            return len(rows)
-
-
-def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, str]]:
-    """(non-secret config, secrets) of a connection, in the ledger's storage layout."""
-    if conn.erp_kind == "acumatica" and conn.acumatica is None:
-        raise ValueError(f"connection {conn.name!r}: erp_kind 'acumatica' needs Acumatica settings")
-    if conn.erp_kind == "file" and conn.file is None:
-        raise ValueError(f"connection {conn.name!r}: erp_kind 'file' needs an export directory")
-    z = conn.zuora
-    config: dict[str, Any] = {
-        "zuora": {
-            "requests_per_minute": z.requests_per_minute,
-            "max_concurrent": z.max_concurrent,
-            "timeout_seconds": z.timeout_seconds,
-        }
-    }
-    secrets: dict[str, Any] = {"zuora_client_secret": z.client_secret}
-    if conn.acumatica is not None:
-        a = conn.acumatica
-        config["acumatica"] = acumatica_settings(a)
-        secrets |= {
-            "acumatica_password": a.password,
-            "acumatica_client_secret": a.client_secret,
-            "acumatica_refresh_token": a.refresh_token,
-        }
-    if conn.file is not None:
-        config["file"] = {"export_dir": str(conn.file.export_dir)}
-    return config, _drop_none(secrets)
-
-
-def _join_connection(row: ConnectionRow, secrets: Mapping[str, Any]) -> Connection:
-    z = row.config.get("zuora", {})
-    zuora = ZuoraTarget(
-        base_url=row.zuora_base_url,
-        client_id=row.zuora_client_id,
-        client_secret=secrets.get("zuora_client_secret", ""),
-        entity_id=row.zuora_entity_id,
-        requests_per_minute=int(z.get("requests_per_minute", 2500)),
-        max_concurrent=int(z.get("max_concurrent", 20)),
-        timeout_seconds=float(z.get("timeout_seconds", 60.0)),
-    )
-    acumatica = None
-    if "acumatica" in row.config:
-        a: Mapping[str, Any] = row.config["acumatica"]
-        acumatica = AcumaticaTarget(
-            url=a["url"],
-            endpoint=a["endpoint"],
-            username=a.get("username"),
-            password=secrets.get("acumatica_password"),
-            tenant=a.get("tenant"),
-            branch=a.get("branch"),
-            client_id=a.get("client_id"),
-            client_secret=secrets.get("acumatica_client_secret"),
-            refresh_token=secrets.get("acumatica_refresh_token"),
-            requests_per_minute=int(a.get("requests_per_minute", 150)),
-            max_concurrent=int(a.get("max_concurrent", 2)),
-            max_sessions=int(a.get("max_sessions", 2)),
-        )
-    file_target = (
-        FileTarget(export_dir=Path(row.config["file"]["export_dir"])) if "file" in row.config else None
-    )
-    return Connection(
-        name=row.name,
-        zuora=zuora,
-        erp_kind=cast(Literal["acumatica", "file"], row.erp_kind),
-        acumatica=acumatica,
-        file=file_target,
-    )
