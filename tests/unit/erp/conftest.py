@@ -1,9 +1,11 @@
-"""An in-process stand-in for an Acumatica instance, served through ``httpx.MockTransport``.
+"""An in-process stand-in for an Acumatica instance: a ``respx`` router behind
+``httpx.MockTransport``.
 
 It implements only the system edge the client depends on, as acumatica-api.md describes it
 (section 2: cookie login 204 + Set-Cookie, logout 204, 401 without a session, OAuth token grants
-with rotating refresh tokens); every data route is scripted per test with :meth:`FakeAcumatica.on`.
-It is not our sandbox: contract tests against the sandbox live elsewhere.
+with rotating refresh tokens); every data route is scripted per test with :meth:`FakeAcumatica.on`
+(the latest script for a path wins). It is not our sandbox: contract tests against the sandbox
+live elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from urllib.parse import parse_qs, unquote
 
 import httpx
 import pytest
+import respx
 
 from shared.backoff import no_jitter
 from shared.connections import AcumaticaTarget
@@ -78,7 +81,6 @@ class FakeAcumatica:
     tokens: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
     routes: list[Route] = field(default_factory=list)
-    requests: list[httpx.Request] = field(default_factory=list)
     logins: int = 0
     logouts: list[httpx.Request] = field(default_factory=list)
     token_grants: list[dict[str, str]] = field(default_factory=list)
@@ -86,6 +88,24 @@ class FakeAcumatica:
     login_script: list[Responder] = field(default_factory=list)  # answers for the next logins
     endpoints: tuple[str, ...] = (ENDPOINT,)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
+    router: respx.Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = respx.Router(assert_all_called=False)
+        self.router.post(path__regex=r"/entity/auth/login$").mock(side_effect=self._login)
+        self.router.post(path__regex=r"/entity/auth/logout$").mock(side_effect=self._logout)
+        self.router.post(path__regex=r"/identity/connect/token$").mock(side_effect=self._token)
+        self.router.get(path__regex=r"^/AcumaticaERP/entity/?$").mock(side_effect=self._discovery)
+        self.router.route().mock(side_effect=self._data)  # everything else: the scripted routes
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        """The transport's handler (``httpx.MockTransport(fake)``)."""
+        return self.router.handler(request)
+
+    @property
+    def requests(self) -> list[httpx.Request]:
+        """Every request received, in order."""
+        return [call.request for call in self.router.calls]
 
     # -- scripting -------------------------------------------------------------------------------
 
@@ -112,32 +132,25 @@ class FakeAcumatica:
 
     # -- the server ------------------------------------------------------------------------------
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        path = request.url.path
-        if path.endswith("/entity/auth/login"):
-            return self._login(request)
-        if path.endswith("/entity/auth/logout"):
-            self.logouts.append(request)
-            self.sessions.discard(self._session_of(request) or "")
-            return httpx.Response(
-                204, headers={"Set-Cookie": ".ASPXAUTH=; expires=Mon, 11-Oct-1999 22:00:00 GMT; path=/"}
-            )
-        if path.endswith("/identity/connect/token"):
-            return self._token(request)
-        if path.rstrip("/") == "/AcumaticaERP/entity":
-            rows = [
-                {"name": e.split("/")[0], "version": e.split("/")[1], "href": f"{SITE}/entity/{e}/"}
-                for e in self.endpoints
-            ]
-            return json_response(
-                200, {"version": {"acumaticaBuildVersion": "24.210.0012"}, "endpoints": rows}
-            )
+    def _logout(self, request: httpx.Request) -> httpx.Response:
+        self.logouts.append(request)
+        self.sessions.discard(self._session_of(request) or "")
+        return httpx.Response(
+            204, headers={"Set-Cookie": ".ASPXAUTH=; expires=Mon, 11-Oct-1999 22:00:00 GMT; path=/"}
+        )
+
+    def _discovery(self, request: httpx.Request) -> httpx.Response:
+        rows = [
+            {"name": e.split("/")[0], "version": e.split("/")[1], "href": f"{SITE}/entity/{e}/"}
+            for e in self.endpoints
+        ]
+        return json_response(200, {"version": {"acumaticaBuildVersion": "24.210.0012"}, "endpoints": rows})
+
+    def _data(self, request: httpx.Request) -> httpx.Response:
         if not self._authorised(request):
             return json_response(401, {"message": "The user is not signed in to the system."})
         for route in self.routes:
-            if route.method == request.method and route.pattern.match(unquote(path)):
+            if route.method == request.method and route.pattern.match(unquote(request.url.path)):
                 index = min(route.hits, len(route.responses) - 1)
                 route.hits += 1
                 answer = route.responses[index]
