@@ -67,7 +67,7 @@ def read_entry_file(path: Path | str) -> dict[str, Any]:
         raise EntryFileError(f"{path}: cannot read it: {exc}") from None
     try:
         data = jsoncodec.loads(text)
-    except json.JSONDecodeError as exc:
+    except jsoncodec.DecodeError as exc:
         raise EntryFileError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise EntryFileError(

@@ -15,6 +15,9 @@ from typing import Any
 
 import simplejson
 
+# What :func:`loads` raises for text that is not JSON (a ValueError).
+DecodeError = simplejson.JSONDecodeError
+
 
 def _default(value: object) -> object:
     if isinstance(value, Decimal):
@@ -40,5 +43,6 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; every number with a fraction or an exponent comes back as ``Decimal``."""
+    """Parse JSON; every number with a fraction or an exponent comes back as ``Decimal``. Text that
+    is not JSON raises :data:`DecodeError`."""
     return simplejson.loads(text, use_decimal=True)

@@ -72,3 +72,11 @@ def test_every_wire_and_column_uses_the_one_codec():
 
 def test_decimals_are_written_in_plain_notation():
     assert dumps_json([Decimal("1E+3"), Decimal("1E-8"), Decimal("0.00")]) == "[1000,0.00000001,0.00]"
+
+
+def test_text_that_is_not_json_raises_the_codecs_decode_error():
+    from shared.jsoncodec import DecodeError
+
+    with pytest.raises(DecodeError) as raised:
+        loads_json('{"a": 1,')
+    assert isinstance(raised.value, ValueError)
