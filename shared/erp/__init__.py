@@ -4,15 +4,18 @@ and the CSV/JSON Lines file export (:mod:`shared.erp.file_export`)."""
 from shared.erp.base import (
     AccountTotals,
     Application,
+    AppliedRef,
     ArDocument,
     ArLine,
     Customer,
+    Document,
     ErpRef,
     ErpTarget,
     Journal,
     JournalLine,
     Payment,
     RefKind,
+    RenderedRequest,
     Totals,
     UnbalancedJournal,
 )
@@ -21,9 +24,11 @@ from shared.erp.errors import DuplicateDocuments, EndpointNotFound, OutcomeUnkno
 __all__ = [
     "AccountTotals",
     "Application",
+    "AppliedRef",
     "ArDocument",
     "ArLine",
     "Customer",
+    "Document",
     "DuplicateDocuments",
     "EndpointNotFound",
     "ErpRef",
@@ -33,6 +38,7 @@ __all__ = [
     "OutcomeUnknown",
     "Payment",
     "RefKind",
+    "RenderedRequest",
     "Totals",
     "UnbalancedJournal",
 ]

@@ -38,16 +38,20 @@ from redis.exceptions import RedisError
 
 from shared.connections import AcumaticaTarget
 from shared.erp.acumatica_client import ENDPOINT_VARIABLE, AcumaticaClient
-from shared.erp.acumatica_wire import odata_string, post_period
+from shared.erp.acumatica_wire import odata_string, post_period, wrap
 from shared.erp.base import (
     ZERO,
     AccountTotals,
+    Application,
+    AppliedRef,
     ArDocument,
     Customer,
+    Document,
     ErpRef,
     Journal,
     Payment,
     RefKind,
+    RenderedRequest,
     Totals,
     add_line_totals,
     period_of,
@@ -219,6 +223,29 @@ def journal_record(journal: Journal) -> dict[str, Any]:
     }
 
 
+def entity_record(
+    document: Document, applications: Sequence[tuple[str, str, Decimal]] = ()
+) -> tuple[str, dict[str, Any]]:
+    """(entity, body) of the PUT that writes ``document``; ``applications`` as for
+    :func:`document_record` (a customer and a journal apply to nothing)."""
+    if isinstance(document, Customer):
+        return "Customer", customer_record(document)
+    if isinstance(document, ArDocument):
+        return "Invoice", document_record(document, applications)
+    if isinstance(document, Payment):
+        return "Payment", payment_record(document, applications)
+    return "JournalTransaction", journal_record(document)
+
+
+def applications_of(document: Document) -> tuple[Application, ...]:
+    """What a credit memo, payment or refund applies to (nothing for the other documents)."""
+    if isinstance(document, ArDocument):
+        return document.applies_to
+    if isinstance(document, Payment):
+        return document.applications
+    return ()
+
+
 def find_query(kind: RefKind, natural_key: str, customer_id: str | None = None) -> tuple[str, str, list[str]]:
     """(entity, ``$filter``, ``$select``) that finds the documents carrying ``natural_key``
     (section 7). The customer narrows payments and documents when known."""
@@ -351,7 +378,7 @@ class AcumaticaErp:
 
     def upsert_customer(self, customer: Customer) -> ErpRef:
         # PUT by key is an idempotent upsert, so it may be retried like a read.
-        row = self.client.put("Customer", customer_record(customer), repeatable=True)
+        row = self.client.put(*entity_record(customer), repeatable=True)
         self._remember_currency(customer.customer_id, str(row.get("CurrencyID") or customer.currency))
         return ErpRef(
             "customer", str(row.get("CustomerID") or customer.customer_id), True, erp_id=row.get("id")
@@ -360,18 +387,38 @@ class AcumaticaErp:
     def create_document(self, doc: ArDocument) -> ErpRef:
         self._check_currency(doc.customer_id, doc.currency, f"{doc.kind} {doc.natural_key}")
         applications = self._resolve(doc.applies_to, doc.customer_id)
-        row = self.client.put("Invoice", document_record(doc, applications), repeatable=False)
+        row = self.client.put(*entity_record(doc, applications), repeatable=False)
         return self._created(doc.kind, row)
 
     def create_payment(self, payment: Payment) -> ErpRef:
         self._check_currency(payment.customer_id, payment.currency, f"{payment.kind} {payment.natural_key}")
         applications = self._resolve(payment.applications, payment.customer_id)
-        row = self.client.put("Payment", payment_record(payment, applications), repeatable=False)
+        row = self.client.put(*entity_record(payment, applications), repeatable=False)
         return self._created(payment.kind, row)
 
     def post_journal(self, journal: Journal) -> ErpRef:
-        row = self.client.put("JournalTransaction", journal_record(journal), repeatable=False)
+        row = self.client.put(*entity_record(journal), repeatable=False)
         return self._created("journal", row)
+
+    def render(self, document: Document, *, applied: AppliedRef | None = None) -> RenderedRequest:
+        """The PUT the write of ``document`` makes: its entity and the body :meth:`AcumaticaClient.put`
+        sends (the record :func:`entity_record` builds, wrapped by the same :func:`wrap`; the client
+        serialises it with :func:`~shared.erp.acumatica_wire.dumps`). Nothing is read: the
+        ReferenceNbr of each applied document comes from ``applied`` (the part of its key after
+        ``Type/``), where sending looks the document up by natural key; one it has no key for is
+        sent as ``?`` and listed in ``unresolved``. The customer's currency, which sending checks
+        first, is not checked."""
+        resolved: list[tuple[str, str, Decimal]] = []
+        unresolved: list[Application] = []
+        for app in applications_of(document):
+            key = applied(app) if applied is not None else None
+            _, slash, number = (key or "").partition("/")
+            if not slash:
+                unresolved.append(app)
+                number = "?"
+            resolved.append((APPLICATION_DOC_TYPES[app.kind], number, app.amount))
+        entity, record = entity_record(document, resolved)
+        return RenderedRequest(API, "PUT", entity, wrap(record), f"PUT {entity}", tuple(unresolved))
 
     def release(self, ref: ErpRef) -> ErpRef:
         """Run the release action and wait for it, then re-read the Status (section 4.4). A

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 DocumentKind = Literal["invoice", "debit_memo", "credit_memo"]
 PaymentKind = Literal["payment", "refund"]
@@ -286,6 +286,36 @@ class Journal:
         return period_of(self.post_period)
 
 
+Document = Customer | ArDocument | Payment | Journal
+"""Any document the port sends."""
+
+AppliedRef = Callable[[Application], str | None]
+"""The ERP reference (:attr:`ErpRef.key`) of the document an application applies to, as the
+caller knows it, or None (:meth:`ErpTarget.render`)."""
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    """The request an adapter makes for one document, as its sending path builds it
+    (:meth:`ErpTarget.render`).
+
+    ``target`` names the adapter (``acumatica``, ``file``). ``method`` and ``path`` say where the
+    request goes: Acumatica's HTTP method and the entity path under the endpoint URL (``PUT``,
+    ``Invoice``); the file export's ``export`` and the ``<folder>/<stem>`` of the ``.csv`` and
+    ``.jsonl`` files it rewrites. ``body`` is what is sent: the wire JSON as a value (Acumatica:
+    the wrapped record the client serialises), or the rows written. ``operation`` says the same
+    in one line for a person. ``unresolved`` holds the applications whose ERP reference the
+    caller did not supply: the body shows ``?`` in their place, where sending puts the reference
+    the adapter looks up in the ERP."""
+
+    target: str
+    method: str
+    path: str
+    body: Any
+    operation: str
+    unresolved: tuple[Application, ...] = ()
+
+
 @dataclass(frozen=True)
 class ErpRef:
     """The ERP's reference to a document. ``key`` alone is enough to find and release it again
@@ -361,6 +391,14 @@ class ErpTarget(Protocol):
     ) -> list[str]:
         """Problems that would make postings fail (missing or inactive accounts or currencies, a
         period that is not open); an empty list means ready."""
+        ...
+
+    def render(self, document: Document, *, applied: AppliedRef | None = None) -> RenderedRequest:
+        """The request the matching write (:meth:`upsert_customer`, :meth:`create_document`,
+        :meth:`create_payment`, :meth:`post_journal`) would make for ``document``, built by the
+        same code, without sending anything or calling the ERP. ``applied`` gives the ERP
+        references of the documents a payment, refund or credit memo applies to, for an adapter
+        whose request names them (sending looks them up in the ERP instead)."""
         ...
 
     def close(self) -> None:

@@ -43,12 +43,15 @@ from urllib.parse import quote
 from shared.erp.base import (
     ZERO,
     AccountTotals,
+    AppliedRef,
     ArDocument,
     Customer,
+    Document,
     ErpRef,
     Journal,
     Payment,
     RefKind,
+    RenderedRequest,
     Totals,
     add_line_totals,
     period_of,
@@ -191,6 +194,18 @@ def customer_rows(customer: Customer) -> list[Row]:
     return [row]
 
 
+def export_of(document: Document) -> tuple[RefKind, str, str, list[Row]]:
+    """(kind, natural key, folder, rows) of the export that writes ``document``: customers go to
+    ``customers/``, everything else to its period's folder."""
+    if isinstance(document, Customer):
+        return "customer", document.customer_id, CUSTOMERS_DIR, customer_rows(document)
+    if isinstance(document, ArDocument):
+        return document.kind, document.natural_key, document.period, document_rows(document)
+    if isinstance(document, Payment):
+        return document.kind, document.natural_key, document.period, payment_rows(document)
+    return "journal", document.natural_key, document.period, journal_rows(document)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a part:
     a temp file in the same directory, flushed and fsynced, renamed over, and the directory
@@ -257,16 +272,26 @@ class FileExportErp:
     # -- writes ----------------------------------------------------------------------------------
 
     def upsert_customer(self, customer: Customer) -> ErpRef:
-        return self._export("customer", customer.customer_id, CUSTOMERS_DIR, customer_rows(customer))
+        return self._export(*export_of(customer))
 
     def create_document(self, doc: ArDocument) -> ErpRef:
-        return self._export(doc.kind, doc.natural_key, doc.period, document_rows(doc))
+        return self._export(*export_of(doc))
 
     def create_payment(self, payment: Payment) -> ErpRef:
-        return self._export(payment.kind, payment.natural_key, payment.period, payment_rows(payment))
+        return self._export(*export_of(payment))
 
     def post_journal(self, journal: Journal) -> ErpRef:
-        return self._export("journal", journal.natural_key, journal.period, journal_rows(journal))
+        return self._export(*export_of(journal))
+
+    def render(self, document: Document, *, applied: AppliedRef | None = None) -> RenderedRequest:
+        """The export the write of ``document`` makes: the rows it puts in place of the document's
+        rows in ``<folder>/<stem>.csv`` and ``.jsonl`` (the rows name applied documents by natural
+        key, so ``applied`` is not needed). Nothing is written or read."""
+        kind, _, folder, rows = export_of(document)
+        stem = STEM_OF_KIND[kind]
+        return RenderedRequest(
+            API, "export", f"{folder}/{stem}", rows, f"export {folder}/{stem}.csv and {stem}.jsonl rows"
+        )
 
     def release(self, ref: ErpRef) -> ErpRef:
         return ref if ref.released else ErpRef(ref.kind, ref.key, True)

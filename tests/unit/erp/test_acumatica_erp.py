@@ -33,12 +33,13 @@ from shared.erp.base import (
     Journal,
     JournalLine,
     Payment,
+    RenderedRequest,
     Totals,
 )
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.errors import NotFound, Rejected, Transient
 
-from .conftest import body_of, filter_of, http_error, json_response
+from .conftest import BASE, body_of, filter_of, http_error, json_response
 
 D = Decimal
 
@@ -777,3 +778,116 @@ def test_the_currency_cache_keeps_only_the_most_recently_used_customers():
     cache.put("C3", "EUR")
     assert [cache.get(c) for c in ("C1", "C2", "C3")] == [(True, "USD"), (False, None), (True, "EUR")]
     assert len(cache) == 2
+
+
+# -- render: the request a write sends, built by the same code, sent nowhere --------------------------
+
+
+def assert_sent_as_rendered(request: httpx.Request, rendered: RenderedRequest) -> None:
+    """The request on the wire is the rendered one: method, URL and the body's very bytes."""
+    assert (request.method, str(request.url)) == (rendered.method, BASE + rendered.path)
+    assert request.content == dumps(rendered.body).encode()
+    assert rendered.operation == f"PUT {rendered.path}"
+
+
+CUSTOMER = Customer(
+    customer_id="ZA00012345",
+    name="Acme Corp",
+    currency="USD",
+    zuora_account_id="2c92c0f8",
+    zuora_account_number="A00000001",
+    email="ap@acme.com",
+    country="US",
+)
+
+
+@pytest.mark.parametrize(
+    ("entity", "document", "answer"),
+    [
+        ("Customer", CUSTOMER, {"CustomerID": {"value": "ZA00012345"}}),
+        ("Invoice", invoice_doc(), {"Type": {"value": "Invoice"}, "ReferenceNbr": {"value": "AR1"}}),
+        ("Payment", payment(), {"Type": {"value": "Payment"}, "ReferenceNbr": {"value": "000456"}}),
+        ("JournalTransaction", journal(), {"Module": {"value": "GL"}, "BatchNbr": {"value": "000045"}}),
+    ],
+    ids=["customer", "invoice", "payment", "journal"],
+)
+def test_render_is_the_put_the_write_sends(fake, erp, entity, document, answer):
+    fake.on("PUT", entity, json_response(200, answer))
+    write = {
+        "Customer": erp.upsert_customer,
+        "Invoice": erp.create_document,
+        "Payment": erp.create_payment,
+        "JournalTransaction": erp.post_journal,
+    }[entity]
+
+    write(document)
+    rendered = erp.render(document)
+
+    (sent,) = fake.data_requests("PUT")
+    assert_sent_as_rendered(sent, rendered)
+    assert (rendered.target, rendered.path, rendered.unresolved) == ("acumatica", entity, ())
+
+
+@pytest.mark.parametrize("kind", ["payment", "credit_memo"])
+def test_render_puts_the_applied_documents_reference_where_the_write_puts_the_one_it_looked_up(
+    fake, erp, kind
+):
+    fake.on(
+        "GET",
+        "Invoice",
+        json_response(
+            200,
+            [
+                {
+                    "Type": {"value": "Invoice"},
+                    "ReferenceNbr": {"value": "AR006789"},
+                    "Status": {"value": "Open"},
+                    "CustomerOrder": {"value": "INV00001234"},
+                },
+            ],
+        ),
+    )
+    applied = (Application(natural_key="INV00001234", amount=D("40.00")),)
+    document: ArDocument | Payment
+    if kind == "payment":
+        fake.on(
+            "PUT",
+            "Payment",
+            json_response(200, {"Type": {"value": "Payment"}, "ReferenceNbr": {"value": "1"}}),
+        )
+        document = payment(applications=applied)
+        erp.create_payment(document)
+    else:
+        fake.on(
+            "PUT",
+            "Invoice",
+            json_response(200, {"Type": {"value": "Credit Memo"}, "ReferenceNbr": {"value": "2"}}),
+        )
+        document = invoice_doc(
+            kind="credit_memo", natural_key="CM00000001", due_date=None, applies_to=applied
+        )
+        erp.create_document(document)
+    known: list[Application] = []
+
+    def ledger_ref(app: Application) -> str | None:
+        known.append(app)
+        return "Invoice/AR006789"
+
+    rendered = erp.render(document, applied=ledger_ref)
+
+    (sent,) = fake.data_requests("PUT")
+    assert_sent_as_rendered(sent, rendered)
+    assert known == list(applied)
+    assert rendered.unresolved == ()
+
+
+def test_render_shows_an_application_without_a_known_reference_as_a_question_mark(fake, erp):
+    applied = Application(natural_key="INV00001234", amount=D("99.00"))
+
+    rendered = erp.render(payment(applications=(applied,)), applied=lambda app: None)
+
+    assert fake.requests == []  # nothing looked up, nothing sent
+    assert rendered.body["DocumentsToApply"] == [
+        {"DocType": {"value": "Invoice"}, "ReferenceNbr": {"value": "?"}, "AmountPaid": {"value": D("99.00")}}
+    ]
+    assert rendered.unresolved == (applied,)

@@ -230,6 +230,63 @@ def test_documents_payments_and_customers_have_their_own_files(tmp_path):
     assert [r["name"] for r in read_jsonl(tmp_path / "customers" / "customers.jsonl")] == ["Acme Corp"]
 
 
+@pytest.mark.parametrize("kind", ["journal", "credit_memo", "refund", "customer"])
+def test_render_is_the_rows_the_export_writes(tmp_path, kind):
+    erp = FileExportErp(tmp_path / "export")
+    document: Journal | ArDocument | Payment | Customer
+    if kind == "journal":
+        document, write, path = journal(), erp.post_journal, "2025-06/journal"
+    elif kind == "credit_memo":
+        document = ArDocument(
+            kind="credit_memo",
+            natural_key="CM00000001",
+            customer_id="A1",
+            date=dt.date(2025, 6, 3),
+            currency="USD",
+            description="Zuora credit memo",
+            lines=(ArLine(description="refund", amount=D("10.00"), account="40000"),),
+            applies_to=(Application(natural_key="INV1", amount=D("10.00")),),
+        )
+        write, path = erp.create_document, "2025-06/ar_documents"
+    elif kind == "refund":
+        document = Payment(
+            kind="refund",
+            natural_key="R-00000001",
+            customer_id="A1",
+            date=dt.date(2025, 6, 4),
+            amount=D("5.50"),
+            currency="USD",
+            payment_method="CC",
+            cash_account="10200",
+            description="Zuora refund",
+        )
+        write, path = erp.create_payment, "2025-06/payments"
+    else:
+        document = Customer(
+            customer_id="A1",
+            name="Acme, Inc.",
+            currency="USD",
+            zuora_account_id="8a",
+            zuora_account_number="A1",
+        )
+        write, path = erp.upsert_customer, "customers/customers"
+
+    rendered = erp.render(document)
+    assert not (tmp_path / "export").exists()  # rendering writes nothing
+    write(document)
+
+    assert (rendered.target, rendered.method, rendered.path, rendered.unresolved) == (
+        "file",
+        "export",
+        path,
+        (),
+    )
+    stem = path.rsplit("/", 1)[1]
+    assert rendered.operation == f"export {path}.csv and {stem}.jsonl rows"
+    assert rendered.body == read_jsonl(tmp_path / "export" / f"{path}.jsonl")
+    assert rendered.body == read_csv(tmp_path / "export" / f"{path}.csv")
+
+
 def test_release_marks_released_without_writing(tmp_path):
     ref = ErpRef("journal", "2025-06/journal/JE-1", False)
     assert FileExportErp(tmp_path).release(ref) == ErpRef("journal", "2025-06/journal/JE-1", True)

@@ -7,6 +7,7 @@ The integration tests import :func:`write_mapping` and :class:`FakeErp` too.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 import warnings
@@ -18,10 +19,21 @@ from typing import Any
 
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared.connections import ZuoraTarget
-from shared.erp.base import ArDocument, Customer, ErpRef, Journal, Payment, RefKind
+from shared.erp.base import (
+    AppliedRef,
+    ArDocument,
+    Customer,
+    Document,
+    ErpRef,
+    Journal,
+    Payment,
+    RefKind,
+    RenderedRequest,
+)
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.erp.file_export import FileExportErp
 from shared.item_level.context import ItemContext, Options
+from shared.ledger.db import dumps_json, loads_json
 from shared.ledger.migrate import upgrade
 from shared.ledger.models import SyncRecord
 from shared.ledger.repo import Ledger
@@ -149,6 +161,18 @@ class FakeErp:
 
     def post_journal(self, journal: Journal) -> ErpRef:  # pragma: no cover - not item-level
         raise NotImplementedError
+
+    def render(self, document: Document, *, applied: AppliedRef | None = None) -> RenderedRequest:
+        """What this fake is given for ``document``: the port method it would be called with and
+        the neutral document as the ledger stores it (a fake has no wire format)."""
+        method = {
+            Customer: "upsert_customer",
+            ArDocument: "create_document",
+            Payment: "create_payment",
+            Journal: "post_journal",
+        }[type(document)]
+        body = loads_json(dumps_json(dataclasses.asdict(document)))
+        return RenderedRequest("erp", method, method, body, method)
 
     def release(self, ref: ErpRef) -> ErpRef:
         with self._lock:
