@@ -8,6 +8,9 @@ from typing import Any
 
 from .catalog import ENABLED_TRANSACTION_TYPES, FX_TO_HOME
 
+# The tenant's fixed rate-limit windows (name, seconds) that rate_limit_per_minute/hour/day apply to.
+WINDOWS = (("minute", 60), ("hour", 3600), ("day", 86400))
+
 # (Object Query max pageSize, v1 list max pageSize) by source.
 PAGE_LIMITS: dict[str, tuple[int, int]] = {"web": (99, 300), "sdk": (50, 40)}
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from .backend import ZuoraBackend
 from .errors import ZuoraError
-from .gateway import FaultRule
+from .faults import FaultRule
 from .seed import Sizes
 
 Endpoint = Callable[[Request], Awaitable[Response]]

@@ -2,78 +2,19 @@
 
 This is the state behind the API gateway Zuora runs in front of its services (sections 2 and 3):
 request counters per endpoint (``"GET /object-query/invoices"``), fixed-window rate limits per
-tenant and per IP for ``/oauth/token``, concurrency slots per limit type, injected faults and the
-Idempotency-Key store. Thread-safe: one lock guards it, separate from the data lock.
+tenant and per IP for ``/oauth/token``, concurrency slots per limit type, the injected faults (a
+``faults.FaultPlan``) and the Idempotency-Key store. Thread-safe: one lock guards it (the fault
+plan has its own), separate from the backend's data lock. ``pipeline.dispatch`` drives it.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import random
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("rate_limit", "concurrency_limit", "server_error", "timeout", "latency")
-MAX_HANG_SECONDS = 130.0
-WINDOWS = (("minute", 60), ("hour", 3600), ("day", 86400))
-
-
-@dataclass
-class FaultRule:
-    """One injected fault.
-
-    ``endpoint`` is a glob over ``"METHOD /route/template"`` (``"GET /object-query/*"``) or over the
-    template alone when it has no space (``"/v1/journal-runs*"``). A rule fires for the ``next`` N
-    matching requests (deterministic) or for a ``share`` of them (seeded random); with neither it
-    fires on every match. ``timeout`` hangs ``hang_seconds`` (bounded) then answers 504; with
-    ``after=True`` the request is processed first, so only the response is lost. ``latency`` adds
-    ``latency_ms`` and does not stop the request.
-    """
-
-    kind: str
-    endpoint: str = "*"
-    next: int | None = None
-    share: float | None = None
-    status: int = 503
-    hang_seconds: float = 2.0
-    after: bool = False
-    latency_ms: float = 0.0
-    retry_after: int | None = None
-    reset_seconds: int = 1
-    window: str = "minute"
-
-    @classmethod
-    def parse(cls, raw: Any) -> FaultRule:
-        if not isinstance(raw, Mapping):
-            raise ValueError("a fault rule is an object")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(known)}")
-        rule = cls(**dict(raw))
-        if rule.kind not in FAULT_KINDS:
-            raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
-        if rule.next is not None and (
-            isinstance(rule.next, bool) or not isinstance(rule.next, int) or rule.next < 0
-        ):
-            raise ValueError("next must be a non-negative integer")
-        if rule.share is not None and not 0 <= float(rule.share) <= 1:
-            raise ValueError("share must be within 0..1")
-        if rule.kind == "server_error" and rule.status not in (500, 502, 503, 504):
-            raise ValueError("server_error status must be 500, 502, 503 or 504")
-        if rule.window not in {name for name, _ in WINDOWS}:
-            raise ValueError("window must be minute, hour or day")
-        rule.hang_seconds = min(max(float(rule.hang_seconds), 0.0), MAX_HANG_SECONDS)
-        return rule
-
-    def matches(self, endpoint: str) -> bool:
-        target = endpoint if " " in self.endpoint else endpoint.partition(" ")[2]
-        return fnmatch.fnmatchcase(target, self.endpoint)
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+from .config import WINDOWS
+from .faults import FaultPlan, FaultRule
 
 
 @dataclass
@@ -105,6 +46,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._faults = FaultPlan()
         self.reset()
 
     def reset(self) -> None:
@@ -114,9 +56,8 @@ class Gateway:
             self._windows: dict[tuple[str, int], int] = {}
             self._ip_windows: dict[tuple[str, int], int] = {}
             self._inflight: dict[str, int] = {}
-            self._rules: list[FaultRule] = []
-            self._rng = random.Random(0)
             self._idempotency: dict[str, Stored] = {}
+        self._faults.reset()
 
     # -- counters ------------------------------------------------------------------------------
 
@@ -191,47 +132,20 @@ class Gateway:
         with self._lock:
             return dict(self._inflight)
 
-    # -- faults --------------------------------------------------------------------------------
+    # -- faults (faults.py) ---------------------------------------------------------------------
 
     def add_faults(self, rules: list[FaultRule], *, replace: bool, seed: int | None) -> None:
-        with self._lock:
-            if replace:
-                self._rules = []
-            self._rules.extend(rules)
-            if seed is not None:
-                self._rng = random.Random(seed)
+        self._faults.add(rules, replace=replace, seed=seed)
 
     def clear_faults(self) -> None:
-        with self._lock:
-            self._rules = []
+        self._faults.clear()
 
     def faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r.describe() for r in self._rules]
+        return self._faults.rules()
 
     def pick_faults(self, endpoint: str) -> tuple[FaultRule | None, float]:
-        """The fault to inject into this request (first firing rule) and the extra latency (ms)."""
-        chosen: FaultRule | None = None
-        latency = 0.0
-        with self._lock:
-            for rule in self._rules:
-                if not rule.matches(endpoint) or (rule.kind != "latency" and chosen is not None):
-                    continue
-                if rule.next is not None:
-                    if rule.next <= 0:
-                        continue
-                    if rule.share is None or self._rng.random() < rule.share:
-                        rule.next -= 1
-                    else:
-                        continue
-                elif rule.share is not None and self._rng.random() >= rule.share:
-                    continue
-                if rule.kind == "latency":
-                    latency += rule.latency_ms
-                else:
-                    chosen = rule
-            self._rules = [r for r in self._rules if r.next is None or r.next > 0]
-        return chosen, latency
+        """The fault to inject into this request and the extra latency (ms): ``FaultPlan.pick``."""
+        return self._faults.pick(endpoint)
 
     # -- idempotency (section 3) ---------------------------------------------------------------
 

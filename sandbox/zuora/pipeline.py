@@ -1,8 +1,8 @@
 """What happens to every API request before and after its handler (Zuora's gateway, sections 2-4).
 
-Order: count -> rate limits (tenant windows; per-IP for /oauth/token) -> injected faults -> bearer
-token -> concurrency slot -> Idempotency-Key (POST/PATCH: replay, 409 in flight, 422 mismatch) ->
-latency -> handler -> store for idempotent replay -> headers. Only a handler's own answer (success
+Order: count -> rate limits (tenant windows; per-IP for /oauth/token) -> injected faults
+(``faults.inject``) -> bearer token -> concurrency slot -> Idempotency-Key (POST/PATCH: replay, 409
+in flight, 422 mismatch) -> latency -> handler -> store for idempotent replay -> headers. Only a handler's own answer (success
 or failure) is stored under an Idempotency-Key; gateway refusals (429, 401, injected 5xx) are not,
 so a client retrying with the same key gets the real result.
 
@@ -28,12 +28,11 @@ from .errors import (
     IdempotencyMismatch,
     RateLimited,
     SandboxError,
-    ServerFault,
     Unauthenticated,
     Version,
     ZuoraError,
 )
-from .gateway import FaultRule
+from .faults import FaultRule, hang, inject
 from .handlers import Call, Reply
 from .routes import Route
 
@@ -69,7 +68,7 @@ async def dispatch(backend: ZuoraBackend, route: Route, request: Request) -> Res
         _rate_limit(backend, route, request, headers, now)
         fault, extra_latency = gateway.pick_faults(route.endpoint)
         if fault is not None and not (fault.kind == "timeout" and fault.after):
-            await _inject(backend, route, fault, headers)
+            await inject(fault, api=route.api, limit_type=route.limit_type, config=config, headers=headers)
         if route.auth:
             _authenticate(backend, request)
         if route.limit_type is not None:
@@ -138,8 +137,7 @@ async def dispatch(backend: ZuoraBackend, route: Route, request: Request) -> Res
             idempotency_key = None
         if fault is not None and fault.kind == "timeout" and fault.after:
             # The work is done (and stored under its Idempotency-Key) but the answer never arrives.
-            await asyncio.sleep(fault.hang_seconds)
-            raise ServerFault(504)
+            await hang(fault)
         return Response(payload, status, headers={**headers, **own})
     except SandboxError as exc:
         rendered = exc.render(route.api, version, request_id)
@@ -180,29 +178,6 @@ def _rate_limit(
     headers.update(state.headers)
     if state.limited_window is not None:
         raise RateLimited(state.limited_window, state.reset_seconds, {})
-
-
-async def _inject(backend: ZuoraBackend, route: Route, fault: FaultRule, headers: dict[str, str]) -> None:
-    config = backend.config
-    if fault.kind == "rate_limit":
-        if route.api is Api.OAUTH:
-            headers["X-RateLimit-Remaining-minute"] = "0"
-        else:
-            headers["RateLimit-Remaining"] = "0"
-            headers["RateLimit-Reset"] = str(fault.reset_seconds)
-        raise RateLimited(fault.window, fault.reset_seconds, {})
-    if fault.kind == "concurrency_limit":
-        limit_type = route.limit_type or "Default"
-        raise ConcurrencyLimited(
-            limit_type,
-            config.concurrency_limit(limit_type),
-            fault.retry_after if fault.retry_after is not None else config.concurrency_retry_after_seconds,
-        )
-    if fault.kind == "server_error":
-        raise ServerFault(fault.status)
-    if fault.kind == "timeout":
-        await asyncio.sleep(fault.hang_seconds)
-        raise ServerFault(504)
 
 
 def _authenticate(backend: ZuoraBackend, request: Request) -> None:
