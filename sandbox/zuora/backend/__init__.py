@@ -22,10 +22,10 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from . import zoql
-from .catalog import ACCOUNTING_CODES, ALL_TRANSACTION_TYPES, PRODUCTS, TAX_RATES
-from .config import SandboxConfig
-from .errors import (
+from sandbox.zuora import zoql
+from sandbox.zuora.catalog import ACCOUNTING_CODES, ALL_TRANSACTION_TYPES, PRODUCTS, TAX_RATES
+from sandbox.zuora.config import SandboxConfig
+from sandbox.zuora.errors import (
     RESOURCE_ACCOUNTING_CODE,
     RESOURCE_CREDIT_MEMO,
     RESOURCE_DEBIT_MEMO,
@@ -45,7 +45,7 @@ from .errors import (
     not_found,
     rule,
 )
-from .formats import (
+from sandbox.zuora.formats import (
     finance_datetime,
     from_epoch,
     money,
@@ -54,13 +54,13 @@ from .formats import (
     tenant_zone,
     zoql_datetime,
 )
-from .gateway import Gateway
-from .jobs import DONE, PENDING, Job
-from .journal import LineKey, draft_entries
-from .objectquery import ObjectQuery, next_cursor, render
-from .paging import QueryLocators, keyset_page, keyset_scan, page_slice
-from .schema import ENDPOINTS, OBJECTS, TABLES, Kind, ObjectType, Relation, coerce, plain
-from .seed import (
+from sandbox.zuora.gateway import Gateway
+from sandbox.zuora.jobs import DONE, PENDING, Job
+from sandbox.zuora.journal import LineKey, draft_entries
+from sandbox.zuora.objectquery import ObjectQuery, next_cursor, render
+from sandbox.zuora.paging import QueryLocators, keyset_page, keyset_scan, page_slice
+from sandbox.zuora.schema import ENDPOINTS, OBJECTS, TABLES, Kind, ObjectType, Relation, coerce, plain
+from sandbox.zuora.seed import (
     ELECTRONIC_TYPES,
     SANDBOX_USER,
     Factory,
@@ -73,7 +73,7 @@ from .seed import (
     refund_row,
     seed_tables,
 )
-from .tables import Table, new_tables
+from sandbox.zuora.tables import Table, new_tables
 
 DEFAULT_CLIENT_ID = "00000000-0000-4000-8000-00000000cafe"
 # <= 42 chars (section 1.1); '+', '/' and '=' catch clients that do not form-encode the secret.
