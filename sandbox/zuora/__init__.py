@@ -1,9 +1,12 @@
 """A local Zuora Billing: a real HTTP server that behaves as the Zuora API notes (zuora-api.md) describe.
 
-Layout (moto-style): ``routes`` (URL table) -> ``handlers`` (parse and render) -> ``backend``
-(state and rules, one method per Zuora operation); ``errors`` (real bodies and statuses),
-``paging`` (cursors, query locators, page URLs), ``pipeline`` (rate and concurrency limits, faults,
-idempotency, tokens), ``control`` (``/_sandbox/...``), ``seed`` (deterministic data).
+Layout (moto-style, the same room names as ``sandbox.acumatica``; sandbox/README.md): ``app``
+(``create_app``, ``run``), ``routes`` (URL table) -> ``handlers`` (parse and render) -> ``backend/``
+(state and rules, one module per API area, one method per Zuora operation); ``errors`` (real
+bodies and statuses), ``control`` (``/_sandbox/...``), ``faults`` (fault injection), ``config``.
+Zuora's own: ``pipeline`` (what the gateway does around every handler: limits, faults, tokens,
+idempotency) over ``gateway`` (its counters and records), ``paging`` (cursors, query locators,
+page URLs), ``seed`` (deterministic data), ``callouts`` (signed notifications).
 
     app = create_app(seed=7)                      # in-process (Starlette TestClient)
     ThreadedServer(app).start()                   # over loopback

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .backend import JE_DEFAULT_PAGE_SIZE, PERIOD_DEFAULT_PAGE_SIZE, ZuoraBackend
+from .backend import ZuoraBackend
+from .backend.journal_runs import JE_DEFAULT_PAGE_SIZE
+from .backend.periods import PERIOD_DEFAULT_PAGE_SIZE
 from .errors import ActionFault, OAuthError, Version, ZuoraError
 from .objectquery import parse_key_query, parse_query
 from .paging import ZOQL_MAX_BATCH, page_url

@@ -2,9 +2,9 @@
 
 Order: count -> rate limits (tenant windows; per-IP for /oauth/token) -> injected faults
 (``faults.inject``) -> bearer token -> concurrency slot -> Idempotency-Key (POST/PATCH: replay, 409
-in flight, 422 mismatch) -> latency -> handler -> store for idempotent replay -> headers. Only a handler's own answer (success
-or failure) is stored under an Idempotency-Key; gateway refusals (429, 401, injected 5xx) are not,
-so a client retrying with the same key gets the real result.
+in flight, 422 mismatch) -> latency -> handler -> store for idempotent replay -> headers. Only a
+handler's own answer (success or failure) is stored under an Idempotency-Key; gateway refusals
+(429, 401, injected 5xx) are not, so a client retrying with the same key gets the real result.
 
 Everything here is non-blocking: waits are ``asyncio.sleep`` and backend calls are in-memory.
 """
