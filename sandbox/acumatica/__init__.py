@@ -1,12 +1,17 @@
 """A local fake of Acumatica's contract-based REST API (acumatica-api.md), built like a moto service.
 
-- ``entities``: the contract (entities, fields, keys, labels);
-- ``records``: stored rows, wrapped-value parsing (400s) and rendering;
-- ``query``: ``$filter``/``$select``/``$expand``/``$top``/``$skip``;
+The same room names as ``sandbox.zuora`` (sandbox/README.md):
+
+- ``app``: ``create_app``/``run`` and the middleware; ``routes``: the URL table;
+- ``handlers``: parse the request, call the backend, render the answer;
 - ``backend``: the state and one method per operation (422s, numbering, releases, sessions);
-- ``licence``: cores, queue, per-minute limit, request counters (429s);
-- ``faults``: injected errors, latency and dropped connections;
-- ``responses``: request handlers; ``controlplane``: ``/_sandbox``; ``app``: ``create_app``/``run``.
+- ``errors``: the real failure bodies and statuses; ``control``: ``/_sandbox``;
+- ``faults``: injected errors, latency and dropped connections; ``config``: the knobs.
+
+Acumatica's own: ``entities`` (the contract: entities, fields, keys, labels), ``records`` (stored
+rows, wrapped-value parsing (400s) and rendering), ``query`` (``$filter``/``$select``/``$expand``/
+``$top``/``$skip``), ``licence`` (cores, queue, per-minute limit, request counters, 429s),
+``contract`` and ``vendored`` (the endpoint definitions that judge the traffic).
 """
 
 from sandbox.acumatica.app import create_app, run

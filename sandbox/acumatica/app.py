@@ -1,4 +1,6 @@
-"""The Acumatica sandbox app (moto's ``urls.py`` plus the server): routes, middleware, ``run``.
+"""The Acumatica sandbox as an ASGI app, and ``run`` for ``ledgerbridge sandbox acumatica``.
+
+The routes are ``routes.ROUTES`` bound to one ``AcumaticaHandlers``, plus the control plane.
 
 Middleware, outermost first: ``ConnectionDropper`` (turns a marked response into a dropped TCP
 connection), the site-path prefix (``/AcumaticaERP``-style virtual directories), the vendor
@@ -9,6 +11,8 @@ counters), then the routes.
 """
 
 from __future__ import annotations
+
+from types import MethodType
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -22,11 +26,12 @@ from sandbox.acumatica.config import (
     DEFAULT_USERNAME,
     SandboxConfig,
 )
-from sandbox.acumatica.controlplane import control_plane
-from sandbox.acumatica.errors import ApiFailure
+from sandbox.acumatica.control import control_router
+from sandbox.acumatica.errors import ApiFailure, render_failure
 from sandbox.acumatica.faults import ConnectionDropper
+from sandbox.acumatica.handlers import AcumaticaHandlers
 from sandbox.acumatica.licence import ASGIApp, LicenceGate, Receive, Scope, Send
-from sandbox.acumatica.responses import AcumaticaResponses, render_failure
+from sandbox.acumatica.routes import ROUTES
 from sandbox.contract import ContractMiddleware, contracts_enabled
 from sandbox.server import serve_forever
 
@@ -89,28 +94,16 @@ def create_app(
         )
     app = FastAPI(title="Acumatica sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.backend = backend
-    handlers = AcumaticaResponses(backend)
+    handlers = AcumaticaHandlers(backend)
 
     async def on_failure(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiFailure)
         return render_failure(exc)
 
     app.add_exception_handler(ApiFailure, on_failure)
-    app.add_api_route("/entity", handlers.discovery, methods=["GET"])
-    app.add_api_route("/entity/auth/login", handlers.login, methods=["POST"])
-    app.add_api_route("/entity/auth/logout", handlers.logout, methods=["POST"])
-    app.add_api_route("/entity/{name}/{version}/swagger.json", handlers.swagger, methods=["GET"])
-    app.add_api_route(
-        "/entity/{name}/{version}/{rest:path}",
-        handlers.entity,
-        methods=["GET", "PUT", "POST", "DELETE"],
-    )
-    app.add_api_route("/entity/{rest:path}", handlers.unknown, methods=["GET", "PUT", "POST", "DELETE"])
-    app.add_api_route("/identity/connect/token", handlers.token, methods=["POST"])
-    app.add_api_route(
-        "/identity/.well-known/openid-configuration", handlers.openid_configuration, methods=["GET"]
-    )
-    app.include_router(control_plane(backend))
+    for route in ROUTES:
+        app.add_api_route(route.template, MethodType(route.handler, handlers), methods=list(route.methods))
+    app.include_router(control_router(backend))
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(
         LicenceGate, licence=backend.licence, config=lambda: backend.config, licensed=_licensed

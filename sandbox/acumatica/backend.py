@@ -459,7 +459,7 @@ class AcumaticaBackend:
             row.values["NoteID"] = row.id
 
     def seed(self, payload: dict[str, Any]) -> dict[str, int]:
-        """Add reference data and customers from a control-plane payload (see ``controlplane``)."""
+        """Add reference data and customers from a control-plane payload (see ``control``)."""
         added: Counter[str] = Counter()
         with self._lock:
             for item in payload.get("accounts", []):

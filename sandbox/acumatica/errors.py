@@ -1,14 +1,16 @@
 """The sandbox's failures, shaped like the real server's (acumatica-api.md sections 3.3, 4, 5.1).
 
 Every failure is an ``ApiFailure`` carrying a status, a body (JSON or plain text) and headers;
-the app renders it as is. The factories below build the bodies the API notes record, so a
-handler never improvises an error shape.
+the app renders it as is (``render_failure``). The factories below build the bodies the API
+notes record, so a handler never improvises an error shape.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from starlette.responses import JSONResponse, Response
 
 # A stack trace fragment: real 500 bodies carry one, and clients must not choke on it.
 _STACK = (
@@ -140,6 +142,18 @@ def lock_violation(table: str) -> ApiFailure:
         f"Another process has updated the '{table}' record. Your changes will be lost.",
         exception_type="PX.Data.PXLockViolationException",
     )
+
+
+def render_failure(failure: ApiFailure) -> Response:
+    """An ``ApiFailure`` as the response the real server sends."""
+    if failure.text:
+        return Response(
+            str(failure.body),
+            status_code=failure.status,
+            media_type="text/plain; charset=utf-8",
+            headers=failure.headers,
+        )
+    return JSONResponse(failure.body, status_code=failure.status, headers=failure.headers)
 
 
 class RecordInvalid(ApiFailure):

@@ -13,10 +13,13 @@ most ``next`` times); with neither, on every match. The keys follow the Zuora sa
   without an answer, so the client cannot know the create happened (section 7). A client must
   find the document by its natural key instead of creating it twice.
 
-Dropping is done by ``ConnectionDropper``, the outermost ASGI middleware: a handler marks its
-response with ``DROP_HEADER``; the dropper swallows the response and aborts the TCP connection
-(uvicorn's transport, reached through the server's ``receive`` callable). Under Starlette's
-TestClient, which has no socket, it raises ``ConnectionDropped`` instead.
+The control plane sets the rules (``POST /_sandbox/faults``) on the backend's ``FaultPlan``; a
+handler calls ``inject`` before the work and answers with what it returns, if anything.
+
+Dropping is done by ``ConnectionDropper``, the outermost ASGI middleware: a handler answers with
+``dropped()``, a response marked with ``DROP_HEADER``; the dropper swallows it and aborts the TCP
+connection (uvicorn's transport, reached through the server's ``receive`` callable). Under
+Starlette's TestClient, which has no socket, it raises ``ConnectionDropped`` instead.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sandbox.acumatica.errors import DROP_HEADER
+from starlette.responses import Response
+
+from sandbox.acumatica import errors
+from sandbox.acumatica.entities import ENTITIES
+from sandbox.acumatica.errors import DROP_HEADER, ApiFailure
 from sandbox.acumatica.licence import ASGIApp, Message, Receive, Scope, Send
 
 FaultKind = Literal["status", "lock_violation", "latency", "drop", "commit_then_drop"]
@@ -128,6 +135,32 @@ class FaultPlan:
                 self.injected[rule.kind] += 1
                 fired.append(rule)
         return fired
+
+
+async def inject(plan: FaultPlan, method: str, entity: str) -> Response | None:
+    """Fire the before-work rules of ``plan`` on this call: wait out latency, then raise the
+    injected error answer or return the response that drops the connection; None: carry on."""
+    fired = plan.draw(BEFORE_WORK, method, entity)
+    for rule in fired:
+        if rule.kind == "latency" and rule.latency_ms > 0:
+            await asyncio.sleep(rule.latency_ms / 1000.0)
+    for rule in fired:
+        if rule.kind == "drop":
+            return dropped()
+        if rule.kind == "lock_violation":
+            raise errors.lock_violation(ENTITIES[entity].cache_name if entity in ENTITIES else entity)
+        if rule.kind == "status":
+            if rule.status == 429:
+                raise errors.declined()
+            if rule.status > 500:
+                raise ApiFailure(rule.status, "Service Unavailable", text=True)
+            raise errors.http_error(rule.status, "An error occurred while processing the request (injected).")
+    return None
+
+
+def dropped() -> Response:
+    """A response ``ConnectionDropper`` turns into a connection closed without an answer."""
+    return Response(status_code=200, headers={DROP_HEADER.decode(): "1"})
 
 
 class ConnectionDropper:

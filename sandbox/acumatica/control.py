@@ -63,7 +63,7 @@ def _entity(request: Request) -> str:
     return entity
 
 
-def control_plane(backend: AcumaticaBackend) -> APIRouter:
+def control_router(backend: AcumaticaBackend) -> APIRouter:
     """The ``/_sandbox`` routes over ``backend``."""
     router = APIRouter(prefix="/_sandbox", include_in_schema=False)
 

@@ -1,13 +1,14 @@
 """Request handlers (moto's ``responses.py``): parse the HTTP request, call the backend, render.
 
-No business rule lives here. Each handler reads paths, query options, headers and bodies the way
-the real server does (acumatica-api.md sections 1, 2 and 4), calls one backend method, and
-turns the result into the real status, headers and JSON.
+No business rule and no state lives here. Each handler reads paths, query options, headers and
+bodies the way the real server does (acumatica-api.md sections 1, 2 and 4), calls one backend
+method, and turns the result into the real status, headers and JSON. The URL table is
+``routes.py``; failures are rendered by ``errors.render_failure``; injected faults come from
+``faults.inject``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -19,28 +20,11 @@ from starlette.responses import JSONResponse, Response
 from sandbox.acumatica import errors
 from sandbox.acumatica.backend import AcumaticaBackend, QueryOptions, RequestContext, Session
 from sandbox.acumatica.entities import ENTITIES
-from sandbox.acumatica.errors import DROP_HEADER, ApiFailure
-from sandbox.acumatica.faults import BEFORE_WORK
+from sandbox.acumatica.faults import dropped, inject
 from sandbox.acumatica.vendored import swagger_document
 
 COOKIE_AUTH = ".ASPXAUTH"
 COOKIE_SESSION = "ASP.NET_SessionId"
-
-
-def render_failure(failure: ApiFailure) -> Response:
-    """An ``ApiFailure`` as the response the real server sends."""
-    if failure.text:
-        return Response(
-            str(failure.body),
-            status_code=failure.status,
-            media_type="text/plain; charset=utf-8",
-            headers=failure.headers,
-        )
-    return JSONResponse(failure.body, status_code=failure.status, headers=failure.headers)
-
-
-def _drop() -> Response:
-    return Response(status_code=200, headers={DROP_HEADER.decode(): "1"})
 
 
 def _bearer(request: Request) -> str | None:
@@ -76,8 +60,8 @@ async def _form_or_json(request: Request) -> dict[str, Any]:
     return body
 
 
-class AcumaticaResponses:
-    """The handlers of the Acumatica routes, over one backend."""
+class AcumaticaHandlers:
+    """The handlers of the Acumatica routes (``routes.ROUTES``), over one backend."""
 
     def __init__(self, backend: AcumaticaBackend) -> None:
         self.backend = backend
@@ -247,25 +231,9 @@ class AcumaticaResponses:
         )
 
     async def _faults(self, method: str, entity: str) -> Response | None:
-        """Injected faults that act before the work: latency, error answers, a dropped connection."""
-        fired = self.backend.faults.draw(BEFORE_WORK, method, entity)
-        for rule in fired:
-            if rule.kind == "latency" and rule.latency_ms > 0:
-                await asyncio.sleep(rule.latency_ms / 1000.0)
-        for rule in fired:
-            if rule.kind == "drop":
-                return _drop()
-            if rule.kind == "lock_violation":
-                raise errors.lock_violation(ENTITIES[entity].cache_name if entity in ENTITIES else entity)
-            if rule.kind == "status":
-                if rule.status == 429:
-                    raise errors.declined()
-                if rule.status > 500:
-                    raise ApiFailure(rule.status, "Service Unavailable", text=True)
-                raise errors.http_error(
-                    rule.status, "An error occurred while processing the request (injected)."
-                )
-        return None
+        """Injected faults that act before the work (``faults.inject``): latency, error answers,
+        or the response that drops the connection."""
+        return await inject(self.backend.faults, method, entity)
 
     async def _get(self, request: Request, entity: str, rest: list[str]) -> Response:
         backend = self.backend
@@ -306,7 +274,7 @@ class AcumaticaResponses:
         )
         if result.created and backend.faults.draw(frozenset({"commit_then_drop"}), "PUT", entity):
             # Committed above; now the client never hears of it (section 7).
-            return _drop()
+            return dropped()
         return JSONResponse(result.record)
 
     async def _action(self, request: Request, entity: str, action: str, session: Session) -> Response:
