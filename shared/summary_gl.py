@@ -54,10 +54,11 @@ The steps (:data:`STEPS`; a dry run follows :data:`DRY_RUN_STEPS`):
     equal the ledger's (what was posted) and the ERP's (read back), to the cent. Only then is the
     run ``done``; otherwise it needs attention with the differing lines.
 
-Exactly once: only one process runs a step of a period's close at a time - :class:`CloseLock`, a
-Redis lock per (connection, period) held by the *driver* (a token the chain's tasks carry). A task
-of an older chain finds a foreign token and drops out; a close started for a period already being
-closed attaches to the running one; a lock whose holder process died is taken over. Per entry,
+Exactly once: only one process runs a step of a period's close at a time -
+:class:`~shared.coordination.close_lock.CloseLock`, a Redis lock per (connection, period) held by
+the *driver* (a token the chain's tasks carry). A task of an older chain finds a foreign token
+and drops out; a close started for a period already being closed attaches to the running one; a
+lock whose holder process died is taken over. Per entry,
 the ledger's ``posting`` state (committed before the ERP call) and the in-doubt lookup make a
 crash at any line harmless. :func:`stuck_runs` finds running closes nothing drives any more (for a
 sweep that resumes them).
@@ -84,13 +85,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from shared.backoff import exponential, full_jitter
-from shared.coordination.identity import Identity, process_alive, this_process
+from shared.coordination.close_lock import CloseLock, LockLost
 from shared.erp.base import ErpTarget, Journal, Totals
 from shared.errors import ApiError, AuthFailed, NotFound, RateLimited, Rejected, Transient
 from shared.exchange import audit_subject
@@ -154,15 +155,9 @@ MAX_CONCURRENCY = 20
 # ``posted`` and ``marked`` are committed for this many entries at a time (see LateTransitions).
 LATE_GROUP = 32
 
-# The close lock while a step runs: renewed as entries go (every HEARTBEAT_EVERY); it must
-# outlive the longest single API call of a step (a holder that died on this host is detected at
-# once; on another host the lock is only free after this long). Between steps: the countdown
-# plus LOCK_GRACE.
-RUNNING_LOCK_TTL = 900.0
 # A step renews its lock (and checks it still holds it) at most this often, not once per entry:
 # entries are guarded against a second driver by the ledger's versioned transitions anyway.
 HEARTBEAT_EVERY = 1.0
-LOCK_GRACE = 120.0
 
 CRASH_ENV = "LEDGERBRIDGE_TEST_CRASH_AT"
 
@@ -225,10 +220,6 @@ class StopClose(Exception):
         self.stop = Stop(reason, event=event, fields=dict(fields or {}))
 
 
-class LockLost(Exception):
-    """Another driver took the close lock: stop before the next external effect."""
-
-
 # -- the test-only fault hook -----------------------------------------------------------------
 
 
@@ -271,165 +262,6 @@ def next_poll_in(polls: int, elapsed: float) -> float:
     if due < elapsed:
         return poll_delay(polls, elapsed)
     return max(MIN_POLL_DELAY, due - elapsed)
-
-
-# -- the lock ---------------------------------------------------------------------------------
-
-LockOutcome = Literal["acquired", "busy", "stale"]
-
-# Compare-and-set on the whole value: replace (or delete, when ARGV[2] is empty) the key only
-# if it still holds ARGV[1] ('' = absent). One script covers create, refresh, take-over, release.
-_CAS = """
-local current = redis.call('GET', KEYS[1])
-if (current == false and ARGV[1] == '') or current == ARGV[1] then
-  if ARGV[2] == '' then
-    redis.call('DEL', KEYS[1])
-  else
-    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  end
-  return 1
-end
-return 0
-"""
-
-
-@dataclass(frozen=True)
-class Holder:
-    """The value of a close lock: which chain (``token``) of which run holds it, where, and
-    whether a step is executing (``running``) or the chain is between steps."""
-
-    token: str
-    run_id: int
-    host: str
-    pid: int
-    started: float
-    running: bool
-
-    def dumps(self) -> str:
-        return json.dumps(
-            {
-                "token": self.token,
-                "run_id": self.run_id,
-                "host": self.host,
-                "pid": self.pid,
-                "started": self.started,
-                "running": self.running,
-            },
-            sort_keys=True,
-        )
-
-    @classmethod
-    def loads(cls, raw: bytes | str) -> Holder:
-        data = json.loads(raw)
-        return cls(
-            token=str(data["token"]),
-            run_id=int(data["run_id"]),
-            host=str(data["host"]),
-            pid=int(data["pid"]),
-            started=float(data["started"]),
-            running=bool(data["running"]),
-        )
-
-
-class CloseLock:
-    """The Redis lock per (connection, period) that makes one chain drive a period's close.
-
-    ``acquire(token, run_id, takeover=...)``:
-
-    * absent, or held by this chain between steps, or by a process that no longer exists ->
-      ``acquired`` (running; expires after ``running_ttl`` unless :meth:`heartbeat` renews it);
-    * held by the same chain in another live process (a duplicate delivery) -> ``stale``;
-    * held by another chain of the same run: a step task drops out (``stale``); a take-over
-      (``takeover=True``: an explicit resume) takes it between steps, else ``busy``;
-    * held by a live process for another run of the period -> ``busy`` (try later).
-
-    Between steps the holder :meth:`park` s the lock for the countdown plus ``grace``.
-    """
-
-    def __init__(
-        self,
-        redis: Any,
-        connection: str,
-        period_name: str,
-        *,
-        identity: Identity | None = None,
-        alive: Callable[[str, int, float], bool] = process_alive,
-        running_ttl: float = RUNNING_LOCK_TTL,
-        grace: float = LOCK_GRACE,
-    ) -> None:
-        self.redis = redis
-        self.key = f"ledgerbridge:{connection}:close:lock:{period_name}"
-        self.identity = identity or this_process()
-        self._alive = alive
-        self.running_ttl = running_ttl
-        self.grace = grace
-        self._cas = redis.register_script(_CAS)
-
-    def _me(self, token: str, run_id: int, *, running: bool) -> Holder:
-        host, pid, started = self.identity
-        return Holder(token, run_id, host, pid, started, running)
-
-    def _set(self, expected: bytes | None, new: Holder | None, ttl: float) -> bool:
-        old = "" if expected is None else expected.decode()
-        value = "" if new is None else new.dumps()
-        return bool(self._cas(keys=[self.key], args=[old, value, int(max(ttl, 1.0) * 1000)]))
-
-    def holder(self) -> Holder | None:
-        raw = self.redis.get(self.key)
-        return None if raw is None else Holder.loads(raw)
-
-    def is_mine(self, holder: Holder) -> bool:
-        return (holder.host, holder.pid, holder.started) == self.identity
-
-    def holder_alive(self, holder: Holder) -> bool:
-        return self.is_mine(holder) or self._alive(holder.host, holder.pid, holder.started)
-
-    def _decide(self, holder: Holder, token: str, run_id: int, takeover: bool) -> str:
-        alive = self.holder_alive(holder)
-        if holder.token == token:
-            if self.is_mine(holder) or not holder.running or not alive:
-                return "take"
-            return "stale"
-        if not alive:
-            return "take"
-        if holder.run_id == run_id:
-            if takeover:
-                return "busy" if holder.running else "take"
-            return "stale"
-        return "busy"
-
-    def acquire(self, token: str, run_id: int, *, takeover: bool = False) -> LockOutcome:
-        mine = self._me(token, run_id, running=True)
-        for _ in range(5):
-            raw = self.redis.get(self.key)
-            if raw is None:
-                if self._set(None, mine, self.running_ttl):
-                    return "acquired"
-                continue
-            decision = self._decide(Holder.loads(raw), token, run_id, takeover)
-            if decision != "take":
-                return "busy" if decision == "busy" else "stale"
-            if self._set(raw, mine, self.running_ttl):
-                return "acquired"
-        return "busy"
-
-    def _replace_own(self, token: str, new: Holder | None, ttl: float) -> bool:
-        raw = self.redis.get(self.key)
-        if raw is None or Holder.loads(raw).token != token:
-            return False
-        return self._set(raw, new, ttl)
-
-    def heartbeat(self, token: str, run_id: int) -> None:
-        """Renew a running lock; raises :class:`LockLost` if another driver holds it now."""
-        if not self._replace_own(token, self._me(token, run_id, running=True), self.running_ttl):
-            raise LockLost(f"the close lock {self.key} is no longer held by driver {token}")
-
-    def park(self, token: str, run_id: int, seconds: float) -> None:
-        """Between steps: keep the lock for this chain for ``seconds`` plus the grace period."""
-        self._replace_own(token, self._me(token, run_id, running=False), seconds + self.grace)
-
-    def release(self, token: str) -> None:
-        self._replace_own(token, None, 1.0)
 
 
 # -- the context --------------------------------------------------------------------------------

@@ -113,3 +113,16 @@ COMPARE_AND_EXPIRE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return 0
 """
+
+# Set a key only if it still holds the given value, or is absent when that value is '': a
+# compare-and-set that also creates (the close lock's create, renewal, park and take-over,
+# shared/coordination/close_lock.py). KEYS: the key; ARGV: expected value ('' = absent), new
+# value, milliseconds to live. 1 when set.
+CREATE_OR_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] == '') or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""

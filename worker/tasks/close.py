@@ -26,9 +26,10 @@ from sqlalchemy.exc import OperationalError
 
 from shared import ports, summary_gl
 from shared.connections import Connection
+from shared.coordination.close_lock import CloseLock
 from shared.ledger.models import CloseRun, CloseStatus
 from shared.notify import Notifier, notifier_from_settings
-from shared.summary_gl import CloseContext, CloseLock, Done, Resumed, Stale, Stop, Wait, step_widths
+from shared.summary_gl import CloseContext, Done, Resumed, Stale, Stop, Wait, step_widths
 from worker.app import MAX_COUNTDOWN, app
 
 ERP_NAMES = {"acumatica": "Acumatica", "file": "the GL file export"}

@@ -19,6 +19,7 @@ from sandbox import acumatica as acumatica_sandbox
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
 from shared import summary_gl as sg
 from shared.connections import AcumaticaTarget, ZuoraTarget
+from shared.coordination.close_lock import CloseLock
 from shared.erp.acumatica import AcumaticaErp
 from shared.erp.file_export import FileExportErp
 from shared.exchange import Exchange
@@ -218,8 +219,8 @@ class Harness:
         self._process += 1
         return ("test-host", self._process, float(self._process))
 
-    def lock(self, period: str, identity: tuple[str, int, float]) -> sg.CloseLock:
-        return sg.CloseLock(
+    def lock(self, period: str, identity: tuple[str, int, float]) -> CloseLock:
+        return CloseLock(
             self.redis, self.connection, period, identity=identity, alive=lambda *who: who not in self.dead
         )
 

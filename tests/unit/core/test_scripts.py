@@ -43,6 +43,20 @@ def test_compare_and_expire_renews_only_the_value_it_was_given(any_redis, key):
     assert 5 < any_redis.ttl(key) <= 120
 
 
+def test_create_or_compare_and_set_creates_when_absent_and_replaces_only_the_value_given(any_redis, key):
+    run = any_redis.register_script(scripts.CREATE_OR_COMPARE_AND_SET)
+
+    assert run(keys=[key], args=["held", "first", 60_000]) == 0  # absent, but a value was expected
+    assert any_redis.get(key) is None
+    assert run(keys=[key], args=["", "first", 60_000]) == 1  # '' = absent: created
+    assert any_redis.get(key) == b"first" and 59_000 < any_redis.pttl(key) <= 60_000
+    assert run(keys=[key], args=["", "again", 60_000]) == 0  # present: not created over it
+    assert run(keys=[key], args=["other", "second", 1_500]) == 0
+    assert any_redis.get(key) == b"first"
+    assert run(keys=[key], args=["first", "second", 1_500]) == 1
+    assert any_redis.get(key) == b"second" and 1_000 < any_redis.pttl(key) <= 1_500
+
+
 def test_bucket_spends_then_says_how_long_to_wait(any_redis, key):
     take = any_redis.register_script(scripts.BUCKET_LUA)
     keys = [f"{key}:bucket", f"{key}:pause"]
