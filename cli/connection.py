@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from rich.markup import escape
 
+from cli.callout_secret import callout_secret
 from cli.common import ledger_at_head
 from cli.output import err, fail, out, print_json, table, usage_errors
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
     group.command("list")(connection_list)
     group.command("remove")(connection_remove)
     group.command("test")(connection_test)
+    group.command("callout-secret")(callout_secret)
     app.add_typer(group, name="connection")
 
 

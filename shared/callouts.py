@@ -7,41 +7,49 @@ Our documented callout template (Zuora Notifications, one callout per event belo
   (``<Payment.ID>``, ``<Refund.ID>``, ``<CreditMemo.ID>``, ``<DebitMemo.ID>`` for the others);
 * custom header ``X-Zuora-Timestamp: <Event.Timestamp>``;
 * HMAC ``SHA-256``, output ``HEX``, ``hmacData = {{Request.Headers.X-Zuora-Timestamp}}.{{Request.Body}}``,
-  ``hmacKey = X-Zuora-Signature``, ``hmacValue = {{Request.HMAC.Signed}}``, the secret in
-  ``LEDGERBRIDGE_CALLOUT_HMAC_SECRET`` (section 12.3 "recommended deployment").
+  ``hmacKey = X-Zuora-Signature``, ``hmacValue = {{Request.HMAC.Signed}}``, with the
+  connection's own secret (section 12.3 "recommended deployment"): each stored connection has its
+  own (``ledgerbridge connection callout-secret``), the default one
+  ``LEDGERBRIDGE_CALLOUT_HMAC_SECRET``; during a rotation the previous secret is accepted too.
 
-:func:`receive` decides everything about one delivery, in this order: the signature is checked
-in constant time over the *raw* bytes before anything is parsed (missing or wrong: 401); the
-timestamp must be within ``max_age`` - days, not minutes, because Zuora retries a failed delivery
-up to 5 times up to a day apart with the same body (section 12.2), so replays are stopped by the
-notification id, not by a short window; the body must be our template with a known event code
-(otherwise 400). The notification is then recorded in the ledger, de-duplicated on
-``Zuora-Notification-Id`` (stable across Zuora's retries; a duplicate gets 200 and nothing else),
-and only after that commit is a task enqueued. A ledger that cannot be written answers 503, which
+:func:`receive` decides everything about one delivery, in this order: a body over ``max_body``
+bytes is refused (413); the signature is checked in constant time over the *raw* bytes before
+anything is parsed (missing or wrong: 401); the timestamp must be within ``max_age`` - days, not
+minutes, because Zuora retries a failed delivery up to 5 times up to a day apart with the same
+body (section 12.2); the body must be our template with a known event code (otherwise 400). The
+notification is then recorded in the ledger, de-duplicated on ``Zuora-Notification-Id`` (stable
+across Zuora's retries) *and* on the digest of what the signature covers (the timestamp and the
+body: the notification id is not signed, so a captured delivery replayed under fresh ids within
+the accepted age is the same delivery); a duplicate gets 200 and nothing else. Only after that
+commit is a task enqueued. A ledger that cannot be written answers 503, which
 Zuora retries; an enqueue that fails is left to the sweep (the row stays ``received``) and still
 answers 200, because the notification is safe in the ledger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from secrets import token_urlsafe
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
+from shared.connections import Connection
 from shared.ledger.errors import LedgerError
 from shared.ledger.models import CalloutNotification, CalloutState, ObjectType
 from shared.ledger.repo import Ledger
+from shared.ledger.secrets import SecretBox
 
 log = logging.getLogger("ledgerbridge.callouts")
 
@@ -62,6 +70,8 @@ EVENTS: dict[str, str] = {
 }
 
 DEFAULT_MAX_AGE = timedelta(days=7)
+# Our template's body is ~120 bytes; anything near this is not a Zuora callout of ours.
+DEFAULT_MAX_BODY = 64 * 1024
 # A naive <Event.Timestamp> is in the tenant's time zone (section 12.1): up to 14 h off UTC.
 DEFAULT_MAX_FUTURE = timedelta(days=1)
 MAX_ID_LENGTH = 64
@@ -101,14 +111,24 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: str, timestamp: str | None, body: bytes, signature: str | None) -> None:
-    """Raise :class:`CalloutRejected` (401) unless ``signature`` is the HMAC of this delivery.
-    Compared in constant time; hex is case-insensitive."""
+def verify_signature(
+    secrets: str | Sequence[str], timestamp: str | None, body: bytes, signature: str | None
+) -> None:
+    """Raise :class:`CalloutRejected` (401) unless ``signature`` is the HMAC of this delivery
+    under one of ``secrets`` (the current one, and the previous one during a rotation). Every
+    secret is compared, each in constant time; hex is case-insensitive."""
     if not timestamp or not signature:
         raise CalloutRejected(401, f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
-    expected = sign(secret, timestamp, body)
-    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+    given = signature.strip().lower().encode()
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    matches = [hmac.compare_digest(sign(key, timestamp, body).encode(), given) for key in keys if key]
+    if not any(matches):
         raise CalloutRejected(401, "bad signature")
+
+
+def signed_digest(timestamp: str, body: bytes) -> str:
+    """``sha256:`` + the hex digest of what the signature covers (``timestamp "." body``)."""
+    return "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -189,7 +209,7 @@ def notification_id(headers: Mapping[str, str], timestamp: str, body: bytes) -> 
     given = headers.get(NOTIFICATION_HEADER) or headers.get(NOTIFICATION_HEADER.lower())
     if given and given.strip():
         return given.strip()[:128]
-    return "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
+    return signed_digest(timestamp, body)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -200,22 +220,28 @@ def receive(
     *,
     headers: Mapping[str, str],
     body: bytes,
-    secret: str | None,
+    secrets: Sequence[str],
     ledger: Ledger,
     connection: str,
     enqueue: Callable[[int], None],
     now: datetime | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Answer:
-    """Handle one delivery (see the module docstring) and say what to answer."""
+    """Handle one delivery (see the module docstring) and say what to answer. ``secrets`` are
+    the connection's callout secrets (the current one first; the previous one during a
+    rotation)."""
     now = now or datetime.now(UTC)
-    if not secret:
+    if len(body) > max_body:
+        log.warning("callout refused (413): a body of %d bytes", len(body))
+        return Answer(413, {"error": f"the body is larger than {max_body} bytes"})
+    if not any(secrets):
         # A misconfigured receiver: answer so that Zuora retries once it is fixed.
-        log.error("a callout arrived but LEDGERBRIDGE_CALLOUT_HMAC_SECRET is not set")
-        return Answer(503, {"error": "callouts are not configured"})
+        log.error("a callout arrived for %s, which has no callout secret", connection)
+        return Answer(503, {"error": "callouts are not configured for this connection"})
     timestamp = _header(headers, TIMESTAMP_HEADER)
     try:
-        verify_signature(secret, timestamp, body, _header(headers, SIGNATURE_HEADER))
+        verify_signature(secrets, timestamp, body, _header(headers, SIGNATURE_HEADER))
         assert timestamp is not None
         check_timestamp(timestamp, now, max_age=max_age)
         parsed = parse_body(body)
@@ -231,6 +257,7 @@ def receive(
             object_type=parsed.object_type,
             object_id=parsed.object_id,
             account_id=parsed.account_id,
+            digest=signed_digest(timestamp, body),
         )
     except (SQLAlchemyError, LedgerError, OSError) as exc:
         log.error("could not record callout %s: %s", notification, exc)
@@ -366,3 +393,32 @@ class CalloutBatcher:
             except Exception as exc:
                 log.error("%d callout(s) recorded but not enqueued (the sweep will): %s", len(ids), exc)
                 note_enqueue_failure(self._ledger, ids, exc)
+
+
+# -- a stored connection's secrets ------------------------------------------------------------------
+
+
+def new_callout_secret() -> str:
+    """A fresh random secret for a connection's callout template (256 bits)."""
+    return token_urlsafe(32)
+
+
+def rotate_callout_secret(ledger: Ledger, box: SecretBox, name: str, secret: str) -> Connection:
+    """Make ``secret`` the stored connection's callout secret, keeping its current one as the
+    previous (accepted until :func:`finish_callout_rotation`), so callouts Zuora signs with either
+    are taken while the template is changed. Returns the connection as stored."""
+    if len(secret) < 16:
+        raise ValueError("a callout secret must be at least 16 characters")
+    conn = ledger.get_connection(name, box)
+    kept = tuple(s for s in conn.callout_secrets[:1] if s != secret)
+    updated = dataclasses.replace(conn, callout_secrets=(secret, *kept))
+    ledger.add_connection(updated, box, replace=True)
+    return updated
+
+
+def finish_callout_rotation(ledger: Ledger, box: SecretBox, name: str) -> Connection:
+    """Stop accepting the stored connection's previous callout secret."""
+    conn = ledger.get_connection(name, box)
+    updated = dataclasses.replace(conn, callout_secrets=conn.callout_secrets[:1])
+    ledger.add_connection(updated, box, replace=True)
+    return updated

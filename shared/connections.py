@@ -69,6 +69,13 @@ class Connection:
     erp_kind: Literal["acumatica", "file"]
     acumatica: AcumaticaTarget | None = None
     file: FileTarget | None = None
+    # The HMAC secrets this connection's callouts are signed with: the current one first, then the
+    # previous one while a rotation is under way. Empty: the connection takes no callouts.
+    callout_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def takes_callouts(self) -> bool:
+        return any(self.callout_secrets)
 
 
 def _secret(value: object) -> str | None:
@@ -113,5 +120,17 @@ def default_connection(settings: Settings) -> Connection:
     else:
         file_target = FileTarget(export_dir=settings.gl_export_dir)
     return Connection(
-        name=settings.connection, zuora=zuora, erp_kind=settings.erp, acumatica=acumatica, file=file_target
+        name=settings.connection,
+        zuora=zuora,
+        erp_kind=settings.erp,
+        acumatica=acumatica,
+        file=file_target,
+        callout_secrets=environment_callout_secrets(settings),
     )
+
+
+def environment_callout_secrets(settings: Settings) -> tuple[str, ...]:
+    """The default connection's callout secrets (``LEDGERBRIDGE_CALLOUT_HMAC_SECRET``, then
+    ``LEDGERBRIDGE_CALLOUT_HMAC_PREVIOUS_SECRET`` during a rotation)."""
+    values = (_secret(settings.callout_hmac_secret), _secret(settings.callout_hmac_previous_secret))
+    return tuple(value for value in values if value)

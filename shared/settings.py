@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     mapping_file: Path | None = None
     journal_transaction_types: str | None = None
     callout_hmac_secret: SecretStr | None = None
+    # While the default connection's callout secret is rotated: the one Zuora may still sign with.
+    callout_hmac_previous_secret: SecretStr | None = None
+    # Larger callout bodies are refused (413) before they are read whole; ours are ~120 bytes.
+    callout_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # GET /metrics answers only a scraper presenting this bearer token (404 when it is not set).
+    metrics_token: SecretStr | None = None
     notify_webhook_url: str | None = None
 
     # Item-level sync (shared/item_level): beat intervals, the high-water-mark overlap, timeouts.

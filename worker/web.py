@@ -7,10 +7,16 @@ in the ledger (de-duplicated on ``Zuora-Notification-Id``) and hands it to a
 :class:`~shared.callouts.CalloutBatcher`, which enqueues ``ledgerbridge.push.callouts`` for the
 callouts of each ``LEDGERBRIDGE_CALLOUT_BATCH_SECONDS`` (0.1 s) - answering within milliseconds,
 as Zuora gives a callout 25 s and treats anything but 200 as a failure (zuora-api.md section
-12.2). The work itself (re-fetch, post, mark) happens in a worker. ``GET /healthz`` answers 200
-for load balancers. ``GET /metrics`` serves ledgerbridge's own metrics in the Prometheus text
-format (:mod:`shared.metrics`: records by state and stream, missed-by-mark, missed-by-push, API
-calls, 429s and token requests per API).
+12.2). The work itself (re-fetch, post, mark) happens in a worker. Each connection's callouts are
+verified with that connection's own secrets (a stored connection's, or the default connection's
+``LEDGERBRIDGE_CALLOUT_HMAC_SECRET``), so one tenant's secret cannot sign another's callouts; a
+body over ``LEDGERBRIDGE_CALLOUT_MAX_BODY_BYTES`` is refused with 413 before it is read whole.
+
+``GET /healthz`` answers 200 for load balancers. ``GET /metrics`` serves ledgerbridge's own metrics
+in the Prometheus text format (:mod:`shared.metrics`: records by state and stream, missed-by-mark,
+missed-by-push, API calls, 429s and token requests per API) to a scraper that presents
+``Authorization: Bearer <LEDGERBRIDGE_METRICS_TOKEN>``; without that setting it answers 404 (the
+metrics name connections and show what is open: they are not for the callout port's public).
 
 Everything the endpoint needs (settings, ledger, the enqueue function, the clock) is injectable
 through :func:`create_app`; the module-level ``app`` resolves them from the environment on the
@@ -19,6 +25,7 @@ first request, so importing this module needs no configuration.
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +38,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from shared import callouts, metrics
+from shared.connections import environment_callout_secrets
 from shared.ledger.repo import Ledger
+from shared.ledger.secrets import SecretBox
 from shared.settings import Settings
 
 CALLOUT_PATH = "/zuora/callouts"
@@ -64,6 +73,18 @@ class _Deps:
         from shared import ports
 
         return self.redis if self.redis is not None else ports.redis_client()
+
+    def callout_secrets(self, settings: Settings, ledger: Ledger, name: str) -> tuple[str, ...] | None:
+        """The callout secrets of connection ``name`` (current first), or None for an unknown
+        connection: the default one's come from the environment, a stored one's from the ledger
+        (as ``shared.ports.connection`` resolves a name)."""
+        stored = name in {row.name for row in ledger.list_connections()}
+        if name == settings.connection and (settings.zuora_base_url is not None or not stored):
+            return environment_callout_secrets(settings)
+        if not stored:
+            return None
+        key = settings.secret_key.get_secret_value() if settings.secret_key else None
+        return ledger.get_connection(name, SecretBox.from_setting(key)).callout_secrets
 
     def resolved(self) -> tuple[Settings, Ledger, Enqueue]:
         from shared import ports
@@ -117,7 +138,19 @@ def create_app(
         return {"ok": True}
 
     @web.get("/metrics")
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        settings = deps.settings if deps.settings is not None else await run_in_threadpool(_settings)
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        if not token:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return JSONResponse(
+                {"error": "give Authorization: Bearer <LEDGERBRIDGE_METRICS_TOKEN>"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
         def scrape() -> bytes:
             settings, ledger, _ = deps.resolved()
             # The default connection is listed even before it has a record, so its series exist.
@@ -128,24 +161,29 @@ def create_app(
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def receive(request: Request, connection: str | None) -> JSONResponse:
-        body = await request.body()  # raw bytes: the signature covers them exactly
+        settings = deps.settings if deps.settings is not None else await run_in_threadpool(_settings)
+        limit = settings.callout_max_body_bytes
+        body = await _read_at_most(request, limit)  # raw bytes: the signature covers them exactly
+        if body is None:
+            return JSONResponse({"error": f"the body is larger than {limit} bytes"}, status_code=413)
         headers = dict(request.headers)  # lower-cased names
 
         def handle() -> callouts.Answer | None:
             settings, ledger, enqueue = deps.resolved()
-            secret = settings.callout_hmac_secret.get_secret_value() if settings.callout_hmac_secret else None
             name = connection or settings.connection
-            if name != settings.connection and name not in {row.name for row in ledger.list_connections()}:
+            secrets = deps.callout_secrets(settings, ledger, name)
+            if secrets is None:
                 return None
             return callouts.receive(
                 headers=headers,
                 body=body,
-                secret=secret,
+                secrets=secrets,
                 ledger=ledger,
                 connection=name,
                 enqueue=lambda callout_id: enqueue(name, callout_id),
                 now=deps.clock(),
                 max_age=timedelta(seconds=settings.callout_max_age_seconds),
+                max_body=limit,
             )
 
         # The ledger and the broker are blocking clients: keep them off the event loop.
@@ -166,6 +204,28 @@ def create_app(
         return await receive(request, connection)
 
     return web
+
+
+def _settings() -> Settings:
+    from shared import ports
+
+    return ports.settings()
+
+
+async def _read_at_most(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to be longer than ``limit`` bytes (from
+    its Content-Length, or while it streams in): an oversized body is never held whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 app = create_app()

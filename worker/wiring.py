@@ -108,7 +108,9 @@ def item_context(connection: str | None = None) -> ItemContext:
         ledger=ports.ledger(),
         mapping=mapping_from_settings(settings),
         dispatch=CeleryDispatcher(),
-        options=Options.from_settings(settings, erp_concurrency=erp_concurrency),
+        options=Options.from_settings(
+            settings, erp_concurrency=erp_concurrency, push_enabled=conn.takes_callouts
+        ),
     )
 
 

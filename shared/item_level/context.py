@@ -75,13 +75,17 @@ class Options:
     max_pages: int = 200
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, erp_concurrency: int = 2) -> Options:
+    def from_settings(
+        cls, settings: Settings, *, erp_concurrency: int = 2, push_enabled: bool | None = None
+    ) -> Options:
+        """The knobs from the environment; ``push_enabled`` (default: the default connection has a
+        callout secret) says whether the connection's records also arrive by callout."""
         return cls(
             overlap=timedelta(seconds=settings.pull_overlap_seconds),
             posting_timeout=timedelta(seconds=settings.posting_timeout_seconds),
             sweep_grace=timedelta(seconds=settings.sweep_grace_seconds),
             release=settings.item_release,
-            push_enabled=settings.callout_hmac_secret is not None,
+            push_enabled=settings.callout_hmac_secret is not None if push_enabled is None else push_enabled,
             erp_concurrency=max(1, min(erp_concurrency, MAX_POST_THREADS)),
             long_wait=timedelta(seconds=max(settings.sweep_grace_seconds, 60)),
             mark_retry=timedelta(seconds=max(settings.sweep_grace_seconds, 30)),

@@ -101,7 +101,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, str]]:
+def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
     """(non-secret config, secrets) of a connection, in the ledger's storage layout."""
     if conn.erp_kind == "acumatica" and conn.acumatica is None:
         raise ValueError(f"connection {conn.name!r}: erp_kind 'acumatica' needs Acumatica settings")
@@ -126,6 +126,8 @@ def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, str]]
         }
     if conn.file is not None:
         config["file"] = {"export_dir": str(conn.file.export_dir)}
+    if conn.callout_secrets:
+        secrets["callout_secrets"] = list(conn.callout_secrets)
     return config, _drop_none(secrets)
 
 
@@ -166,4 +168,5 @@ def _join_connection(row: ConnectionRow, secrets: Mapping[str, Any]) -> Connecti
         erp_kind=cast(Literal["acumatica", "file"], row.erp_kind),
         acumatica=acumatica,
         file=file_target,
+        callout_secrets=tuple(str(s) for s in secrets.get("callout_secrets") or ()),
     )

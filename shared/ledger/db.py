@@ -151,13 +151,18 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 def insert_ignoring_conflict(
-    session: Session, table: sa.Table, values: dict[str, Any], conflict_columns: list[str]
+    session: Session, table: sa.Table, values: dict[str, Any], conflict_columns: list[str] | None
 ) -> bool:
-    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING`` on SQLite or PostgreSQL; True
-    when the row was inserted. Unlike insert-then-catch it never poisons the caller's
-    transaction, so it is safe inside a larger unit of work and under concurrent inserts."""
+    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING`` on SQLite or PostgreSQL (None: a
+    conflict on any unique constraint); True when the row was inserted. Unlike insert-then-catch
+    it never poisons the caller's transaction, so it is safe inside a larger unit of work and
+    under concurrent inserts."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    statement = insert(table).values(**values)
+    if conflict_columns:
+        statement = statement.on_conflict_do_nothing(index_elements=conflict_columns)
+    else:
+        statement = statement.on_conflict_do_nothing()
     # RETURNING, not rowcount: psycopg reports -1 for this statement. (SQLite >= 3.35.)
-    returned = session.execute(statement.returning(table.c[conflict_columns[0]])).first()
+    returned = session.execute(statement.returning(*table.primary_key.columns)).first()
     return returned is not None

@@ -277,17 +277,21 @@ class AuditEvent(LedgerModel, table=True):
 
 
 class CalloutNotification(LedgerModel, table=True):
-    """A Zuora callout received by the web receiver; (connection, notification_id) de-duplicates."""
+    """A Zuora callout received by the web receiver; (connection, notification_id) and (connection,
+    digest of the signed timestamp and body) each de-duplicate."""
 
     __tablename__ = "callout_notification"
     __table_args__ = (
         sa.UniqueConstraint("connection", "notification_id", name="uq_callout_notification_key"),
+        sa.UniqueConstraint("connection", "digest", name="uq_callout_notification_digest"),
         sa.Index("ix_callout_notification_state", "connection", "state", "received_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     connection: str = Field(sa_type=sa.String(64), nullable=False)
     notification_id: str = Field(sa_type=sa.String(128), nullable=False)
+    # sha256 of what the signature covers (timestamp "." body): a replay under a new id is caught.
+    digest: str | None = Field(default=None, sa_type=sa.String(80), nullable=True)
     event_code: str = Field(sa_type=sa.String(64), nullable=False)
     object_type: str | None = Field(default=None, sa_type=sa.String(32), nullable=True)
     object_id: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)

@@ -342,12 +342,15 @@ class Ledger(AuditTrail, ConnectionStore):
         object_type: str | None = None,
         object_id: str | None = None,
         account_id: str | None = None,
+        digest: str | None = None,
     ) -> tuple[CalloutNotification, bool]:
-        """Store a received callout; returns ``(row, is_new)`` - ``False`` for a duplicate delivery."""
-        key = sa.and_(
-            col(CalloutNotification.connection) == connection,
-            col(CalloutNotification.notification_id) == notification_id,
-        )
+        """Store a received callout; returns ``(row, is_new)`` - ``False`` for a duplicate delivery:
+        the same notification id, or the same ``digest`` of what the signature covers (a captured
+        delivery replayed under a fresh id)."""
+        same = col(CalloutNotification.notification_id) == notification_id
+        if digest is not None:
+            same = sa.or_(same, col(CalloutNotification.digest) == digest)
+        key = sa.and_(col(CalloutNotification.connection) == connection, same)
         with session_scope(self.engine) as session:
             inserted = insert_ignoring_conflict(
                 session,
@@ -359,12 +362,14 @@ class Ledger(AuditTrail, ConnectionStore):
                     "object_type": object_type,
                     "object_id": object_id,
                     "account_id": account_id,
+                    "digest": digest,
                     "received_at": utcnow(),
                     "state": CalloutState.RECEIVED.value,
                 },
-                ["connection", "notification_id"],
+                None,  # either key: the id or the digest
             )
-            return session.exec(select(CalloutNotification).where(key)).one(), inserted
+            first = select(CalloutNotification).where(key).order_by(col(CalloutNotification.id)).limit(1)
+            return session.exec(first).one(), inserted
 
     def set_callout_state(self, callout_id: int, state: str, error: str | None = None) -> None:
         self.set_callout_states({callout_id: (state, error)})

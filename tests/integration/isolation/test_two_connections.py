@@ -215,9 +215,12 @@ def test_two_connections_synced_side_by_side_keep_records_tokens_and_marks_apart
         )
 
         # GET /metrics reports both, apart.
-        settings = load_settings(connection=name_a, database_url=fleet.env["LEDGERBRIDGE_DATABASE_URL"])
+        settings = load_settings(
+            connection=name_a, database_url=fleet.env["LEDGERBRIDGE_DATABASE_URL"], metrics_token="scraper"
+        )
         web = TestClient(create_app(settings=settings, ledger=ledger, redis=client))
-        families = {f.name: f for f in text_string_to_metric_families(web.get("/metrics").text)}
+        scraped = web.get("/metrics", headers={"Authorization": "Bearer scraper"}).text
+        families = {f.name: f for f in text_string_to_metric_families(scraped)}
         marked = {
             (s.labels["connection"], s.labels["object_type"]): s.value
             for s in families["ledgerbridge_records"].samples

@@ -159,26 +159,99 @@ def test_healthz(client):
     assert client.get("/healthz").json() == {"ok": True}
 
 
-def test_callout_for_a_stored_connection_is_recorded_under_it(client, ledger, enqueued):
-    from cryptography.fernet import Fernet
+KEY = "x" * 43 + "="  # a Fernet key (32 bytes, base64url)
 
+
+def _store(ledger, name: str, *callout_secrets: str) -> None:
     from shared.connections import Connection, FileTarget, ZuoraTarget
     from shared.ledger.secrets import SecretBox
 
     stored = Connection(
-        name="acme-eu",
+        name=name,
         zuora=ZuoraTarget(base_url="https://rest.eu.zuora.com", client_id="id", client_secret="s"),
         erp_kind="file",
-        file=FileTarget(export_dir=Path("/tmp/acme-eu")),
+        file=FileTarget(export_dir=Path(f"/tmp/{name}")),
+        callout_secrets=callout_secrets,
     )
-    ledger.add_connection(stored, SecretBox([Fernet.generate_key().decode()]))
+    ledger.add_connection(stored, SecretBox([KEY]))
 
-    response = deliver(client, INVOICE, path=f"{CALLOUT_PATH}/acme-eu")
+
+@pytest.fixture
+def keyed_client(ledger, enqueued, connection_name):
+    """A receiver that can read stored connections (it holds their secret key)."""
+    settings = load_settings(callout_hmac_secret=SECRET, connection=connection_name, secret_key=KEY)
+    app = create_app(settings=settings, ledger=ledger, enqueue=enqueued, clock=lambda: NOW)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_callout_for_a_stored_connection_is_checked_with_its_own_secret(keyed_client, ledger, enqueued):
+    _store(ledger, "acme-eu", "acme-eu-secret")
+
+    response = deliver(keyed_client, INVOICE, path=f"{CALLOUT_PATH}/acme-eu", secret="acme-eu-secret")
 
     assert response.status_code == 200
     assert [c for c, _ in enqueued] == ["acme-eu"]
     with ledger.engine.connect() as conn:
         assert conn.execute(sa.text("select connection from callout_notification")).scalar_one() == "acme-eu"
+
+
+def test_another_connections_secret_cannot_sign_for_a_stored_connection(keyed_client, ledger, enqueued):
+    _store(ledger, "acme-eu", "acme-eu-secret")
+    _store(ledger, "acme-us", "acme-us-secret")
+
+    with_default = deliver(keyed_client, INVOICE, path=f"{CALLOUT_PATH}/acme-eu", secret=SECRET)
+    with_neighbour = deliver(keyed_client, INVOICE, path=f"{CALLOUT_PATH}/acme-eu", secret="acme-us-secret")
+
+    assert (with_default.status_code, with_neighbour.status_code) == (401, 401)
+    assert callout_rows(ledger) == [] and enqueued == []
+
+
+def test_a_stored_connection_without_a_callout_secret_takes_no_callouts(keyed_client, ledger, enqueued):
+    _store(ledger, "acme-eu")
+
+    response = deliver(keyed_client, INVOICE, path=f"{CALLOUT_PATH}/acme-eu")
+
+    assert response.status_code == 503
+    assert callout_rows(ledger) == [] and enqueued == []
+
+
+def test_during_a_rotation_both_secrets_are_accepted(ledger, enqueued, connection_name):
+    settings = load_settings(
+        callout_hmac_secret="new-secret", callout_hmac_previous_secret=SECRET, connection=connection_name
+    )
+    app = create_app(settings=settings, ledger=ledger, enqueue=enqueued, clock=lambda: NOW)
+    with TestClient(app) as rotating:
+        old = deliver(rotating, INVOICE, notification="n-old", secret=SECRET)
+        new = deliver(
+            rotating, {**INVOICE, "objectId": "8ad0aa12"}, notification="n-new", secret="new-secret"
+        )
+        other = deliver(rotating, {**INVOICE, "objectId": "8ad0aa13"}, notification="n-x", secret="guess")
+
+    assert (old.status_code, new.status_code, other.status_code) == (200, 200, 401)
+    assert len(enqueued) == 2
+
+
+def test_a_captured_delivery_replayed_under_a_fresh_id_is_a_duplicate(client, ledger, enqueued):
+    first = deliver(client, INVOICE, notification="n-1")
+    replayed = deliver(client, INVOICE, notification="n-999")  # same signed timestamp and body
+
+    assert (first.status_code, replayed.status_code) == (200, 200)
+    assert replayed.json() == {"success": True, "duplicate": True}
+    assert len(callout_rows(ledger)) == 1 and len(enqueued) == 1
+
+
+def test_a_body_over_the_limit_is_413_and_records_nothing(ledger, enqueued, connection_name):
+    settings = load_settings(
+        callout_hmac_secret=SECRET, connection=connection_name, callout_max_body_bytes=1024
+    )
+    app = create_app(settings=settings, ledger=ledger, enqueue=enqueued, clock=lambda: NOW)
+    with TestClient(app) as small:
+        big = {**INVOICE, "padding": "x" * 2000}
+        response = deliver(small, big)
+
+    assert response.status_code == 413
+    assert callout_rows(ledger) == [] and enqueued == []
 
 
 def test_callout_for_an_unknown_connection_is_404_and_records_nothing(client, ledger, enqueued):
@@ -206,7 +279,8 @@ def test_without_an_enqueue_function_callouts_are_sent_in_batches(ledger, connec
     app = create_app(settings=settings, ledger=ledger, clock=lambda: NOW)
     with TestClient(app) as test_client:
         for n in range(3):
-            assert deliver(test_client, INVOICE, notification=f"n-{n}").status_code == 200
+            body = {**INVOICE, "objectId": f"8ad0aa1{n}"}
+            assert deliver(test_client, body, notification=f"n-{n}").status_code == 200
         assert sent == []
 
     assert sent == [(connection_name, [1, 2, 3])]

@@ -146,10 +146,10 @@ def test_metrics_endpoint_serves_the_ledger_and_api_series(ledger, fake_redis):
     _seed(ledger, "globex")
     metrics.count_exchanges(fake_redis, [exchange("acme", "zuora", f"{ZUORA}/oauth/token", 200, "POST")])
     metrics.count_exchanges(fake_redis, [exchange("acme", "zuora", f"{ZUORA}/object-query/invoices", 429)])
-    settings = load_settings(connection="acme", database_url=str(ledger.engine.url))
+    settings = load_settings(connection="acme", database_url=str(ledger.engine.url), metrics_token=TOKEN)
     client = TestClient(create_app(settings=settings, ledger=ledger, redis=fake_redis))
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=SCRAPER)
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -191,10 +191,10 @@ def test_metrics_endpoint_serves_the_ledger_and_api_series(ledger, fake_redis):
 
 
 def test_metrics_of_an_empty_ledger_list_the_default_connection(ledger, fake_redis):
-    settings = load_settings(connection="fresh", database_url=str(ledger.engine.url))
+    settings = load_settings(connection="fresh", database_url=str(ledger.engine.url), metrics_token=TOKEN)
     client = TestClient(create_app(settings=settings, ledger=ledger, redis=fake_redis))
 
-    families = _families(client.get("/metrics").text)
+    families = _families(client.get("/metrics", headers=SCRAPER).text)
 
     assert {labels["connection"] for labels, _ in families["ledgerbridge_records"]} == {"fresh"}
     assert sum(value for _, value in families["ledgerbridge_records"]) == 0
@@ -203,10 +203,10 @@ def test_metrics_of_an_empty_ledger_list_the_default_connection(ledger, fake_red
 
 def test_metrics_without_redis_still_serve_the_ledger_series(ledger):
     _seed(ledger, "acme")
-    settings = load_settings(connection="acme", database_url=str(ledger.engine.url))
+    settings = load_settings(connection="acme", database_url=str(ledger.engine.url), metrics_token=TOKEN)
     client = TestClient(create_app(settings=settings, ledger=ledger, redis=_UnreadableRedis()))
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=SCRAPER)
 
     assert response.status_code == 200
     families = _families(response.text)
@@ -259,3 +259,31 @@ def test_closing_the_ports_writes_the_queue_without_deadlocking(tmp_path, fake_r
     ledger.dispose()
     assert len(rows) == 1
     assert metrics.read_api_counts(fake_redis, "acme").calls == {("zuora", "2xx"): 1}
+
+
+TOKEN = "scrape-me"
+SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_metrics_need_the_configured_bearer_token(ledger, fake_redis):
+    _seed(ledger, "acme")
+    settings = load_settings(connection="acme", database_url=str(ledger.engine.url), metrics_token=TOKEN)
+    client = TestClient(create_app(settings=settings, ledger=ledger, redis=fake_redis))
+
+    anonymous = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer guess"})
+
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert "acme" not in anonymous.text + wrong.text  # nothing of the connections leaks
+
+
+def test_metrics_are_off_without_a_token(ledger, fake_redis):
+    _seed(ledger, "acme")
+    settings = load_settings(connection="acme", database_url=str(ledger.engine.url))
+    client = TestClient(create_app(settings=settings, ledger=ledger, redis=fake_redis))
+
+    response = client.get("/metrics", headers=SCRAPER)
+
+    assert response.status_code == 404
+    assert "acme" not in response.text
