@@ -7,7 +7,6 @@ Everything here is redacted before it leaves the client: no secret reaches a hoo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +14,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
+
+from shared import jsoncodec
 
 REDACTED = "***"
 
@@ -90,14 +91,16 @@ _FORM_RE = re.compile(r"^[\w.\-~%+]+=[^&]*(&[\w.\-~%+]+=[^&]*)*$")
 
 
 def redact_body(body: str | bytes | None) -> str | None:
-    """Redact secret values in a JSON or form-encoded body; truncate very long bodies."""
+    """Redact secret values in a JSON or form-encoded body; truncate very long bodies. Amounts keep
+    their exact digits (the product's JSON codec: ``100.50`` stays ``100.50``), so what the audit
+    trail shows is what went on the wire."""
     if body is None:
         return None
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     if not text:
         return text
     try:
-        text = json.dumps(_redact_obj(json.loads(text)), separators=(",", ":"))
+        text = jsoncodec.dumps(_redact_obj(jsoncodec.loads(text)))
     except ValueError:
         if _FORM_RE.match(text):
             pairs = parse_qsl(text, keep_blank_values=True)

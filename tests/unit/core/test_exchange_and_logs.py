@@ -22,6 +22,13 @@ def test_redact_body_json_nested_secrets():
     }
 
 
+def test_redact_body_keeps_amounts_exactly_as_sent():
+    body = '{"amount":100.50,"long":12345678901234567890.123456789,"password":"pw","n":7}'
+    assert redact_body(body) == (
+        '{"amount":100.50,"long":12345678901234567890.123456789,"password":"' + REDACTED + '","n":7}'
+    )
+
+
 def test_redact_body_form_encoded_token_request():
     body = "grant_type=client_credentials&client_id=abc&client_secret=topsecret"
     redacted = redact_body(body)
