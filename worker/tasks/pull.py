@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import item_level, ports
 from shared.coordination.run_lock import RunLock
-from shared.errors import ApiError
+from shared.errors import ApiError, RateLimited, Transient
 from shared.item_level.pull import Resume
 from shared.logs import log_context
 from worker.app import app
@@ -29,13 +29,14 @@ from worker.wiring import (
     item_context,
     mark_debounce_key,
     mark_rerun_key,
+    retry_countdown,
     stream_lock,
 )
 
 log = logging.getLogger("ledgerbridge.tasks.pull")
 
 
-@app.task(name="ledgerbridge.pull.stream", bind=True)
+@app.task(name="ledgerbridge.pull.stream", bind=True, max_retries=3)
 def pull(
     self: Task,
     *,
@@ -49,7 +50,13 @@ def pull(
     advance: bool = True,
 ) -> dict[str, Any]:
     """Pull one stream under its lock; a run that stopped at the page limit continues in a new
-    task. Skips (returns) when another pull of the stream holds the lock."""
+    task. Skips (returns) when another pull of the stream holds the lock.
+
+    A pull that fails is a failed task (Flower and the result backend say so), after the stream's
+    run is recorded as failed with its error in the ledger (``ledgerbridge status``): Zuora being
+    busy or down (rate limit, transient error) retries the task with a backoff, anything else
+    (credentials, a refused query) fails at once. Either way the mark keeps what the committed
+    pages earned, and the next run starts from it."""
     ctx = item_context(connection)
     chosen = item_level.get_stream(stream)
     with log_context(connection=ctx.connection, stream=chosen.name):
@@ -69,10 +76,12 @@ def pull(
                 resume=resume,
                 heartbeat=lock.extend,
             )
+        except (RateLimited, Transient) as exc:
+            log.warning("pull of %s failed, retrying: %s", chosen.name, exc)
+            raise self.retry(countdown=retry_countdown(exc, self.request.retries)) from exc
         except ApiError as exc:
-            # The mark keeps what committed pages earned; the next beat run starts from it.
-            log.warning("pull of %s failed: %s", chosen.name, exc)
-            return {"stream": chosen.name, "error": str(exc)}
+            log.error("pull of %s failed: %s", chosen.name, exc)
+            raise
         finally:
             lock.release()
         if result.resume is not None:
