@@ -83,8 +83,9 @@ class CeleryDispatcher:
         except Exception as exc:
             log.error("could not enqueue %d callout(s) (the sweep will): %s", len(callout_ids), exc)
 
-    def waiting(self) -> int:
-        """The messages in the broker's queue, every priority (not those a worker holds)."""
+    def waiting(self) -> int | None:
+        """The messages in the broker's queue, every priority (not those a worker holds); None
+        when the broker did not answer (unknown is not empty)."""
         try:
             with app.connection_for_read() as conn:
                 declared = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
@@ -93,7 +94,7 @@ class CeleryDispatcher:
             return 0
         except Exception as exc:
             log.warning("could not read how many tasks wait in the broker: %s", exc)
-            return 0
+            return None
 
 
 def item_context(connection: str | None = None) -> ItemContext:

@@ -49,8 +49,8 @@ class Dispatcher(Protocol):
         """Process these received callouts (``process_callouts``) soon."""
         ...
 
-    def waiting(self) -> int:
-        """How many dispatched tasks wait to be taken (0 when none, or when it cannot tell)."""
+    def waiting(self) -> int | None:
+        """How many dispatched tasks wait to be taken (0 when none); None when it cannot tell."""
         ...
 
 

@@ -99,8 +99,10 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         # While a backlog waits in the broker, a pending row past the grace is most likely in it
         # (a backlog can queue for longer than the grace): sending it again would only lengthen
         # the queue. A lost message is re-sent once the backlog has drained.
+        # A broker that does not say how many wait is not an empty one: leave pending rows to a
+        # later sweep rather than risk queueing them twice.
         waiting = ctx.dispatch.waiting()
-        backlog = waiting >= BACKLOG_TASKS
+        backlog = waiting is None or waiting >= BACKLOG_TASKS
         overdue = [POSTED] if backlog else [PENDING, POSTED]
         # The ledger schedules pending/posted rows PENDING_GRACE ahead: read them on the shifted clock.
         early = due_rows(ctx.ledger, ctx.connection, overdue, item_types, now=ctx.shifted(now), limit=limit)
@@ -138,7 +140,9 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         summary.callouts = len(lost)
         if to_post or streams or lost:
             log.info("sweep re-drove %s", summary.as_dict())
-        if backlog:
+        if waiting is None:
+            log.warning("sweep left pending rows for a later sweep: the broker did not say what waits")
+        elif backlog:
             log.info("sweep left pending rows to the backlog: %d task(s) wait in the broker", waiting)
     return summary
 

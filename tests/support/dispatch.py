@@ -54,7 +54,7 @@ class RecordingDispatcher:
         self.posted: list[tuple[list[int], float]] = []
         self.marked: list[str] = []
         self.callout_ids: list[int] = []
-        self.queued = 0  # what :meth:`waiting` answers
+        self.queued: int | None = 0  # what :meth:`waiting` answers (None: the broker did not answer)
 
     def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
         self.posted.append((list(record_ids), countdown))
@@ -65,7 +65,7 @@ class RecordingDispatcher:
     def callouts(self, connection: str, callout_ids: Sequence[int]) -> None:
         self.callout_ids.extend(callout_ids)
 
-    def waiting(self) -> int:
+    def waiting(self) -> int | None:
         return self.queued
 
     @property

@@ -61,6 +61,18 @@ def test_pending_rows_are_left_to_the_queue_while_tasks_wait_in_the_broker(harne
     assert sorted(_sent(harness)) == pulled
 
 
+def test_a_broker_that_does_not_answer_is_not_taken_for_an_empty_one(harness):
+    pull_stream(harness.ctx, INVOICES)
+    pulled = sorted(_sent(harness))
+    harness.advance(GRACE.total_seconds() + 1)
+    harness.dispatch.queued = None  # the broker did not say how many tasks wait
+
+    assert sweep(harness.ctx).pending == 0  # not sent again: they may well be queued
+    assert _sent(harness) == []
+    harness.dispatch.queued = 0  # it answers again, and nothing waits: the messages were lost
+    assert sweep(harness.ctx).pending == len(pulled)
+
+
 def test_posted_rows_get_their_mark_run_while_tasks_wait_in_the_broker(harness):
     pull_stream(harness.ctx, INVOICES)
     post_records(harness.ctx, _sent(harness))
