@@ -1645,7 +1645,7 @@ def scenario_close(bench: Bench) -> ScenarioResult:
         None if speedup is None else speedup >= 10,
         "x",
     )
-    from shared.summary_gl import MAX_CONCURRENCY as MAX_CLOSE_CONCURRENCY
+    from shared.close.fanout import MAX_CONCURRENCY as MAX_CLOSE_CONCURRENCY
 
     result.notes.append(
         f"The sandbox books one summary entry per (transaction type, currency, {', '.join(CLOSE_SEGMENTS)}). "

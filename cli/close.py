@@ -83,10 +83,12 @@ def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
 
 def _close_table(run: Any) -> Table:
     """The step list of a close run with each step's state and progress."""
-    from shared import ports, summary_gl
+    from shared import ports
+    from shared.close.driver import progress
+    from shared.close.results import steps_of
 
-    prog = summary_gl.progress(ports.ledger(), run)
-    steps = summary_gl.steps_of(run)
+    prog = progress(ports.ledger(), run)
+    steps = steps_of(run)
     current = steps.index(run.step) if run.step in steps else len(steps)
     kind = "dry run" if run.dry_run else "close"
     steps_table = Table(

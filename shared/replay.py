@@ -49,6 +49,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from shared.close.journals import journal_payload
 from shared.erp.acumatica import (
     APPLICATION_DOC_TYPES,
     AcumaticaErp,
@@ -109,7 +110,6 @@ from shared.mapping import (
     customer_id_of,
     journal_from_summary_entry,
 )
-from shared.summary_gl import journal_payload
 from shared.zuora.object_query import MAX_PAGE_SIZE
 from shared.zuora.records import get_field, to_decimal
 
@@ -392,8 +392,8 @@ def _applications_of(items: Any) -> tuple[Application, ...]:
 
 def document_from_payload(payload: Mapping[str, Any]) -> ErpDocument | Journal:
     """The document a ``posted_payload`` describes: the item-level ``{"method", "document",
-    "not_applied"}`` or a close's journal (``summary_gl.journal_payload``). Raises ValueError,
-    KeyError or TypeError for a payload of another shape."""
+    "not_applied"}`` or a close's journal (``shared.close.journals.journal_payload``). Raises
+    ValueError, KeyError or TypeError for a payload of another shape."""
     if "method" not in payload:
         return Journal(
             natural_key=str(payload["natural_key"]),

@@ -1,4 +1,4 @@
-"""The summary-GL close as a chain of thin Celery tasks, one per step of :mod:`shared.summary_gl`.
+"""The summary-GL close as a chain of thin Celery tasks, one per step of :mod:`shared.close`.
 
 ``ledgerbridge.close.resume(close_run_id=, connection=)`` becomes the run's driver (its task id is
 the driver token) and enqueues the task of the run's recorded step. Each step task
@@ -24,12 +24,15 @@ from celery import Task
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from shared import ports, summary_gl
+from shared import ports
+from shared.close.context import CloseContext
+from shared.close.driver import Resumed, chain_alive, drive_step, open_close, stuck_runs, take_over
+from shared.close.fanout import step_widths
+from shared.close.results import FINISHED, Done, Stale, Stop, Wait
 from shared.connections import Connection
 from shared.coordination.close_lock import CloseLock
 from shared.ledger.models import CloseRun, CloseStatus
 from shared.notify import Notifier, notifier_from_settings
-from shared.summary_gl import CloseContext, Done, Resumed, Stale, Stop, Wait, step_widths
 from worker.app import MAX_COUNTDOWN, app
 
 ERP_NAMES = {"acumatica": "Acumatica", "file": "the GL file export"}
@@ -105,10 +108,10 @@ def _summary(result: object, close_run_id: int) -> dict[str, Any]:
 def _drive(task: Task, step: str, close_run_id: int, connection: str, driver: str) -> dict[str, Any]:
     ctx = context(connection)
     run = ctx.ledger.get_close_run(close_run_id)
-    result = summary_gl.drive_step(ctx, lock_for(ctx.connection, run.period_name), close_run_id, step, driver)
+    result = drive_step(ctx, lock_for(ctx.connection, run.period_name), close_run_id, step, driver)
     if isinstance(result, Wait):
         raise task.retry(countdown=_countdown(result.seconds), max_retries=None)
-    if isinstance(result, Done) and result.next_step != summary_gl.FINISHED:
+    if isinstance(result, Done) and result.next_step != FINISHED:
         _enqueue(result.next_step, close_run_id=close_run_id, connection=ctx.connection, driver=driver)
     return _summary(result, close_run_id)
 
@@ -119,7 +122,7 @@ def resume(self: Task, *, close_run_id: int, connection: str | None = None) -> d
     ctx = context(connection)
     run = ctx.ledger.get_close_run(close_run_id)
     driver = str(self.request.id or uuid.uuid4())
-    outcome = summary_gl.take_over(ctx, lock_for(ctx.connection, run.period_name), close_run_id, driver)
+    outcome = take_over(ctx, lock_for(ctx.connection, run.period_name), close_run_id, driver)
     if isinstance(outcome, Wait):
         raise self.retry(countdown=_countdown(outcome.seconds), max_retries=None)
     if isinstance(outcome, Resumed):
@@ -214,9 +217,7 @@ def sweep(*, connection: str | None = None, stale_after: float = 900.0) -> dict[
     """Resume the connection's close runs that are running but driven by no live chain (for a
     beat entry: a killed worker or a flushed Redis then delays a close, never strands it)."""
     name = connection or ports.settings().connection
-    stuck = summary_gl.stuck_runs(
-        ports.ledger(), name, lambda period: lock_for(name, period), stale_after=stale_after
-    )
+    stuck = stuck_runs(ports.ledger(), name, lambda period: lock_for(name, period), stale_after=stale_after)
     for run in stuck:
         resume.apply_async(kwargs={"close_run_id": run.id, "connection": name})
     return {"connection": name, "resumed": [run.id for run in stuck]}
@@ -235,13 +236,11 @@ def start_close(connection: str, period_name: str, *, allow_closed: bool, dry_ru
     """Open (or find) the period's close run and make sure a chain drives it: a second close of a
     period being closed attaches to the running chain instead of starting another."""
     ledger = ports.ledger()
-    run, created = summary_gl.open_close(
-        ledger, connection, period_name, allow_closed=allow_closed, dry_run=dry_run
-    )
+    run, created = open_close(ledger, connection, period_name, allow_closed=allow_closed, dry_run=dry_run)
     if (
         not created
         and run.status == CloseStatus.RUNNING.value
-        and summary_gl.chain_alive(lock_for(connection, period_name), run.id or 0)
+        and chain_alive(lock_for(connection, period_name), run.id or 0)
     ):
         return Started(run, "attached")
     resume.apply_async(kwargs={"close_run_id": run.id, "connection": connection})

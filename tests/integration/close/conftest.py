@@ -28,9 +28,11 @@ from sandbox import acumatica as acumatica_sandbox
 from sandbox.server import ThreadedServer
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from sandbox.zuora import create_app as zuora_app
-from shared import summary_gl as sg
+from shared.close.driver import open_close
 from shared.ledger.migrate import upgrade
+from shared.ledger.models import CloseRun
 from shared.ledger.repo import Ledger
+from tests.support.crash import CRASH_ENV
 from tests.unit.close.support import SMALL, write_mapping
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -57,7 +59,9 @@ class Webhook:
 
 
 class Worker:
-    """A real ``celery worker`` process (prefork, concurrency 1) in its own session."""
+    """A real ``celery worker`` process (prefork, concurrency 1) in its own session. Started with
+    ``crash_at``, it runs ``tests.support.crashing_app`` (the product's app plus a hook that kills
+    the worker at that point of the close) instead of ``worker.app``."""
 
     def __init__(self, env: dict[str, str], queue: str, log: Path) -> None:
         self.env = env
@@ -67,14 +71,16 @@ class Worker:
 
     def start(self, *, crash_at: str | None = None, timeout: float = 30.0) -> Worker:
         env = dict(self.env)
-        env.pop(sg.CRASH_ENV, None)
+        env.pop(CRASH_ENV, None)
+        app = "worker.app"
         if crash_at:
-            env[sg.CRASH_ENV] = crash_at
+            env[CRASH_ENV] = crash_at
+            app = "tests.support.crashing_app"
         offset = self.log.stat().st_size if self.log.exists() else 0
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
             [
-                str(VENV_BIN / "celery"), "-A", "worker.app", "worker", "--concurrency=1", "--pool=prefork",
+                str(VENV_BIN / "celery"), "-A", app, "worker", "--concurrency=1", "--pool=prefork",
                 "-Q", self.queue, "-n", f"{self.queue}-{uuid.uuid4().hex[:6]}@%h", "-l", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
@@ -82,7 +88,7 @@ class Worker:
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # the test-only crash hook kills this process group only
+            start_new_session=True,  # the crash hook kills this process group only
         )  # fmt: skip
         handle.close()
         deadline = time.monotonic() + timeout
@@ -176,7 +182,7 @@ class CloseEnv:
         self.task_ids.append(result.id)
 
     def open(self, period: str = "December 2024", **flags: Any) -> int:
-        run, _ = sg.open_close(
+        run, _ = open_close(
             self.ledger, self.connection, period, allow_closed=flags.get("allow_closed", False),
             dry_run=flags.get("dry_run", False),
         )  # fmt: skip
@@ -198,7 +204,7 @@ class CloseEnv:
 
     def wait_status(
         self, run_id: int, statuses: tuple[str, ...] = ("done",), timeout: float = 60.0
-    ) -> sg.CloseRun:
+    ) -> CloseRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.ledger.get_close_run(run_id)

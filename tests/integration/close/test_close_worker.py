@@ -9,14 +9,14 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from shared import summary_gl as sg
+from shared.close.state import journal_numbers
 from shared.mapping import journal_from_summary_entry, load_mapping
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 def entries_of(env, run):
-    numbers = set(sg._numbers(run))
+    numbers = set(journal_numbers(run))
     return sorted(
         (e for e in env.zuora_state("journal-entries") if e["number"] in numbers), key=lambda e: e["number"]
     )
@@ -52,7 +52,7 @@ def assert_acumatica_holds_each_entry_once(env, run):
     entries = entries_of(env, run)
     batches = env.acumatica_batches()
     assert run.status == "done", run.error
-    assert len(entries) == len(sg._numbers(run)) > 0
+    assert len(entries) == len(journal_numbers(run)) > 0
     assert len(batches) == len(entries)
     for entry in entries:
         number = entry["number"]
@@ -91,7 +91,7 @@ def test_close_command_over_http_with_acumatica_and_a_real_worker(make_env, requ
     assert [n["event"] for n in env.webhook.received] == ["close.completed"]
     assert env.webhook.texts()[0].startswith(
         f'ledgerbridge close of "December 2024" on {env.connection} is done (close run {run.id}): '
-        f"{len(sg._numbers(run))} journal entries of journal run {run.journal_run_number} posted to Acumatica"
+        f"{len(journal_numbers(run))} journal entries of journal run {run.journal_run_number} posted to Acumatica"
     )
 
 
@@ -175,7 +175,7 @@ def test_acumatica_commit_then_dropped_connection_is_found_by_natural_key(make_e
     assert_acumatica_holds_each_entry_once(env, run)
     found = [
         number
-        for number in sg._numbers(run)
+        for number in journal_numbers(run)
         if any(
             (e.message or "").startswith("posting -> posted: in doubt; found in the ERP as GL/")
             for e in env.audit(f"journal_entry:{number}")
@@ -245,7 +245,7 @@ def test_dry_run_command_prints_what_would_be_posted_and_posts_nothing(make_env)
     run = env.ledger.latest_close_runs(env.connection)[0]
     assert run.status == "dry_run"
     assert "would be posted" in result.stdout
-    for number in sg._numbers(run):
+    for number in journal_numbers(run):
         assert number in result.stdout
     assert f"dry run {run.id}: nothing was posted or marked" in result.stdout
     assert env.acumatica_batches() == []

@@ -17,13 +17,16 @@ from typing import Any
 
 from sandbox import acumatica as acumatica_sandbox
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sizes, ZuoraBackend, create_app
-from shared import summary_gl as sg
+from shared.close.context import STEP_BUDGET_SECONDS, CloseContext
+from shared.close.driver import Resumed, drive_step, open_close, take_over
+from shared.close.results import FINISHED, Done, Wait
 from shared.connections import AcumaticaTarget, ZuoraTarget
 from shared.coordination.close_lock import CloseLock
 from shared.erp.acumatica import AcumaticaErp
 from shared.erp.file_export import FileExportErp
 from shared.exchange import Exchange
 from shared.ledger.migrate import upgrade
+from shared.ledger.models import CloseRun
 from shared.ledger.repo import Ledger
 from shared.settings import load_settings
 from shared.zuora import ZuoraClient
@@ -190,15 +193,15 @@ class Harness:
         self.results: list[tuple[str, Any]] = []
         self.dead: set[tuple[str, int, float]] = set()
         self._process = 0
-        self.step_budget = sg.STEP_BUDGET_SECONDS
+        self.step_budget = STEP_BUDGET_SECONDS
         self.concurrency = 1
         self.mark_concurrency: int | None = None
         self.mark_while_posting = True
 
     # -- building blocks -------------------------------------------------------------------------
 
-    def context(self, crash: Callable[[str], None] | None = None) -> sg.CloseContext:
-        return sg.CloseContext(
+    def context(self, reached: Callable[[str], None] | None = None) -> CloseContext:
+        return CloseContext(
             connection=self.connection,
             zuora=self.zuora,
             erp=self.erp,
@@ -207,7 +210,7 @@ class Harness:
             notifier=self.notifier,
             erp_name="Acumatica" if self.erp_kind == "acumatica" else "the GL file export",
             clock=self.clock,
-            crash=crash or (lambda point: None),
+            reached=reached or (lambda point: None),
             step_budget=self.step_budget,
             concurrency=self.concurrency,
             mark_concurrency=self.mark_concurrency,
@@ -227,9 +230,7 @@ class Harness:
     def open(
         self, period: str = "December 2024", *, dry_run: bool = False, allow_closed: bool = False
     ) -> int:
-        run, _ = sg.open_close(
-            self.ledger, self.connection, period, allow_closed=allow_closed, dry_run=dry_run
-        )
+        run, _ = open_close(self.ledger, self.connection, period, allow_closed=allow_closed, dry_run=dry_run)
         return run.id or 0
 
     # -- driving -----------------------------------------------------------------------------------
@@ -241,37 +242,38 @@ class Harness:
         crash_at: str | None = None,
         on_point: Mapping[str, Callable[[], None]] | None = None,
         max_tasks: int = 400,
-    ) -> sg.CloseRun:
+    ) -> CloseRun:
         """Resume the run as a new driver and run its chain to the end, moving the clock over
         every Wait. With ``crash_at`` the 'process' dies at that point: its identity is marked dead
         and :class:`Crash` propagates (the run is left as a real crash would leave it).
-        ``on_point[point]()`` runs when the close passes that crash point (to change the world)."""
+        ``on_point[point]()`` runs when the close passes that point (to change the world); the
+        points are those of :mod:`shared.close.hooks`."""
         hooks = dict(on_point or {})
         identity = self.new_process()
         run = self.ledger.get_close_run(run_id)
         lock = self.lock(run.period_name, identity)
 
-        def crash(point: str) -> None:
+        def reached(point: str) -> None:
             if point in hooks:
                 hooks.pop(point)()
             if point == crash_at:
                 self.dead.add(identity)
                 raise Crash(point)
 
-        ctx = self.context(crash)
+        ctx = self.context(reached)
         token = uuid.uuid4().hex
-        outcome = sg.take_over(ctx, lock, run_id, token)
-        if not isinstance(outcome, sg.Resumed):
+        outcome = take_over(ctx, lock, run_id, token)
+        if not isinstance(outcome, Resumed):
             self.results.append(("resume", outcome))
             return self.ledger.get_close_run(run_id)
         step = outcome.step
         for _ in range(max_tasks):
-            result = sg.drive_step(ctx, lock, run_id, step, token)
+            result = drive_step(ctx, lock, run_id, step, token)
             self.results.append((step, result))
-            if isinstance(result, sg.Wait):
+            if isinstance(result, Wait):
                 self.clock.now += result.seconds
                 continue
-            if isinstance(result, sg.Done) and result.next_step != sg.FINISHED:
+            if isinstance(result, Done) and result.next_step != FINISHED:
                 step = result.next_step
                 continue
             break
@@ -279,7 +281,7 @@ class Harness:
             raise AssertionError(f"close run {run_id} did not finish in {max_tasks} tasks")
         return self.ledger.get_close_run(run_id)
 
-    def close(self, period: str = "December 2024", **flags: Any) -> sg.CloseRun:
+    def close(self, period: str = "December 2024", **flags: Any) -> CloseRun:
         return self.drive(self.open(period, **flags))
 
     # -- what happened -----------------------------------------------------------------------------

@@ -12,7 +12,10 @@ from decimal import Decimal
 import pytest
 
 from sandbox.zuora import Sizes
-from shared import summary_gl as sg
+from shared.close.context import entry_rows
+from shared.close.driver import Resumed, chain_alive, drive_step, stuck_runs, take_over
+from shared.close.results import FINISHED, STEPS, Done, Stale, Wait
+from shared.close.state import journal_numbers
 from shared.ledger.models import RecordState
 from shared.mapping import journal_from_summary_entry, load_mapping
 from tests.unit.close.support import SMALL, Crash, unbalance, write_mapping
@@ -20,7 +23,7 @@ from tests.unit.close.support import SMALL, Crash, unbalance, write_mapping
 
 def run_entries(harness, run):
     return sorted(
-        (e for e in harness.zuora_entries() if e["number"] in sg._numbers(run)), key=lambda e: e["number"]
+        (e for e in harness.zuora_entries() if e["number"] in journal_numbers(run)), key=lambda e: e["number"]
     )
 
 
@@ -44,10 +47,10 @@ def assert_closed_exactly_once(harness, run):
     mapping = load_mapping(harness.mapping_path)
     entries = run_entries(harness, run)
     assert run.status == "done"
-    assert run.step == sg.FINISHED
+    assert run.step == FINISHED
     assert run.error is None
-    assert len(entries) == len(sg._numbers(run)) > 0
-    rows = sg._rows(harness.ledger, harness.connection, [e["number"] for e in entries])
+    assert len(entries) == len(journal_numbers(run)) > 0
+    rows = entry_rows(harness.ledger, harness.connection, [e["number"] for e in entries])
     for entry in entries:
         number = entry["number"]
         batches = harness.batches_for(number)
@@ -120,7 +123,7 @@ def test_close_completion_notice_has_counts_and_totals(harness):
 
     (notice,) = harness.notifier.sent
     totals = notice.fields["totals"]
-    count = len(sg._numbers(run))
+    count = len(journal_numbers(run))
     shown = ", ".join(f"{c} {t['debit']} Dr / {t['credit']} Cr" for c, t in sorted(totals.items()))
     assert notice.text == (
         f'ledgerbridge close of "December 2024" on {harness.connection} is done (close run {run.id}): '
@@ -228,9 +231,9 @@ def test_trial_balance_error_stops_before_closing_and_posts_nothing(harness):
     assert harness.ledger.counts_by_state(harness.connection) == {}
     # A stopped run never polls again: a late task of its chain finds nothing to do.
     reads = len(harness.requests("GET", f"/v1/accounting-periods/{period['id']}"))
-    late = sg.drive_step(harness.context(), harness.lock("December 2024", harness.new_process()), run.id,
+    late = drive_step(harness.context(), harness.lock("December 2024", harness.new_process()), run.id,
                          "trial_balance", "late-task")  # fmt: skip
-    assert isinstance(late, sg.Stale)
+    assert isinstance(late, Stale)
     assert len(harness.requests("GET", f"/v1/accounting-periods/{period['id']}")) == reads
 
 
@@ -323,7 +326,7 @@ def test_unbalanced_entry_is_parked_and_nothing_is_posted_or_marked(make_harness
         f"out of balance: debits {debit + Decimal('0.01')} {currency} != credits {debit} {currency} "
         "(difference 0.01)"
     )
-    count = len(sg._numbers(run))
+    count = len(journal_numbers(run))
     assert run.status == "needs_attention"
     assert run.step == "check"
     assert run.error == (
@@ -360,7 +363,7 @@ def test_unmapped_account_code_parks_its_entries_then_a_fixed_mapping_completes(
     listed = "; ".join(f"{n}: {reason}" for n in with_code)
     assert run.status == "needs_attention"
     assert run.error == (
-        f"{len(with_code)} of {len(sg._numbers(run))} journal entries of journal run {run.journal_run_number} "
+        f"{len(with_code)} of {len(journal_numbers(run))} journal entries of journal run {run.journal_run_number} "
         f"cannot be posted and were parked, so nothing of the run was posted: {listed}. Fix the mapping file "
         'or the entries in Zuora, then run `ledgerbridge close "December 2024"` again.'
     )
@@ -404,8 +407,8 @@ def test_missing_mapping_file_stops_before_touching_zuora(make_harness, tmp_path
 
 
 CRASH_POINTS = [
-    *(f"before:{step}" for step in sg.STEPS),
-    *(f"after:{step}" for step in sg.STEPS[:-1]),
+    *(f"before:{step}" for step in STEPS),
+    *(f"after:{step}" for step in STEPS[:-1]),
     "trial_balance:started",
     "close_period:closed",
     "journal_run:created",
@@ -440,7 +443,7 @@ def test_crash_after_the_erp_create_is_resolved_by_natural_key_lookup(make_harne
     run_id = harness.open()
     with pytest.raises(Crash):
         harness.drive(run_id, crash_at="posted:2")
-    second = sg._numbers(harness.ledger.get_close_run(run_id))[1]
+    second = journal_numbers(harness.ledger.get_close_run(run_id))[1]
     in_doubt = harness.ledger.get_record(harness.connection, "journal_entry", second)
     assert (in_doubt.state, in_doubt.erp_ref) == ("posting", None)
     assert len(harness.batches_for(second)) == 1
@@ -460,8 +463,8 @@ def test_post_step_hands_over_to_a_fresh_task_when_its_budget_is_spent(harness, 
 
     run = harness.close()
 
-    continuations = [r for step, r in harness.results if step == "post" and isinstance(r, sg.Wait)]
-    assert len(continuations) == -(-len(sg._numbers(run)) // concurrency) - 1  # one task per chunk
+    continuations = [r for step, r in harness.results if step == "post" and isinstance(r, Wait)]
+    assert len(continuations) == -(-len(journal_numbers(run)) // concurrency) - 1  # one task per chunk
     assert all(r.seconds == 0.0 for r in continuations)
     assert_closed_exactly_once(harness, run)
 
@@ -481,7 +484,7 @@ def test_transient_zuora_failures_wait_with_backoff_then_complete(harness):
 
     run = harness.close()
 
-    waits = [r for step, r in harness.results if step == "journal_run" and isinstance(r, sg.Wait)]
+    waits = [r for step, r in harness.results if step == "journal_run" and isinstance(r, Wait)]
     assert any(r.reason.startswith("temporary failure") for r in waits)
     assert "transient" not in run.details or run.details["transient"] is None
     assert_closed_exactly_once(harness, run)
@@ -503,9 +506,9 @@ def test_a_mark_task_that_fails_after_a_put_went_out_reads_only_that_entry_befor
     run = harness.drive(harness.open(), on_point={"marking:3": lost_answer})
 
     assert_closed_exactly_once(harness, run)
-    assert [r for step, r in harness.results if step == "mark" and not isinstance(r, sg.Done)]
+    assert [r for step, r in harness.results if step == "mark" and not isinstance(r, Done)]
     assert run.details["mark"]["inflight"] is None
-    third = sg._numbers(run)[2]
+    third = journal_numbers(run)[2]
     reads = [e for e in harness.requests("GET", "/v1/journal-entries/") if "basic-information" not in e.url]
     assert [e.url.rsplit("/", 1)[1] for e in reads if "journal-runs" not in e.url] == [third]
 
@@ -529,7 +532,7 @@ def test_the_post_step_marks_what_it_posts_and_leaves_the_mark_step_nothing(harn
     run = harness.drive(harness.open(), on_point={"before:mark": mark_step_begins})
 
     assert_closed_exactly_once(harness, run)
-    numbers = sg._numbers(run)
+    numbers = journal_numbers(run)
     assert sorted(sent_before_the_mark_step) == sorted(numbers)
     assert sorted(_yes_puts(harness)) == sorted(numbers)
     assert run.details["mark"]["inflight"] is None
@@ -548,7 +551,7 @@ def test_a_mark_that_fails_while_posting_is_left_to_the_mark_step_which_reads_it
 
     assert_closed_exactly_once(harness, run)
     assert run.details["mark"]["inflight"] is None
-    third = sg._numbers(run)[2]
+    third = journal_numbers(run)[2]
     reads = [e for e in harness.requests("GET", "/v1/journal-entries/") if "basic-information" not in e.url]
     # Only the entry whose answer was lost is read; it was Yes already, so it is not sent again.
     assert [e.url.rsplit("/", 1)[1] for e in reads if "journal-runs" not in e.url] == [third]
@@ -599,9 +602,9 @@ def test_dry_run_previews_posts_nothing_and_cancels_its_journal_run(harness):
     run = harness.close(dry_run=True)
 
     assert run.status == "dry_run"
-    assert run.step == sg.FINISHED
+    assert run.step == FINISHED
     preview = run.details["check"]["preview"]
-    assert [p["number"] for p in preview] == sg._numbers(run)
+    assert [p["number"] for p in preview] == journal_numbers(run)
     assert all(p["debit"] == p["credit"] > 0 for p in preview)
     (journal_run,) = harness.zuora_runs()
     assert journal_run["status"] == "Cancelled"
@@ -612,7 +615,7 @@ def test_dry_run_previews_posts_nothing_and_cancels_its_journal_run(harness):
 
     real = harness.close()
 
-    assert len(sg._numbers(real)) == len(preview)
+    assert len(journal_numbers(real)) == len(preview)
     assert_closed_exactly_once(harness, real)
 
 
@@ -633,14 +636,14 @@ def test_chain_alive_while_a_live_driver_holds_the_lock(harness):
     identity = harness.new_process()
     lock = harness.lock("December 2024", identity)
     cli = harness.lock("December 2024", harness.new_process())  # another process looks
-    assert not sg.chain_alive(cli, run_id)
+    assert not chain_alive(cli, run_id)
 
-    resumed = sg.take_over(harness.context(), lock, run_id, "driver-1")
-    assert resumed == sg.Resumed("lookup")
-    assert sg.chain_alive(cli, run_id)
+    resumed = take_over(harness.context(), lock, run_id, "driver-1")
+    assert resumed == Resumed("lookup")
+    assert chain_alive(cli, run_id)
 
     harness.dead.add(identity)
-    assert not sg.chain_alive(cli, run_id)
+    assert not chain_alive(cli, run_id)
 
 
 def test_trial_balance_error_of_dec16_quotes_the_name_and_posts_nothing(make_harness):
@@ -680,7 +683,7 @@ def test_erp_refusal_parks_the_entry_then_a_fixed_mapping_resumes_and_posts_once
     assert run.step == "post"
     parked = [
         r
-        for r in sg._rows(harness.ledger, harness.connection, sg._numbers(run)).values()
+        for r in entry_rows(harness.ledger, harness.connection, journal_numbers(run)).values()
         if r.state == "parked"
     ]
     assert len(parked) == 1
@@ -712,7 +715,7 @@ def test_each_async_job_is_polled_at_most_12_times_and_seen_within_2_seconds(har
     run = harness.close()
 
     for step, duration in (("trial_balance", 8.0), ("close_period", 8.0), ("journal_run", 6.0)):
-        waits = [r.seconds for s, r in harness.results if s == step and isinstance(r, sg.Wait)]
+        waits = [r.seconds for s, r in harness.results if s == step and isinstance(r, Wait)]
         assert run.details[step]["polls"] <= 12
         assert duration <= sum(waits) <= duration + 2.0, (step, waits)
     assert run.status == "done"
@@ -728,7 +731,7 @@ def test_sweep_finds_running_runs_that_no_live_chain_drives(harness):
     observer = harness.new_process()
 
     def stuck(now):
-        return sg.stuck_runs(harness.ledger, harness.connection, lambda p: harness.lock(p, observer), now=now)
+        return stuck_runs(harness.ledger, harness.connection, lambda p: harness.lock(p, observer), now=now)
 
     assert stuck(dt.datetime.now(dt.UTC)) == []  # too recent to call stuck
     assert [r.id for r in stuck(later)] == [run_id]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.summary_gl import POLL_CAP, next_poll_in, poll_delay
+from shared.close.polling import POLL_CAP, next_poll_in, poll_delay
 
 
 def reads_until(duration: float) -> tuple[int, float]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.summary_gl import MAX_CONCURRENCY, step_widths
+from shared.close.fanout import MAX_CONCURRENCY, step_widths
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared import replay
-from shared import summary_gl as sg
+from shared.close.results import FINISHED
 from shared.erp.acumatica import journal_record
 from shared.erp.acumatica_wire import wrap
 from shared.erp.base import Journal
@@ -143,4 +143,4 @@ def test_failed_journal_entries_are_listed_for_their_close(make_harness, tmp_pat
 
     assert {r.id for r in listed} == {r.id for r in _entries(h, run) if r.state == "parked"}
     assert replay.failed_records(h.ledger, h.connection) == []  # --failed re-drives item-level only
-    assert sg.FINISHED not in {run.step}
+    assert FINISHED not in {run.step}

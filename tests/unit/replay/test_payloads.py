@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from shared import replay
+from shared.close.journals import journal_payload
 from shared.erp.acumatica_wire import dumps, wrap
 from shared.erp.base import Application, ArDocument, ArLine, Customer, Journal, JournalLine, Payment
-from shared.summary_gl import journal_payload
 
 CUSTOMER = Customer(
     customer_id="C0001",

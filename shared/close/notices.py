@@ -1,0 +1,60 @@
+"""What the close tells Finance (through the connection's notifier): it needs attention, or it is
+done, with the counts and the reconciled totals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from shared.close.context import CloseContext, cli_arg
+from shared.close.results import Stop
+from shared.close.state import ReconcileState, entries_to_post, skipped_entries, step_state
+from shared.ledger.models import CloseRun
+from shared.notify import Notice
+
+
+def needs_attention(ctx: CloseContext, run: CloseRun, stop: Stop) -> Notice:
+    """The notice of a close that stopped: the reason, and the step it stopped at."""
+    return Notice(
+        event=stop.event,
+        text=f"ledgerbridge close of {cli_arg(run.period_name)} on {ctx.connection} needs attention "
+        f"(close run {run.id}): {stop.reason}",
+        severity="error",
+        subject=f"close:{run.id}",
+        connection=ctx.connection,
+        fields={"close_run": run.id, "period": run.period_name, "step": run.step, **stop.fields},
+    )
+
+
+def completed(ctx: CloseContext, run: CloseRun) -> Notice:
+    """The notice of a finished close: entries posted and marked, skipped, and the ERP's totals
+    per currency as reconciled."""
+    by_currency: dict[str, dict[str, Decimal]] = {}
+    for line in step_state(run, ReconcileState).lines:
+        cur = by_currency.setdefault(line.currency, {"debit": Decimal(0), "credit": Decimal(0)})
+        cur["debit"] += line.erp_debit
+        cur["credit"] += line.erp_credit
+    count = len(entries_to_post(run))
+    skipped = len(skipped_entries(run))
+    totals = ", ".join(f"{c} {t['debit']} Dr / {t['credit']} Cr" for c, t in sorted(by_currency.items()))
+    text = (
+        f"ledgerbridge close of {cli_arg(run.period_name)} on {ctx.connection} is done (close run {run.id}): "
+        f"{count} journal entries of journal run {run.journal_run_number} posted to {ctx.erp_name} and "
+        f"marked transferred in Zuora"
+        + (f", {skipped} skipped" if skipped else "")
+        + f"; reconciled to the cent{': ' + totals if totals else ''}."
+    )
+    return Notice(
+        event="close.completed",
+        text=text,
+        severity="info",
+        subject=f"close:{run.id}",
+        connection=ctx.connection,
+        fields={
+            "close_run": run.id,
+            "period": run.period_name,
+            "journal_run": run.journal_run_number,
+            "entries": count,
+            "skipped": skipped,
+            "totals": by_currency,
+        },
+    )
