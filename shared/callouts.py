@@ -186,6 +186,9 @@ def parse_body(body: bytes) -> Callout:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise CalloutRejected(400, "the body is not JSON") from None
+    except RecursionError:
+        # The decoder recurses per nesting level: a body of ~1,000 "[" fits under any size limit.
+        raise CalloutRejected(400, "the body is not our template: its JSON is nested too deeply") from None
     if not isinstance(data, Mapping):
         raise CalloutRejected(400, "the body must be a JSON object")
     code = data.get("eventCode")
