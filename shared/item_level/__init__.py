@@ -8,10 +8,11 @@ before its one ERP call, and a row found ``posting`` without an ERP reference is
 ERP by natural key before anything is created again. Redis and the queue only make things fast:
 the sweep re-drives whatever they lose.
 
-Modules: :mod:`.streams` (the streams as data), :mod:`.pull` (pages and marks), :mod:`.posting`
-(one row, one batch), :mod:`.marking` (``TransferredToAccounting``), :mod:`.push` (callouts),
-:mod:`.sweep` (re-drive, mark audit), :mod:`.status`, :mod:`.context` (ports and knobs),
-:mod:`.queries` (ledger reads). The run lock is :mod:`shared.coordination.run_lock`.
+Modules: :mod:`.streams` (the streams as data), :mod:`.pull` (pages and marks), :mod:`.planner`
+(one row's ERP document or what it waits for; posting's and the replay preview's),
+:mod:`.posting` (one row, one batch), :mod:`.marking` (``TransferredToAccounting``),
+:mod:`.push` (callouts), :mod:`.sweep` (re-drive, mark audit), :mod:`.status`, :mod:`.context`
+(ports and knobs), :mod:`.queries` (ledger reads). The run lock is :mod:`shared.coordination.run_lock`.
 """
 
 from shared.coordination.run_lock import RunLock

@@ -25,11 +25,13 @@ parks it after ``max_rejections``; ``DuplicateDocuments`` parks it at once. Mapp
 reason. A document whose account has no customer yet *waits*: it stays ``pending`` and is tried
 again later, it does not fail.
 
-Applications: an application is sent when the ledger has its target posted *and released* in the
-ERP (Acumatica applies only to open documents, section 6.4). A target still to be posted is
-posted first; one posted but not released (Acumatica without ``LEDGERBRIDGE_ITEM_RELEASE``) is
-left out and named under ``not_applied`` in the row's ERP payload; a target the ledger has not
-seen yet is waited for up to ``apply_wait``, then left out too.
+The document and what it waits for come from :func:`shared.item_level.planner.plan` in its posting
+mode (the replay preview uses the same planner read-only). Applications: an application is sent
+when the ledger has its target posted *and released* in the ERP (Acumatica applies only to open
+documents, section 6.4). A target still to be posted is posted first (up to ``MAX_DEPTH`` levels
+deep); one posted but not released (Acumatica without ``LEDGERBRIDGE_ITEM_RELEASE``) is left out
+and named under ``not_applied`` in the row's ERP payload; a target the ledger has not seen yet is
+waited for up to ``apply_wait``, then left out too.
 
 :func:`post_records` posts a batch: dependency levels in order (accounts, then invoices and debit
 memos, then payments and credit memos, then refunds), each level concurrently on the process's
@@ -39,27 +41,27 @@ process (the ERP client's Redis limiter enforces the licence fleet-wide).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session
 
 from shared.erp import fence
-from shared.erp.base import Application, ArDocument, Customer, ErpRef, Payment
+from shared.erp.base import ArDocument, Customer, ErpRef
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
+from shared.item_level import planner
 from shared.item_level.context import ItemContext
-from shared.item_level.queries import records_by_zuora_ids, row_keys_by_ids, row_keys_by_zuora_ids
+from shared.item_level.planner import ItemDocument, Park, Wait, erp_payload
+from shared.item_level.queries import row_keys_by_ids, row_keys_by_zuora_ids
 from shared.item_level.streams import Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
 from shared.ledger.models import ObjectType, SyncRecord
@@ -80,19 +82,7 @@ from shared.ledger.states import (
     retry,
 )
 from shared.logs import log_context
-from shared.mapping import (
-    CodeNames,
-    MappingError,
-    customer_from_account,
-    customer_id_of,
-    document_from_credit_memo,
-    document_from_debit_memo,
-    document_from_invoice,
-    payment_from_payment,
-    payment_from_refund,
-)
-from shared.mapping import Mapping as GlMapping
-from shared.zuora.records import to_decimal
+from shared.mapping import MappingError, customer_id_of
 
 log = logging.getLogger("ledgerbridge.item_level.posting")
 
@@ -108,8 +98,6 @@ FAILED_OUTCOME = "failed"
 IN_DOUBT = "in_doubt"
 BUSY = "busy"
 SKIPPED = "skipped"
-
-ErpDocument = Customer | ArDocument | Payment
 
 
 @dataclass(frozen=True)
@@ -140,27 +128,6 @@ class PostSummary:
         return {o.stream for o in self.outcomes if o.outcome == POSTED_OUTCOME and o.stream}
 
 
-@dataclass(frozen=True)
-class _Ready:
-    document: ErpDocument
-    not_applied: tuple[dict[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class _Wait:
-    reason: str
-    delay: timedelta
-    redispatch: bool  # short waits come back by countdown; long ones through the sweep
-
-
-@dataclass(frozen=True)
-class _Park:
-    reason: str
-
-
-_Plan = _Ready | _Wait | _Park
-
-
 # -- ledger transitions ---------------------------------------------------------------------------
 
 
@@ -175,7 +142,7 @@ def _apply(ctx: ItemContext, change: Callable[[Session], SyncRecord]) -> SyncRec
         return None
 
 
-def _wait(ctx: ItemContext, rec: SyncRecord, stream: Stream, plan: _Wait) -> PostOutcome:
+def _wait(ctx: ItemContext, rec: SyncRecord, stream: Stream, plan: Wait) -> PostOutcome:
     now = ctx.now()
     assert rec.id is not None
     _apply(
@@ -201,163 +168,10 @@ def _park(ctx: ItemContext, rec: SyncRecord, stream: Stream, reason: str) -> Pos
     return PostOutcome(record_id, PARKED_OUTCOME if done else BUSY, stream.name, reason)
 
 
-# -- dependencies and mapping ---------------------------------------------------------------------
+# -- the ERP call ---------------------------------------------------------------------------------
 
 
-def _customer_id(ctx: ItemContext, rec: SyncRecord, depth: int) -> tuple[str | None, _Wait | _Park | None]:
-    """The ERP customer of a document's account, posting the account first when it is pending."""
-    if not rec.account_id:
-        return None, _Park(f"{rec.subject} has no accountId: it cannot be given an ERP customer")
-    account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
-    if account is not None and account.state in (PENDING, FAILED) and depth < MAX_DEPTH:
-        assert account.id is not None
-        post_one(ctx, account.id, _depth=depth + 1)
-        account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
-    if account is None:
-        return None, _Wait(
-            f"waiting for account {rec.account_id} to be synced as an ERP customer",
-            ctx.options.long_wait,
-            redispatch=False,
-        )
-    if account.state in (POSTED, MARKED):
-        try:
-            return customer_id_of(account.payload), None
-        except MappingError as exc:
-            return None, _Park(f"the customer of account {rec.account_id}: {exc.reason}")
-    if account.state in (POSTING, PENDING):
-        return None, _Wait(
-            f"waiting for account {rec.account_id}: its customer is being posted",
-            ctx.options.short_wait,
-            redispatch=True,
-        )
-    return None, _Wait(
-        f"waiting for account {rec.account_id} ({account.state}: {account.last_error or 'no reason'}): "
-        "fix the account, then the document is posted",
-        ctx.options.long_wait,
-        redispatch=False,
-    )
-
-
-def _applications(
-    ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int
-) -> tuple[list[Application], list[dict[str, str]], _Wait | None]:
-    """The applications to send, the ones left out (with why), or a wait."""
-    targets = stream.application_targets(rec.payload)
-    if not targets:
-        return [], [], None
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for target, target_id, _ in targets:
-        by_type[target.object_type].append(target_id)
-    known: dict[tuple[str, str], SyncRecord] = {}
-    for object_type, ids in by_type.items():
-        for zid, found in records_by_zuora_ids(ctx.ledger, ctx.connection, object_type, ids).items():
-            known[(object_type, zid)] = found
-    applied: list[Application] = []
-    left_out: list[dict[str, str]] = []
-    now = ctx.now()
-    for target, target_id, raw_amount in targets:
-        try:
-            amount = to_decimal(raw_amount)
-        except ValueError:
-            left_out.append({"target": target_id, "reason": f"application amount {raw_amount!r} unreadable"})
-            continue
-        if amount <= 0:
-            continue
-        row: SyncRecord | None = known.get((target.object_type, target_id))
-        if row is not None and row.state in (PENDING, FAILED) and depth < MAX_DEPTH:
-            assert row.id is not None
-            post_one(ctx, row.id, _depth=depth + 1)
-            row = ctx.ledger.get_record_by_id(row.id)
-        if row is None:
-            waited = now - rec.created_at
-            if waited < ctx.options.apply_wait and not _pulled_since(ctx, target.object_type, rec):
-                delay = min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60))
-                return (
-                    [],
-                    [],
-                    _Wait(
-                        f"waiting for {target.object_type} {target_id} (which this applies to) to be synced",
-                        delay,
-                        redispatch=True,
-                    ),
-                )
-            left_out.append({"target": target_id, "reason": f"{target.object_type} not in the ledger"})
-        elif row.state in (POSTING, PENDING):
-            return (
-                [],
-                [],
-                _Wait(
-                    f"waiting for {row.subject} (which this applies to) to be posted",
-                    ctx.options.short_wait,
-                    redispatch=True,
-                ),
-            )
-        elif row.state in (POSTED, MARKED) and row.erp_released and row.zuora_number:
-            applied.append(Application(natural_key=row.zuora_number, amount=amount, kind=target.kind))
-        elif row.state in (POSTED, MARKED):
-            left_out.append({"target": row.zuora_number or target_id, "reason": "not released in the ERP"})
-        else:
-            left_out.append({"target": row.zuora_number or target_id, "reason": f"{row.state} in the ledger"})
-    return applied, left_out, None
-
-
-def _pulled_since(ctx: ItemContext, object_type: str, rec: SyncRecord) -> bool:
-    """Whether the target's stream finished a whole pull that started after ``rec`` was in the
-    ledger: then a target it did not bring is not coming (older than the sync, or filtered out)."""
-    target_stream = for_object_type(object_type)
-    if target_stream is None:
-        return True
-    run = ctx.ledger.get_stream(ctx.connection, target_stream.name)
-    return bool(
-        run is not None
-        and run.last_status == "ok"
-        and run.run_started_at is not None
-        and run.run_started_at > rec.created_at
-    )
-
-
-def _plan(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> _Plan:
-    """Map the row to its ERP document, or say why it must wait or be parked."""
-    mapping = ctx.mapping
-    payload = rec.payload
-    try:
-        if stream.erp_method == "upsert_customer":
-            return _Ready(customer_from_account(payload, mapping))
-        customer_id, blocked = _customer_id(ctx, rec, depth)
-        if blocked is not None:
-            return blocked
-        assert customer_id is not None
-        applications, left_out, waiting = _applications(ctx, stream, rec, depth)
-        if waiting is not None:
-            return waiting
-        document = map_document(
-            stream.object_type,
-            payload,
-            mapping,
-            customer_id,
-            applications,
-            code_names=ctx.zuora.accounting_codes.name_of,
-        )
-        return _Ready(document, tuple(left_out))
-    except MappingError as exc:
-        return _Park(exc.reason)
-    except ApiError as exc:  # reading Zuora's accounting codes for a memo's items
-        return _Wait(f"reading Zuora's accounting codes: {exc}", ctx.options.short_wait, redispatch=True)
-    except (ValueError, TypeError) as exc:
-        # The neutral documents validate themselves (a zero payment, applications above the amount).
-        return _Park(f"{rec.subject}: {exc}")
-
-
-def erp_payload(stream: Stream, ready: _Ready) -> dict[str, Any]:
-    """What is stored on the row before the ERP call: the method and the neutral document."""
-    return {
-        "method": stream.erp_method,
-        "document": dataclasses.asdict(ready.document),
-        "not_applied": list(ready.not_applied),
-    }
-
-
-def _call_erp(ctx: ItemContext, stream: Stream, document: ErpDocument) -> ErpRef:
+def _call_erp(ctx: ItemContext, document: ItemDocument) -> ErpRef:
     if isinstance(document, Customer):
         return ctx.erp.upsert_customer(document)
     if isinstance(document, ArDocument):
@@ -469,10 +283,12 @@ def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcom
 def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> PostOutcome:
     assert rec.id is not None
     record_id = rec.id
-    plan = _plan(ctx, stream, rec, depth)
-    if isinstance(plan, _Wait):
+    # Dependencies are posted inline, but only so deep (refund -> payment -> invoice -> account).
+    post_first = (lambda i: post_one(ctx, i, _depth=depth + 1)) if depth < MAX_DEPTH else None
+    plan = planner.plan(ctx, stream, rec, rec.payload, planner.Post(post_first))
+    if isinstance(plan, Wait):
         return _wait(ctx, rec, stream, plan)
-    if isinstance(plan, _Park):
+    if isinstance(plan, Park):
         return _park(ctx, rec, stream, plan.reason)
     payload = erp_payload(stream, plan)
     started = _apply(
@@ -488,7 +304,7 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
     claim = (started.next_attempt_at - ctx.now()).total_seconds() if started.next_attempt_at else 0.0
     try:
         with audit_subject(rec.subject), fence.send_by(claim):
-            ref = _call_erp(ctx, stream, plan.document)
+            ref = _call_erp(ctx, plan.document)
     except OutcomeUnknown as exc:
         log.warning("%s: the ERP may or may not have it; in doubt until looked up: %s", rec.subject, exc)
         return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc))
@@ -610,28 +426,3 @@ def _on_posting_threads(ctx: ItemContext, ids: Sequence[int]) -> list[PostOutcom
     futures = [pool.submit(copy_context().run, post_one, ctx, i) for i in ids]
     wait(futures)
     return [future.result() for future in futures]
-
-
-def map_document(
-    object_type: str,
-    row: Mapping[str, Any],
-    mapping: GlMapping,
-    customer_id: str,
-    applications: Sequence[Application],
-    *,
-    code_names: CodeNames,
-) -> ErpDocument:
-    """The neutral ERP document for a Zuora document row of ``object_type`` (raises the mapping's
-    errors; ``applications`` are what a credit memo or payment applies to; ``code_names`` names
-    the accounting-code ids of memo items and may raise the Zuora client's errors)."""
-    if object_type == ObjectType.INVOICE.value:
-        return document_from_invoice(row, None, mapping, customer_id=customer_id)
-    if object_type == ObjectType.DEBIT_MEMO.value:
-        return document_from_debit_memo(row, None, mapping, customer_id=customer_id, code_names=code_names)
-    if object_type == ObjectType.CREDIT_MEMO.value:
-        return document_from_credit_memo(
-            row, None, mapping, customer_id=customer_id, applies_to=applications, code_names=code_names
-        )
-    if object_type == ObjectType.PAYMENT.value:
-        return payment_from_payment(row, mapping, applications, customer_id=customer_id)
-    return payment_from_refund(row, mapping, applications, customer_id=customer_id)

@@ -270,3 +270,28 @@ def test_preview_for_the_file_export_shows_the_rows_it_wrote(tmp_path, fake_redi
     assert result.request.operation == "export 2024-12/ar_documents.csv and ar_documents.jsonl rows"
     assert result.request.body == written
     assert result.diff == ""
+
+
+def test_preview_shows_an_application_the_ledger_has_no_erp_reference_for_as_a_question_mark(
+    tmp_path, fake_redis, monkeypatch
+):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(erp_concurrency=1, release=True))
+    with_acumatica(h, fake_redis)
+    payment = paid_invoice_payment(h)
+    post_records(h.ctx, h.dispatch.post_ids)
+    payment = h.record("payment", payment.zuora_id)
+    monkeypatch.setattr(h.ledger, "find_records", lambda connection, query: [])  # no references known
+
+    result = replay.preview(h.ctx, payment)
+
+    assert result.request is not None
+    applications = result.request.body["DocumentsToApply"]
+    assert applications and all(a["ReferenceNbr"] == {"value": "?"} for a in applications)
+    unknown = [
+        n
+        for n in result.notes
+        if n.endswith(
+            "has no ERP reference in the ledger (shown as '?'; the adapter looks it up in the ERP when it posts)"
+        )
+    ]
+    assert len(unknown) == len(applications)
