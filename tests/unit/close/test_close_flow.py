@@ -470,7 +470,7 @@ def test_post_step_hands_over_to_a_fresh_task_when_its_budget_is_spent(harness, 
 
 
 def test_transient_zuora_failures_wait_with_backoff_then_complete(harness):
-    from sandbox.zuora.gateway import FaultRule
+    from sandbox.zuora.faults import FaultRule
 
     harness.zuora_backend.gateway.add_faults(
         [
