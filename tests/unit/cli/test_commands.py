@@ -31,7 +31,7 @@ COMMANDS = {
     "period": ["show"],
     "journal-entry": ["create"],
     "mapping": ["check"],
-    "connection": ["add", "list", "remove", "test"],
+    "connection": ["add", "list", "remove", "test", "callout-secret"],
 }
 
 
