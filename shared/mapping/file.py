@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -138,7 +139,7 @@ class Mapping(_Model):
     @classmethod
     def _currencies(cls, value: dict[str, str]) -> dict[str, str]:
         for code, erp_code in value.items():
-            if len(code) != 3 or not code.isalpha() or not code.isupper():
+            if len(code) != 3 or not code.isascii() or not code.isalpha() or not code.isupper():
                 raise ValueError(f"{code!r} is not an ISO 4217 currency code such as USD")
             if not erp_code.strip() or len(erp_code.strip()) > 5:
                 raise ValueError(f"{code}: the ERP currency must be 1-5 characters, not {erp_code!r}")
@@ -176,16 +177,27 @@ class Mapping(_Model):
         return set(self.currencies.values())
 
 
+def _key(name: str) -> str:
+    """A table or key as TOML spells it: bare, or a basic string with every character that is not
+    printable escaped (so a name holding a quote, a bracket or a line break is shown unambiguously,
+    on its problem's one line)."""
+    if name.replace("_", "").isalnum():
+        return name
+    quoted = json.dumps(name, ensure_ascii=False)  # escapes quotes, backslashes and C0 controls
+    return "".join(
+        ch if ch.isprintable() else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+        for ch in quoted
+    )
+
+
 def _location(path: Path, loc: tuple[int | str, ...]) -> str:
     if not loc:
         return f"{path}"
     table, *rest = (str(part) for part in loc)
     if not rest:
-        return f"{path}: [{table}]"
-    key = rest[0]
-    shown = f'"{key}"' if not key.replace("_", "").isalnum() else key
-    tail = "".join(f".{part}" for part in rest[1:])
-    return f"{path}: [{table}] {shown}{tail}"
+        return f"{path}: [{_key(table)}]"
+    tail = "".join(f".{_key(part)}" for part in rest[1:])
+    return f"{path}: [{_key(table)}] {_key(rest[0])}{tail}"
 
 
 def load_mapping(path: Path | str) -> Mapping:
@@ -198,8 +210,17 @@ def load_mapping(path: Path | str) -> Mapping:
         raise MappingFileError(f"{path}: mapping file not found (LEDGERBRIDGE_MAPPING_FILE)") from None
     except OSError as exc:
         raise MappingFileError(f"{path}: cannot read the mapping file: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise MappingFileError(
+            f"{path}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line {line}"
+        ) from None
+    except ValueError as exc:
+        # TOMLDecodeError names the line; a plain ValueError is an integer longer than Python
+        # reads (4,300 digits).
         raise MappingFileError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise MappingFileError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     try:
         return Mapping.model_validate(data)
     except ValidationError as exc:
