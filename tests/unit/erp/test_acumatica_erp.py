@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.erp.acumatica import (
+from shared.erp.acumatica import AcumaticaErp, CurrencyCache
+from shared.erp.acumatica_entities import (
     KEYS_PER_READ,
-    AcumaticaErp,
-    CurrencyCache,
     customer_record,
     document_record,
     find_query,

@@ -7,7 +7,7 @@ import pytest
 
 from shared import replay
 from shared.close.results import FINISHED
-from shared.erp.acumatica import journal_record
+from shared.erp.acumatica_entities import journal_record
 from shared.erp.acumatica_wire import wrap
 from shared.erp.base import Journal
 from shared.item_level.context import ItemContext

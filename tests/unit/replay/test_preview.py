@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from shared import replay
-from shared.erp.acumatica import customer_record, document_record
+from shared.erp.acumatica_entities import customer_record, document_record
 from shared.erp.acumatica_wire import wrap
 from shared.erp.base import ArDocument, Customer
 from shared.item_level import post_records
