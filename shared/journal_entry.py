@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +44,11 @@ ITEM_REQUIRED_FIELDS = ("accountingCodeName", "type", "amount")
 KNOWN_ITEM_FIELDS = frozenset({*ITEM_REQUIRED_FIELDS, "accountingCodeType", "homeCurrencyAmount"})
 MAX_NOTES = 2000
 OPEN_ENDED_PERIOD = "Open-Ended"
+# Zuora keeps at most 13 digits before the decimal point and 9 after ("Rounding and precision in
+# Zuora"; docs/vendor-notes.md). Within them, Decimal's 28 digits add up any realistic number of
+# items exactly, so a balance check can never be fooled by rounding.
+MAX_INTEGER_DIGITS = 13
+MAX_FRACTION_DIGITS = 9
 
 
 class EntryFileError(ValueError):
@@ -67,8 +74,12 @@ def read_entry_file(path: Path | str) -> dict[str, Any]:
         raise EntryFileError(f"{path}: cannot read it: {exc}") from None
     try:
         data = jsoncodec.loads(text)
-    except jsoncodec.DecodeError as exc:
+    except ValueError as exc:
+        # DecodeError names the line and column; a plain ValueError is an integer longer than
+        # Python reads (4,300 digits).
         raise EntryFileError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EntryFileError(f"{path}: not valid JSON: arrays or objects nested too deeply") from None
     if not isinstance(data, dict):
         raise EntryFileError(
             f"{path}: must hold one JSON object (the journal entry), not {type(data).__name__}"
@@ -92,12 +103,85 @@ def _amount(value: Any, where: str, problems: list[str]) -> Decimal | None:
     try:
         amount = to_decimal(value)
     except ValueError:
-        problems.append(f"{where} must be a number, not {value!r}")
+        problems.append(f"{where} must be a number, not {_shown(value)}")
+        return None
+    integer_digits, fraction_digits = _digits(amount)
+    if integer_digits > MAX_INTEGER_DIGITS or fraction_digits > MAX_FRACTION_DIGITS:
+        problems.append(
+            f"{where} must have at most {MAX_INTEGER_DIGITS} digits before the decimal point and "
+            f"{MAX_FRACTION_DIGITS} after (Zuora's precision), not {_shown(value)}"
+        )
         return None
     if amount <= 0:
         problems.append(f"{where} must be positive, not {amount}")
         return None
     return amount
+
+
+def _digits(amount: Decimal) -> tuple[int, int]:
+    """The digits of a finite ``amount`` before and after the decimal point, trailing zeros of
+    the fraction not counted (``1.50`` is 1 and 1, ``1E+3`` is 4 and 0); read from the digit
+    tuple, since any arithmetic would round to the context first."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite: to_decimal refuses NaN and infinities
+    text = "".join(map(str, digits)).lstrip("0")
+    if not text:
+        return 0, 0
+    if exponent < 0:
+        zeros = min(len(text) - len(text.rstrip("0")), -exponent)
+        text, exponent = text[: len(text) - zeros], exponent + zeros
+    return max(len(text) + exponent, 0), max(-exponent, 0)
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters so a 5,000-digit amount stays one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unsendable(value: Any) -> Iterator[tuple[str, str]]:
+    """``(field, why)`` for every field of ``value`` (keys included) that no request can carry: a
+    string UTF-8 cannot encode (a lone surrogate, as a JSON ``\\ud800`` escape reads) or a
+    number JSON cannot write (NaN, an infinity). Iterative: entries come from files."""
+    stack: list[tuple[Any, str | None]] = [(value, None)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            if not _is_text(item):
+                yield at or "", "holds a lone surrogate (a \\ud800-\\udfff escape), which is not text"
+        elif (isinstance(item, Decimal) and not item.is_finite()) or (
+            isinstance(item, float) and not math.isfinite(item)
+        ):
+            yield at or "", f"is {item}, which JSON cannot carry"
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                text = isinstance(key, str) and _is_text(key)
+                name = key if text and key else repr(key)
+                if not text:
+                    yield f"{at}: the field name {name}" if at else f"the field name {name}", "is not text"
+                stack.append((child, name if at is None else f"{at}.{name}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{at}[{i}]") for i, child in enumerate(item))
+
+
+def _is_date(value: Any) -> bool:
+    """``value`` is a ``YYYY-MM-DD`` date (``date.fromisoformat`` alone also takes ``20241231``,
+    ``2024-W52-2`` and, through ``str``, the number 20241231)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_entry(
@@ -108,15 +192,14 @@ def validate_entry(
     for name in REQUIRED_FIELDS:
         if entry.get(name) in (None, "", []):
             problems.append(f"{name} is required")
+    for where, why in sorted(_unsendable(entry)):
+        problems.append(f"{where} {why}")
     for name in sorted(set(entry) - KNOWN_FIELDS):
         if not name.endswith("__c"):
             problems.append(f"unknown field {name!r} (custom fields end with __c)")
     entry_date = entry.get("journalEntryDate")
-    if entry_date not in (None, ""):
-        try:
-            date.fromisoformat(str(entry_date))
-        except ValueError:
-            problems.append(f"journalEntryDate must be a date YYYY-MM-DD, not {entry_date!r}")
+    if entry_date not in (None, "") and not _is_date(entry_date):
+        problems.append(f"journalEntryDate must be a date YYYY-MM-DD, not {_shown(entry_date)}")
     period = entry.get("accountingPeriodName")
     if period not in (None, "") and not isinstance(period, str):
         problems.append("accountingPeriodName must be a string")
@@ -124,10 +207,12 @@ def validate_entry(
     if currency not in (None, ""):
         if not isinstance(currency, str):
             problems.append("currency must be a string such as USD")
-        elif mapping is not None and currency not in mapping.currencies:
+        elif mapping is not None and _is_text(currency) and currency not in mapping.currencies:
             problems.append(f"currency {currency} is not in the mapping file's [currencies]")
     transferred = entry.get("transferredToAccounting")
-    if transferred is not None and transferred not in TRANSFERRED_VALUES:
+    if transferred is not None and (
+        not isinstance(transferred, str) or transferred not in TRANSFERRED_VALUES
+    ):
         problems.append(f"transferredToAccounting must be one of {', '.join(sorted(TRANSFERRED_VALUES))}")
     notes = entry.get("notes")
     if notes is not None and (not isinstance(notes, str) or len(notes) > MAX_NOTES):
@@ -156,14 +241,16 @@ def validate_entry(
             if not name.endswith("__c"):
                 problems.append(f"{where}: unknown field {name!r}")
         code = item.get("accountingCodeName")
-        if isinstance(code, str) and code and mapping is not None and code not in mapping.accounts:
+        if code not in (None, "") and not isinstance(code, str):
+            problems.append(f"{where}.accountingCodeName must be a string, not {_shown(code)}")
+        elif isinstance(code, str) and code and mapping is not None and code not in mapping.accounts:
             problems.append(
                 f"{where}.accountingCodeName {code!r} is not in the mapping file's [accounts], so the close "
                 "could not post it"
             )
         side = item.get("type")
         if side not in (None, "") and side not in ("Debit", "Credit"):
-            problems.append(f"{where}.type must be Debit or Credit, not {side!r}")
+            problems.append(f"{where}.type must be Debit or Credit, not {_shown(side)}")
         amount = _amount(item.get("amount"), f"{where}.amount", problems)
         home_value = item.get("homeCurrencyAmount")
         home = None
@@ -179,13 +266,14 @@ def validate_entry(
                 f"{where}.homeCurrencyAmount must not be sent: no home-currency conversion is configured "
                 "(pass --home-currency-amounts if the tenant has it)"
             )
-        if side in totals and amount is not None:
+        if side in ("Debit", "Credit") and amount is not None:  # not `in totals`: a list is unhashable
             totals[side] += amount
-        if side in home_totals and home is not None:
+        if side in ("Debit", "Credit") and home is not None:
             home_totals[side] += home
+    unit = currency if isinstance(currency, str) and _is_text(currency) else ""
     if totals["Debit"] != totals["Credit"]:
         problems.append(
-            f"debits {totals['Debit']} != credits {totals['Credit']} {currency or ''}".rstrip()
+            f"debits {totals['Debit']} != credits {totals['Credit']} {unit}".rstrip()
             + f" (difference {totals['Debit'] - totals['Credit']}): a journal entry must balance"
         )
     if home_currency_amounts and home_totals["Debit"] != home_totals["Credit"]:
@@ -216,7 +304,7 @@ def check_entry(
     """Every problem of ``entry``, including whether its period is Open in Zuora."""
     problems = validate_entry(entry, mapping=mapping, home_currency_amounts=home_currency_amounts)
     period = entry.get("accountingPeriodName")
-    if isinstance(period, str) and period:
+    if isinstance(period, str) and period and _is_text(period):
         problems += period_problems(zuora, period)
     return problems
 

@@ -286,6 +286,6 @@ def _decimal_text(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
         return value
     try:
-        return str(to_decimal(value))
+        return format(to_decimal(value), "f")  # plain digits: str() would send 1E+2 or 1E-7
     except ValueError:
         return value  # Zuora names what is wrong with it
