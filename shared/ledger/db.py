@@ -1,7 +1,8 @@
 """Engines and sessions for the ledger (SQLite by default, PostgreSQL in production).
 
 Build engines with :func:`make_engine` only: it sets the SQLite pragmas the ledger relies on
-(WAL, a 30 s busy timeout, foreign keys) and the JSON codec that keeps amounts exact.
+(WAL, a 30 s busy timeout, foreign keys), begins SQLite transactions as :class:`Begin` describes,
+and sets the JSON codec that keeps amounts exact.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,8 +31,35 @@ POOL_SIZE = 24
 BUSY_TIMEOUT_SECONDS = 30
 POOL_OVERFLOW = 24
 
+# The execution option (engine, connection or session) that chooses a :class:`Begin`.
+BEGIN_OPTION = "ledger_begin"
+
+
+class Begin(StrEnum):
+    """How a transaction on a SQLite ledger begins (PostgreSQL ignores :data:`BEGIN_OPTION`).
+
+    sqlite3's own transaction control (its "legacy" mode, the only one before Python 3.12) reads
+    the SQL text: it emits a deferred ``BEGIN`` before a statement that starts with INSERT, UPDATE,
+    DELETE or REPLACE and none before anything else, so a SELECT reads outside the transaction
+    that follows it and a ``WITH ... INSERT`` commits on its own. Ledger engines switch it off and
+    begin each transaction themselves, as SQLAlchemy's SQLite dialect documentation shows
+    ("Enabling Non-Legacy SQLite Transactional Modes"), in one of these ways.
+    """
+
+    WRITE = "write"
+    """The default: ``BEGIN IMMEDIATE``. The transaction holds SQLite's write lock from its start
+    to its COMMIT or ROLLBACK, so what it read is still true when it writes; the writers of every
+    process queue on that lock (each waits up to the busy timeout)."""
+
+    CALLER = "caller"
+    """No ``BEGIN``: the caller emits its own, and until it does each statement commits alone
+    (the migrations turn foreign keys off, which SQLite allows only outside a transaction, and
+    then take ``BEGIN IMMEDIATE``)."""
+
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # sqlite3 emits no BEGIN of its own: _begin_sqlite_transactions does (see Begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # WAL lets readers run beside the one writer; busy_timeout makes a second writer wait
@@ -43,37 +72,56 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
         cursor.close()
 
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+def _raw(connection: Any) -> Any:
+    """The sqlite3 connection behind a pool's proxy (or the sqlite3 connection itself)."""
+    return getattr(connection, "dbapi_connection", connection)
 
 
-def _serialise_writes(engine: Engine, wait: float) -> None:
-    """Let one thread of this process at a time hold SQLite's write lock, from its first write
-    until its commit or rollback has finished; the others wait their turn on a plain lock.
+class _WriteTurns:
+    """Lets one thread of this process at a time hold SQLite's write lock, from its
+    ``BEGIN IMMEDIATE`` until its commit or rollback has finished; the others wait their turn on a
+    plain lock.
 
     SQLite's own busy handler makes a blocked writer sleep in growing steps (up to 100 ms) and
     retry, so with dozens of threads a writer can lose the race many times in a row: most
     transactions take milliseconds and a few take seconds. Queued here, only one thread per
     process contends with the other processes. A thread that has waited ``wait`` seconds goes on
-    without the lock and meets SQLite's busy timeout as before."""
-    lock = threading.Lock()
-    holders: set[int] = set()  # id() of the sqlite3 connection whose transaction holds the lock
+    without a turn and meets SQLite's busy timeout as before."""
 
-    def raw(connection: Any) -> Any:
-        return getattr(connection, "dbapi_connection", connection)  # a pool's proxy, or the connection
+    def __init__(self, wait: float) -> None:
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the sqlite3 connection whose transaction has the turn
 
-    def release(connection: Any) -> None:
-        key = id(raw(connection))
-        if key in holders:
-            holders.discard(key)
-            lock.release()
+    def take(self, connection: Any) -> None:
+        if self._lock.acquire(timeout=self._wait):
+            self._holder = id(_raw(connection))
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        key = id(cursor.connection)
-        writes = statement.lstrip()[:7].upper().startswith(_WRITES)
-        if writes and key not in holders and lock.acquire(timeout=wait):
-            holders.add(key)
+    def give_back(self, connection: Any) -> None:
+        if self._holder is not None and self._holder == id(_raw(connection)):
+            self._holder = None
+            self._lock.release()
 
+
+def _begin_sqlite_transactions(engine: Engine, turns: _WriteTurns | None) -> None:
+    """Begin each transaction of ``engine`` as its :data:`BEGIN_OPTION` says; a write transaction
+    first takes one of ``turns`` (if given), which it gives back when it ends, however it ends."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        begin = Begin(conn.get_execution_options().get(BEGIN_OPTION, Begin.WRITE))
+        if begin is Begin.WRITE:
+            if turns is not None:
+                turns.take(conn.connection)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if turns is not None:
+                    turns.give_back(conn.connection)
+                raise
+
+    if turns is None:
+        return
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
@@ -81,21 +129,21 @@ def _serialise_writes(engine: Engine, wait: float) -> None:
         try:
             commit(dbapi_connection)
         finally:
-            release(dbapi_connection)
+            turns.give_back(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
         try:
             rollback(dbapi_connection)
         finally:
-            release(dbapi_connection)
+            turns.give_back(dbapi_connection)
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
-    # A connection closed mid-transaction (also when invalidated) gives SQLite's lock back: ours too.
+    # A connection closed mid-transaction (also when invalidated) gives SQLite's lock back: its turn too.
     @event.listens_for(engine, "close")
-    def _on_close(dbapi_connection: Any, record: Any) -> None:
-        release(dbapi_connection)
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        turns.give_back(dbapi_connection)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -114,13 +162,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "sqlite":
         connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS}
         if parsed.database in (None, "", ":memory:"):
-            # One shared connection, or every session would see its own empty database.
+            # One shared connection, or every session would see its own empty database; so its
+            # transactions cannot overlap (a second BEGIN on it fails).
             engine = sa.create_engine(parsed, connect_args=connect_args, poolclass=StaticPool, **common)
+            turns = None
         else:
             # A local file has no connection to drop: no ping before each checkout.
             engine = sa.create_engine(parsed, connect_args=connect_args, **pooled, **common)
-            _serialise_writes(engine, wait=BUSY_TIMEOUT_SECONDS)
+            turns = _WriteTurns(wait=BUSY_TIMEOUT_SECONDS)
         event.listen(engine, "connect", _set_sqlite_pragmas)
+        _begin_sqlite_transactions(engine, turns)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":

@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from shared.ledger.db import make_engine
+from shared.ledger.db import BEGIN_OPTION, Begin, make_engine
 from shared.ledger.errors import SchemaOutOfDate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -49,8 +49,16 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``; a no-op when already there. Safe to run twice and
     concurrently: threads take a process lock, processes a database lock (PostgreSQL advisory
     lock, SQLite ``BEGIN IMMEDIATE``), and a late runner finds nothing to do."""
-    with _ALEMBIC_LOCK:
-        command.upgrade(alembic_config(database_url), revision)
+    engine = make_engine(database_url)
+    try:
+        with _ALEMBIC_LOCK, engine.connect() as conn:
+            # env.py begins the SQLite transaction itself, after turning foreign keys off (which
+            # SQLite ignores inside a transaction); the engine must not begin one first.
+            conn.execution_options(**{BEGIN_OPTION: Begin.CALLER})
+            command.upgrade(alembic_config(connection=conn), revision)
+            conn.commit()
+    finally:
+        engine.dispose()  # its connection may still have foreign keys off
 
 
 def current_revision(database_url: str) -> str | None:

@@ -294,14 +294,12 @@ def test_transition_on_missing_id_raises_record_not_found(ledger):
 
 def test_concurrent_begin_posting_lets_exactly_one_worker_win(ledger):
     record_id = _record_in(ledger, "pending")
-    with ledger.session() as first, ledger.session() as second:
-        stale = second.get(SyncRecord, record_id)  # worker 2 read the row while it was pending
-        assert stale.state == "pending"
+    stale = ledger.get_record_by_id(record_id)  # worker 2 read the row while it was pending
+    assert stale.state == "pending"
+    with ledger.session() as first:
         states.begin_posting(first, record_id)
-        first.commit()
-        with pytest.raises(TransitionConflict, match="changed by another worker"):
-            states.begin_posting(second, stale)
-        second.rollback()
+    with pytest.raises(TransitionConflict, match="changed by another worker"), ledger.session() as second:
+        states.begin_posting(second, stale)
     rec = ledger.get_record_by_id(record_id)
     assert (rec.state, rec.version) == ("posting", 2)
     assert [e.message for e in ledger.timeline(rec.subject)].count("pending -> posting") == 1
