@@ -51,6 +51,11 @@ class Begin(StrEnum):
     to its COMMIT or ROLLBACK, so what it read is still true when it writes; the writers of every
     process queue on that lock (each waits up to the busy timeout)."""
 
+    READ = "read"
+    """A deferred ``BEGIN`` with ``PRAGMA query_only`` on: a snapshot read beside the writer
+    (WAL). A write in it fails at once ("attempt to write a readonly database") rather than
+    meeting the lock halfway through the transaction."""
+
     CALLER = "caller"
     """No ``BEGIN``: the caller emits its own, and until it does each statement commits alone
     (the migrations turn foreign keys off, which SQLite allows only outside a transaction, and
@@ -106,11 +111,19 @@ class _WriteTurns:
 def _begin_sqlite_transactions(engine: Engine, turns: _WriteTurns | None) -> None:
     """Begin each transaction of ``engine`` as its :data:`BEGIN_OPTION` says; a write transaction
     first takes one of ``turns`` (if given), which it gives back when it ends, however it ends."""
+    query_only_key = "ledger_query_only"  # in the pool's info for each sqlite3 connection
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         begin = Begin(conn.get_execution_options().get(BEGIN_OPTION, Begin.WRITE))
-        if begin is Begin.WRITE:
+        info = conn.connection.info
+        query_only = begin is Begin.READ
+        if info.get(query_only_key, False) is not query_only:
+            conn.exec_driver_sql(f"PRAGMA query_only={int(query_only)}")
+            info[query_only_key] = query_only
+        if begin is Begin.READ:
+            conn.exec_driver_sql("BEGIN")
+        elif begin is Begin.WRITE:
             if turns is not None:
                 turns.take(conn.connection)
             try:
@@ -184,13 +197,15 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """A session whose transaction commits when the block ends and rolls back if it raises.
 
     Objects stay readable after the block (``expire_on_commit=False``), so repository methods
-    can return them.
+    can return them. ``read_only`` begins it as :attr:`Begin.READ` on SQLite: it reads beside the
+    writer instead of queueing for the write lock, and cannot write.
     """
-    session = Session(engine, expire_on_commit=False)
+    options: dict[str, Any] = {BEGIN_OPTION: Begin.READ} if read_only else {}
+    session = Session(engine, expire_on_commit=False, execution_options=options)
     try:
         yield session
         session.commit()

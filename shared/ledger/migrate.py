@@ -66,6 +66,7 @@ def current_revision(database_url: str) -> str | None:
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
+            conn.execution_options(**{BEGIN_OPTION: Begin.READ})
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()

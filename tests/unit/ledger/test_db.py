@@ -238,6 +238,51 @@ def test_a_write_that_never_gets_the_lock_fails_and_gives_its_turn_back(tmp_path
     engine.dispose()
 
 
+def test_a_read_only_session_reads_beside_an_open_write_transaction(tmp_path):
+    engine = _file_engine(tmp_path)
+    with session_scope(engine) as s:
+        s.add(AuditEvent(kind="note", message="committed"))
+    written, finish = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with session_scope(engine) as s:
+            s.add(AuditEvent(kind="note", message="not yet committed"))
+            s.flush()
+            written.set()
+            finish.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert written.wait(10)
+    started = time.monotonic()
+    with session_scope(engine, read_only=True) as s:
+        seen = s.execute(sa.select(AuditEvent.message)).scalars().all()
+    waited = time.monotonic() - started
+    finish.set()
+    thread.join()
+
+    assert (seen, waited < 1) == (["committed"], True)
+    assert _messages(engine) == ["committed", "not yet committed"]
+    engine.dispose()
+
+
+def test_a_read_only_session_refuses_to_write_and_leaves_its_connection_writable(tmp_path):
+    engine = _file_engine(tmp_path)
+
+    with (
+        pytest.raises(sa.exc.OperationalError, match="attempt to write a readonly database"),
+        session_scope(engine, read_only=True) as s,
+    ):
+        s.add(AuditEvent(kind="note", message="refused"))
+        s.flush()
+    with session_scope(engine) as s:
+        s.add(AuditEvent(kind="note", message="written"))
+
+    assert _messages(engine) == ["written"]
+    assert engine.pool.checkedin() == 1  # both sessions used the same sqlite3 connection
+    engine.dispose()
+
+
 def test_a_connection_its_caller_begins_runs_statements_outside_a_transaction_until_then(tmp_path):
     engine = _file_engine(tmp_path)
 
