@@ -351,7 +351,7 @@ def connection_test(
     ERP - Acumatica sign-in, its endpoint and reference data, or the export directory is writable.
     Exit code 0 when every check passed, 1 otherwise."""
     from shared import ports
-    from shared.connection_probe import run_checks, session_fernet
+    from shared.connection_probe import run_checks
 
     with usage_errors():
         settings = ports.settings()
@@ -362,7 +362,7 @@ def connection_test(
             conn,
             redis=ports.redis_client(),
             ledger=_ledger_or_none(),
-            fernet=session_fernet(settings.secret_key),
+            cipher=ports.cipher(),
             mapping_file=settings.mapping_file,
         )
     ok = all(c.ok for c in checks)

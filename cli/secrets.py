@@ -36,16 +36,16 @@ def secrets_rotate() -> None:
     3. `ledgerbridge secrets rotate` re-encrypts every connection with NEWKEY, all or nothing,
     and prints how many.
 
-    4. Set LEDGERBRIDGE_SECRET_KEY="NEWKEY" everywhere and restart. The Acumatica session
-    cached in Redis is sealed with the first key only, so after step 2 the workers sign in once
-    more; nothing else is lost.
+    4. Set LEDGERBRIDGE_SECRET_KEY="NEWKEY" everywhere and restart. The Acumatica session cached
+    in Redis may still be sealed with OLDKEY: the workers then sign in once more; nothing else is
+    lost.
     """
     from shared import ports
+    from shared.cipher import listed_keys
 
     with usage_errors():
         box = ports.secret_box()
-        key = ports.settings().secret_key
-        keys = [k for k in (key.get_secret_value() if key else "").split(",") if k.strip()]
+        keys = listed_keys(ports.settings().secret_key)
         count = ledger_at_head().rotate_secrets(box)
     console = out()
     console.print(

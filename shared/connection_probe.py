@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
 from shared.errors import ApiError
@@ -25,7 +25,6 @@ from shared.exchange import Exchange, audit_subject
 
 if TYPE_CHECKING:
     import redis
-    from pydantic import SecretStr
 
     from shared.ledger.repo import Ledger
 
@@ -44,14 +43,6 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def session_fernet(secret_key: SecretStr | None) -> Fernet | None:
-    """The key that seals an Acumatica session in Redis: the first of LEDGERBRIDGE_SECRET_KEY, as the
-    workers use it (None without a key: the session is stored unsealed, as theirs is)."""
-    if secret_key is None:
-        return None
-    return Fernet(secret_key.get_secret_value().split(",")[0].strip().encode())
 
 
 def _error_text(exc: BaseException) -> str:
@@ -141,7 +132,7 @@ def probe_acumatica(
     redis: redis.Redis[bytes],
     audit: Callable[[Exchange], None] | None = None,
     namespace: str,
-    fernet: Fernet | None = None,
+    cipher: MultiFernet | None = None,
     mapping_file: Path | None = None,
 ) -> list[Check]:
     """Acumatica: sign in with the stored credentials (a new session, logged out afterwards),
@@ -167,7 +158,7 @@ def probe_acumatica(
         connection=namespace,
         redis=redis,
         audit=audit,
-        fernet=fernet,
+        cipher=cipher,
         policy=RetryPolicy(max_attempts=2, cap=2.0, max_inline_wait=5.0),
         timeout=PROBE_TIMEOUT_SECONDS,
         throttle_wait=10.0,
@@ -263,12 +254,12 @@ def run_checks(
     *,
     redis: redis.Redis[bytes],
     ledger: Ledger | None = None,
-    fernet: Fernet | None = None,
+    cipher: MultiFernet | None = None,
     mapping_file: Path | None = None,
 ) -> list[Check]:
     """Every check of ``conn``, Zuora first, then its ERP target; each side's failures are reported
     (never raised). With ``ledger`` the probe's exchanges are audited under ``connection:<name>``;
-    ``fernet`` seals the probe's Acumatica session as the workers seal theirs. The probe's Redis
+    ``cipher`` seals the probe's Acumatica session as the workers seal theirs. The probe's Redis
     keys are deleted afterwards."""
     namespace = f"lbprobe-{uuid.uuid4().hex}"
     audit = _probe_audit(ledger, conn.name)
@@ -285,7 +276,7 @@ def run_checks(
                     redis=redis,
                     audit=audit,
                     namespace=namespace,
-                    fernet=fernet,
+                    cipher=cipher,
                     mapping_file=mapping_file,
                 )
             elif conn.file is not None:

@@ -12,8 +12,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import redis
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 
+from shared.cipher import cipher_from_setting
 from shared.connections import Connection, default_connection
 from shared.settings import Settings, get_settings
 
@@ -66,6 +67,12 @@ def secret_box() -> SecretBox:
 
     key = settings().secret_key
     return SecretBox.from_setting(key.get_secret_value() if key else None)
+
+
+def cipher() -> MultiFernet | None:
+    """The cipher of LEDGERBRIDGE_SECRET_KEY (:mod:`shared.cipher`: the first key seals, every
+    listed key opens), or None without a key."""
+    return cipher_from_setting(settings().secret_key)
 
 
 def connection(name: str | None = None) -> Connection:
@@ -134,11 +141,9 @@ def _build_erp(conn: Connection) -> ErpTarget:
         from shared.erp.acumatica import AcumaticaErp
 
         assert conn.acumatica is not None
-        key = settings().secret_key
-        # The shared Acumatica session (cookies or bearer token) in Redis is a credential: encrypt it.
-        fernet = Fernet(key.get_secret_value().split(",")[0].strip().encode()) if key else None
+        # The shared Acumatica session (cookies or bearer token) in Redis is a credential: sealed.
         return AcumaticaErp.from_target(
-            conn.acumatica, connection=conn.name, redis=redis_client(), audit=_audit_hook(), fernet=fernet
+            conn.acumatica, connection=conn.name, redis=redis_client(), audit=_audit_hook(), cipher=cipher()
         )
     from shared.erp.file_export import FileExportErp
 

@@ -12,9 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.cipher import HOW_TO_MAKE_A_KEY, MalformedSecretKey, cipher_from_setting
 
 ENV_PREFIX = "LEDGERBRIDGE_"
 
@@ -158,16 +159,18 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                # Comma-separated during a rotation: the first key encrypts, every key decrypts.
-                for key in value.get_secret_value().split(","):
-                    Fernet(key.strip().encode())
-            except (ValueError, TypeError) as exc:
-                raise ValueError(
-                    "must be a Fernet key (32 url-safe base64-encoded bytes); make one with "
-                    "`ledgerbridge secrets generate-key`"
-                ) from exc
+        if value is None:
+            return value
+        # Comma-separated during a rotation: the first key encrypts, every key decrypts.
+        try:
+            cipher = cipher_from_setting(value)
+        except MalformedSecretKey as exc:
+            raise ValueError(
+                "must be a Fernet key (32 url-safe base64-encoded bytes), or several separated by "
+                f"commas; key #{exc.position} is not one. {HOW_TO_MAKE_A_KEY.capitalize()}"
+            ) from None
+        if cipher is None:
+            raise ValueError(f"must be a Fernet key (32 url-safe base64-encoded bytes); {HOW_TO_MAKE_A_KEY}")
         return value
 
     @field_validator("zuora_base_url")

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 
 from shared.backoff import Jitter, full_jitter
 from shared.connections import AcumaticaTarget
@@ -85,7 +85,7 @@ def _parse(response: httpx.Response) -> Any:
 class AcumaticaClient:
     """Requests to one Acumatica instance and endpoint for one connection (see module docstring).
 
-    ``sleep`` and ``clock`` are injectable for tests; ``fernet`` encrypts the shared session in
+    ``sleep`` and ``clock`` are injectable for tests; ``cipher`` seals the shared session in
     Redis; ``on_refresh_token`` receives each new OAuth refresh token so it can be persisted.
     """
 
@@ -101,7 +101,7 @@ class AcumaticaClient:
         clock: Callable[[], float] = time.time,
         policy: RetryPolicy | None = None,
         jitter: Jitter = full_jitter,
-        fernet: Fernet | None = None,
+        cipher: MultiFernet | None = None,
         on_refresh_token: Callable[[str], None] | None = None,
         timeout: float = 100.0,
         throttle_wait: float = 30.0,
@@ -148,7 +148,7 @@ class AcumaticaClient:
             redis=redis,
             send=self._send_auth,
             clock=clock,
-            fernet=fernet,
+            cipher=cipher,
             on_refresh_token=on_refresh_token,
         )
         self._closed = False

@@ -5,9 +5,10 @@ session blocks sign-in for 10 minutes (acumatica-api.md sections 2.1 and 5.2, pi
 fleet shares one session:
 
 * Cookie mode: ``POST /entity/auth/login`` answers 204 with cookies, treated as an opaque jar.
-  The jar is stored under ``ledgerbridge:{conn}:acumatica:session`` (Fernet-encrypted when a key
-  is given) with a TTL below the server's 10-minute idle timeout, extended as it is used; a
-  ``Set-Cookie`` on any answer updates the shared jar.
+  The jar is stored under ``ledgerbridge:{conn}:acumatica:session`` (sealed with the cipher of
+  ``LEDGERBRIDGE_SECRET_KEY`` when one is given, :mod:`shared.cipher`) with a TTL below the
+  server's 10-minute idle timeout, extended as it is used; a ``Set-Cookie`` on any answer updates
+  the shared jar.
 * OAuth mode (``client_id`` set, section 2.2): a password or refresh-token grant at
   ``/identity/connect/token``; the access token is stored under the same key until shortly
   before ``expires_in``, and the newest refresh token is kept (Redis and ``on_refresh_token``),
@@ -36,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
 import httpx
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import InvalidToken, MultiFernet
 from redis.exceptions import LockError
 
 from shared.connections import AcumaticaTarget
@@ -157,7 +158,7 @@ class SessionManager:
         redis: Any,
         send: Send,
         clock: Callable[[], float] = time.time,
-        fernet: Fernet | None = None,
+        cipher: MultiFernet | None = None,
         on_refresh_token: Callable[[str], None] | None = None,
         session_ttl: float = DEFAULT_SESSION_TTL,
         lock_timeout: float = 120.0,
@@ -167,7 +168,7 @@ class SessionManager:
         self._redis = redis
         self._send = send
         self._clock = clock
-        self._fernet = fernet
+        self._cipher = cipher
         self._on_refresh_token = on_refresh_token
         self._ttl = session_ttl
         self._lock_timeout = lock_timeout
@@ -434,16 +435,16 @@ class SessionManager:
         return replace(session, raw=self._seal(session.to_json()))
 
     def _seal(self, text: str) -> str:
-        return self._fernet.encrypt(text.encode()).decode() if self._fernet else text
+        return self._cipher.encrypt(text.encode()).decode() if self._cipher else text
 
     def _open(self, raw: bytes | str) -> str | None:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        if self._fernet is None:
+        if self._cipher is None:
             return text
         try:
-            return self._fernet.decrypt(text.encode()).decode()
+            return self._cipher.decrypt(text.encode()).decode()
         except InvalidToken:
-            return None  # written under another key: ignore it, it will be replaced
+            return None  # sealed with a key no longer listed: ignore it, it will be replaced
 
     def _load(self) -> Session | None:
         return self._decode(self._redis.get(self.key))

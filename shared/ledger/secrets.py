@@ -1,4 +1,4 @@
-"""Encryption at rest for connection secrets (Fernet, with key rotation via MultiFernet).
+"""Encryption at rest for the ledger's secrets, with the cipher of :mod:`shared.cipher`.
 
 ``LEDGERBRIDGE_SECRET_KEY`` holds one Fernet key, or several separated by commas during a
 rotation: the first encrypts, every key decrypts. To rotate, put the new key first, run
@@ -13,9 +13,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from shared.cipher import HOW_TO_MAKE_A_KEY, MalformedSecretKey, cipher_from_keys, listed_keys
 from shared.ledger.errors import SecretKeyError
-
-_HOW_TO_MAKE_A_KEY = "make one with `ledgerbridge secrets generate-key`"
 
 
 def generate_key() -> str:
@@ -27,27 +26,25 @@ class SecretBox:
     """Encrypts and decrypts JSON dicts of secrets with a list of Fernet keys."""
 
     def __init__(self, keys: Sequence[str]) -> None:
-        cleaned = [k.strip() for k in keys if k and k.strip()]
-        if not cleaned:
+        try:
+            cipher = cipher_from_keys(keys)
+        except MalformedSecretKey as exc:
+            raise SecretKeyError(f"LEDGERBRIDGE_SECRET_KEY {exc}") from None
+        if cipher is None:
             raise SecretKeyError(
-                "no encryption key for connection secrets: set LEDGERBRIDGE_SECRET_KEY "
-                f"({_HOW_TO_MAKE_A_KEY})"
+                f"no encryption key for connection secrets: set LEDGERBRIDGE_SECRET_KEY ({HOW_TO_MAKE_A_KEY})"
             )
-        fernets = []
-        for position, key in enumerate(cleaned, start=1):
-            try:
-                fernets.append(Fernet(key.encode("ascii")))
-            except (ValueError, TypeError, UnicodeEncodeError):
-                raise SecretKeyError(
-                    f"LEDGERBRIDGE_SECRET_KEY key #{position} is not a Fernet key "
-                    f"(32 url-safe base64-encoded bytes); {_HOW_TO_MAKE_A_KEY}"
-                ) from None
-        self._fernet = MultiFernet(fernets)
+        self._fernet = cipher
+
+    @property
+    def cipher(self) -> MultiFernet:
+        """The box's keys as one cipher (the first encrypts, each decrypts)."""
+        return self._fernet
 
     @classmethod
     def from_setting(cls, value: str | None) -> SecretBox:
         """A box from the ``LEDGERBRIDGE_SECRET_KEY`` text: one key, or comma-separated keys."""
-        return cls((value or "").split(","))
+        return cls(listed_keys(value))
 
     def encrypt_json(self, secrets: Mapping[str, Any]) -> str:
         """A Fernet token (text) of ``secrets`` as JSON, encrypted with the first key."""

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from shared.erp.acumatica_session import parse_set_cookies, session_key
 from shared.erp.errors import EndpointNotFound, OutcomeUnknown
@@ -165,12 +165,25 @@ def test_close_without_a_session_sends_nothing(fake, make_client):
 def test_session_jar_is_encrypted_when_a_key_is_given(fake, make_client, fake_redis, connection_name):
     fake.on("GET", "Customer/C1", json_response(200, CUSTOMER))
     key = Fernet.generate_key()
-    make_client(fernet=Fernet(key)).get_record("Customer", "C1")
+    make_client(cipher=MultiFernet([Fernet(key)])).get_record("Customer", "C1")
     stored = fake_redis.get(session_key(connection_name))
     assert b"auth0" not in stored
     assert b"auth0" in Fernet(key).decrypt(stored)
-    make_client(fernet=Fernet(key)).get_record("Customer", "C1")
+    make_client(cipher=MultiFernet([Fernet(key)])).get_record("Customer", "C1")
     assert fake.logins == 1
+
+
+def test_a_session_jar_sealed_with_the_old_key_is_read_after_a_new_key_is_put_first(
+    fake, make_client, fake_redis, connection_name
+):
+    fake.on("GET", "Customer/C1", json_response(200, CUSTOMER))
+    old, new = Fernet(Fernet.generate_key()), Fernet(Fernet.generate_key())
+    make_client(cipher=MultiFernet([old])).get_record("Customer", "C1")
+
+    make_client(cipher=MultiFernet([new, old])).get_record("Customer", "C1")
+
+    assert fake.logins == 1
+    assert b"auth0" in old.decrypt(fake_redis.get(session_key(connection_name)))
 
 
 def test_set_cookie_on_a_data_response_updates_the_shared_jar(fake, make_client):
