@@ -46,7 +46,10 @@ def period_show(
     from shared import ports
 
     conn = ports.connection(connection)
-    period = ports.zuora(conn).periods.find_by_name(name)
+    try:
+        period = ports.zuora(conn).periods.find_by_name(name)
+    except ValueError as exc:  # a name no query can carry (bytes that are not UTF-8)
+        raise fail(str(exc), 2) from None
     if period is None:
         raise fail(f"no accounting period named {name!r} in Zuora ({conn.zuora.base_url})", 1)
     if as_json:

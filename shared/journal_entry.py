@@ -35,6 +35,7 @@ from shared.mapping import Mapping as GlMapping
 from shared.zuora.client import ZuoraClient
 from shared.zuora.records import to_decimal
 from shared.zuora.transfers import TRANSFERRED_VALUES
+from shared.zuora.wire import is_text
 
 REQUIRED_FIELDS = ("accountingPeriodName", "journalEntryDate", "currency", "journalEntryItems")
 KNOWN_FIELDS = frozenset(
@@ -147,7 +148,7 @@ def _unsendable(value: Any) -> Iterator[tuple[str, str]]:
     while stack:
         item, at = stack.pop()
         if isinstance(item, str):
-            if not _is_text(item):
+            if not is_text(item):
                 yield at or "", "holds a lone surrogate (a \\ud800-\\udfff escape), which is not text"
         elif (isinstance(item, Decimal) and not item.is_finite()) or (
             isinstance(item, float) and not math.isfinite(item)
@@ -155,8 +156,8 @@ def _unsendable(value: Any) -> Iterator[tuple[str, str]]:
             yield at or "", f"is {item}, which JSON cannot carry"
         elif isinstance(item, Mapping):
             for key, child in item.items():
-                text = isinstance(key, str) and _is_text(key)
-                name = key if text and key else repr(key)
+                text = isinstance(key, str) and is_text(key)
+                name = key if text and key.isprintable() and key.strip() == key != "" else repr(key)
                 if not text:
                     yield f"{at}: the field name {name}" if at else f"the field name {name}", "is not text"
                 stack.append((child, name if at is None else f"{at}.{name}"))
@@ -172,14 +173,6 @@ def _is_date(value: Any) -> bool:
     try:
         date.fromisoformat(value)
     except ValueError:
-        return False
-    return True
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
         return False
     return True
 
@@ -207,7 +200,7 @@ def validate_entry(
     if currency not in (None, ""):
         if not isinstance(currency, str):
             problems.append("currency must be a string such as USD")
-        elif mapping is not None and _is_text(currency) and currency not in mapping.currencies:
+        elif mapping is not None and is_text(currency) and currency not in mapping.currencies:
             problems.append(f"currency {currency} is not in the mapping file's [currencies]")
     transferred = entry.get("transferredToAccounting")
     if transferred is not None and (
@@ -270,7 +263,7 @@ def validate_entry(
             totals[side] += amount
         if side in ("Debit", "Credit") and home is not None:
             home_totals[side] += home
-    unit = currency if isinstance(currency, str) and _is_text(currency) else ""
+    unit = currency if isinstance(currency, str) and is_text(currency) else ""
     if totals["Debit"] != totals["Credit"]:
         problems.append(
             f"debits {totals['Debit']} != credits {totals['Credit']} {unit}".rstrip()
@@ -304,7 +297,7 @@ def check_entry(
     """Every problem of ``entry``, including whether its period is Open in Zuora."""
     problems = validate_entry(entry, mapping=mapping, home_currency_amounts=home_currency_amounts)
     period = entry.get("accountingPeriodName")
-    if isinstance(period, str) and period and _is_text(period):
+    if isinstance(period, str) and period and is_text(period):
         problems += period_problems(zuora, period)
     return problems
 

@@ -23,7 +23,7 @@ from typing import Any
 from shared.errors import Rejected
 from shared.zuora.paging import REFERENCE_LIMITS, Pager
 from shared.zuora.transport import Params, ZuoraTransport
-from shared.zuora.wire import segment
+from shared.zuora.wire import is_text, query_string, segment
 
 # The objects the sync reads (section 9.1) and the few it may expand into on its own.
 OBJECTS = frozenset(
@@ -51,11 +51,19 @@ FILTER_REQUIRED = frozenset({"invoice-items"})
 MAX_PAGE_SIZE = REFERENCE_LIMITS["object-query"]
 OPERATORS = ("EQ", "NE", "LT", "GT", "LE", "GE", "SW", "IN")
 
+_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# Object Query has no escape for filter values (section 9.2; docs/vendor-notes.md): a value that
+# would read back as something else is refused rather than sent.
+EMPTY_STRING = "\x02\x03"  # Zuora's spelling of the empty string; EQ:'' is unsupported (section 9.2)
+_LIST_SYNTAX = frozenset(",[]")
+# The filters' share of a request URL once percent-encoded: httpx refuses a URL over 65,536
+# characters, and the rest of the query (page size, fields, cursor) needs room too.
+MAX_FILTER_CHARS = 60_000
 _FILTER_RE = re.compile(r"^[A-Za-z_][\w.]*\.(EQ|NE|LT|GT|LE|GE|SW|IN):.*$", re.IGNORECASE | re.DOTALL)
 _SORT_RE = re.compile(r"^[A-Za-z_][\w]*\.(ASC|DESC)$", re.IGNORECASE)
 
 
-def _value(value: object) -> str:
+def _value(value: object, *, in_list: bool = False) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -64,25 +72,45 @@ def _value(value: object) -> str:
         if value.tzinfo is None:
             raise ValueError("Object Query datetimes need an offset or Z (section 9.2)")
         return value.isoformat(timespec="seconds")
-    if isinstance(value, date | int | Decimal):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot filter on the amount {value}")
+        return format(value, "f")  # plain digits, as the guide's quantity.LT:200; never 1E+2
+    if isinstance(value, date | int):
         return str(value)
     if isinstance(value, str):
-        if value == "":
-            return "\x02\x03"  # Zuora's spelling of the empty string; EQ:'' is unsupported (section 9.2)
-        return value
+        return _text(value, in_list=in_list)
     raise TypeError(f"cannot filter on {value!r}")
+
+
+def _text(value: str, *, in_list: bool) -> str:
+    """A string filter value as sent, or ValueError when Zuora would read it as another value."""
+    if value == "":
+        return EMPTY_STRING
+    if value.lower() == "null" or value == EMPTY_STRING:
+        raise ValueError(f"cannot filter on the string {value!r}: Object Query reads it as null or ''")
+    if not is_text(value):
+        raise ValueError(f"cannot filter on {value!r}: a lone surrogate is not text")
+    if in_list and (_LIST_SYNTAX & set(value) or value != value.strip()):
+        raise ValueError(
+            f"cannot put {value!r} in an IN list: Object Query has no escape for ',', '[' or ']', "
+            "and may trim an item's spaces"
+        )
+    return value
 
 
 def condition(field_name: str, op: str, value: object) -> str:
     """One ``filter[]`` value: ``condition("updateddate", "GT", dt)`` -> ``updateddate.GT:2025-...``.
     ``IN`` takes a sequence and renders ``[a,b]``; None is ``null``."""
+    if not _FIELD_RE.fullmatch(field_name):
+        raise ValueError(f"{field_name!r} is not an Object Query field name")
     op = op.upper()
     if op not in OPERATORS:
         raise ValueError(f"unknown Object Query operator {op!r}")
     if op == "IN":
         if isinstance(value, str | bytes) or not isinstance(value, Sequence):
             raise ValueError("IN takes a sequence of values")
-        rendered = "[" + ",".join(_value(v) for v in value) + "]"
+        rendered = "[" + ",".join(_value(v, in_list=True) for v in value) + "]"
     else:
         rendered = _value(value)
     return f"{field_name}.{op}:{rendered}"
@@ -112,6 +140,13 @@ class ObjectQuery:
         for f in self.filters:
             if not _FILTER_RE.match(f):
                 raise ValueError(f"filter {f!r} is not '<field>.<OP>:<value>'")
+        encoded = len(query_string([("filter[]", f) for f in self.filters]))
+        if encoded > MAX_FILTER_CHARS:
+            longest = max(self.filters, key=len)
+            raise ValueError(
+                f"the filters take {encoded} characters in the URL, more than {MAX_FILTER_CHARS}: "
+                f"{longest[:60]!r}... is {len(longest)} characters long"
+            )
         if self.sort is not None and not _SORT_RE.match(self.sort):
             raise ValueError(f"sort {self.sort!r} is not '<field>.ASC|DESC' (one field only)")
         if self.object in FILTER_REQUIRED and not self.filters:

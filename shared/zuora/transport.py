@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -56,6 +55,7 @@ from shared.zuora.wire import (
     make_track_id,
     parse_rate_limits,
     parse_reasons,
+    query_string,
     reports_failure,
 )
 
@@ -160,7 +160,7 @@ class ZuoraTransport:
         connection. Raises the typed errors of :mod:`shared.errors`.
         """
         method = method.upper()
-        url = path + ("?" + urlencode(list(params), quote_via=quote) if params else "")
+        url = path + ("?" + query_string(params) if params else "")
         content = None if body is None else dumps(body).encode()
         headers = {"Zuora-Track-Id": make_track_id(self.connection, operation)}
         if content is not None:

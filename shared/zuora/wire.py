@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -24,6 +24,22 @@ def segment(value: str) -> str:
     if not value:
         raise ValueError("empty path parameter")
     return quote(value, safe="")
+
+
+def query_string(params: Sequence[tuple[str, str]]) -> str:
+    """The URL query of ``params``: every reserved character percent-encoded, a space as ``%20``
+    and ``+`` as ``%2B`` (Object Query filters, section 9.2), so no value can add a parameter."""
+    return urlencode(list(params), quote_via=quote)
+
+
+def is_text(value: str) -> bool:
+    """``value`` can go on the wire as UTF-8 (a lone surrogate, which a JSON ``\\ud800`` escape
+    reads into a str, cannot)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def make_idempotency_key(connection: str, parts: Sequence[str]) -> str:

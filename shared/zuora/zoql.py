@@ -16,6 +16,7 @@ from typing import Any
 from shared.errors import Rejected
 from shared.zuora.paging import Pager
 from shared.zuora.transport import ZuoraTransport
+from shared.zuora.wire import is_text
 
 MAX_BATCH = 2000
 
@@ -32,7 +33,13 @@ _ESCAPES = {
 
 
 def quote(value: str) -> str:
-    """``value`` as a single-quoted ZOQL string literal: ``Dec'16`` -> ``'Dec\\'16'``."""
+    """``value`` as a single-quoted ZOQL string literal: ``Dec'16`` -> ``'Dec\\'16'``. Inside the
+    quotes only an unescaped ``'`` ends the literal and only ``\\`` starts an escape, so escaping
+    those two (and the others section 5.2 lists) leaves no way out of it; every other character
+    is sent as it is (docs/vendor-notes.md). ValueError for a lone surrogate, which no request
+    can carry."""
+    if not is_text(value):
+        raise ValueError(f"cannot quote {value!r} for ZOQL: a lone surrogate is not text")
     return "'" + "".join(_ESCAPES.get(ch, ch) for ch in value) + "'"
 
 

@@ -245,10 +245,8 @@ def assert_problems_name_what_to_fix(problems: tuple[str, ...], entry: Any) -> N
     """Each problem is one printable line that starts with the field it is about (a field of the
     entry, or a required one that is missing) or with the totals or the period."""
     assert problems
-    # As the problems show them: an empty name or one that is not text by its repr.
-    fields = [
-        k if k and k.encode("utf-8", "replace") == k.encode("utf-8", "ignore") else repr(k) for k in entry
-    ]
+    # As the problems show them: a name that is empty, unprintable or edged with spaces by its repr.
+    fields = [k if k.isprintable() and k.strip() == k != "" else repr(k) for k in entry]
     for problem in problems:
         problem.encode("utf-8")  # printable on a console: no lone surrogate from the input
         assert "\n" not in problem, problem
@@ -317,6 +315,7 @@ def test_validation_lists_problems_and_never_raises():
     @example(entry={"transferredToAccounting": ["Yes"]})  # was TypeError: unhashable type: 'list'
     @example(entry={"journalEntryItems": [{"type": ["Debit"], "amount": 1}]})  # the same, for type
     @example(entry={"journalEntryItems": [{"type": "Debit", "amount": "1e999999999"}]})  # Overflow
+    @example(entry={"\n": Decimal("Infinity")})  # a field name must not break the problem's line
     def check(entry: dict[str, Any]) -> None:
         for home in (False, True):
             problems = je.validate_entry(entry, mapping=MAPPING, home_currency_amounts=home)
