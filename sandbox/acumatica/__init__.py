@@ -25,7 +25,7 @@ from sandbox.acumatica.config import (
     DEFAULT_USERNAME,
     SandboxConfig,
 )
-from sandbox.acumatica.faults import ConnectionDropped
+from sandbox.dropping import ConnectionDropped
 
 __all__ = [
     "DEFAULT_CLIENT_ID",

@@ -28,11 +28,11 @@ from sandbox.acumatica.config import (
 )
 from sandbox.acumatica.control import control_router
 from sandbox.acumatica.errors import ApiFailure, render_failure
-from sandbox.acumatica.faults import ConnectionDropper
 from sandbox.acumatica.handlers import AcumaticaHandlers
 from sandbox.acumatica.licence import ASGIApp, LicenceGate, Receive, Scope, Send
 from sandbox.acumatica.routes import ROUTES
 from sandbox.contract import ContractMiddleware, contracts_enabled
+from sandbox.dropping import ConnectionDropper
 from sandbox.server import serve_forever
 
 

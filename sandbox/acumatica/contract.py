@@ -40,9 +40,9 @@ from urllib.parse import parse_qsl, urlsplit
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from sandbox.acumatica.errors import DROP_HEADER
 from sandbox.acumatica.vendored import load_definition
 from sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
+from sandbox.dropping import DROP_HEADER
 
 API = "acumatica"
 JSON_MEDIA = frozenset({"application/json", "text/json"})

@@ -24,10 +24,6 @@ DECLINED_TEXT = (
 )
 
 
-# A handler marks a response with this header to have the connection dropped instead (faults.py).
-DROP_HEADER = b"x-sandbox-drop-connection"
-
-
 class ApiFailure(Exception):
     """An HTTP answer other than success: status, body and headers exactly as sent."""
 

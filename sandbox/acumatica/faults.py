@@ -16,10 +16,9 @@ most ``next`` times); with neither, on every match. The keys follow the Zuora sa
 The control plane sets the rules (``POST /_sandbox/faults``) on the backend's ``FaultPlan``; a
 handler calls ``inject`` before the work and answers with what it returns, if anything.
 
-Dropping is done by ``ConnectionDropper``, the outermost ASGI middleware: a handler answers with
-``dropped()``, a response marked with ``DROP_HEADER``; the dropper swallows it and aborts the TCP
-connection (uvicorn's transport, reached through the server's ``receive`` callable). Under
-Starlette's TestClient, which has no socket, it raises ``ConnectionDropped`` instead.
+Dropping is done by ``sandbox.dropping``: a handler answers with ``dropped()``, and
+``ConnectionDropper``, the outermost ASGI middleware, aborts the TCP connection instead (under
+Starlette's TestClient it raises ``ConnectionDropped``).
 """
 
 from __future__ import annotations
@@ -35,16 +34,12 @@ from starlette.responses import Response
 
 from sandbox.acumatica import errors
 from sandbox.acumatica.entities import ENTITIES
-from sandbox.acumatica.errors import DROP_HEADER, ApiFailure
-from sandbox.acumatica.licence import ASGIApp, Message, Receive, Scope, Send
+from sandbox.acumatica.errors import ApiFailure
+from sandbox.dropping import dropped
 
 FaultKind = Literal["status", "lock_violation", "latency", "drop", "commit_then_drop"]
 _KINDS = ("status", "lock_violation", "latency", "drop", "commit_then_drop")
 BEFORE_WORK = frozenset({"status", "lock_violation", "latency", "drop"})
-
-
-class ConnectionDropped(Exception):
-    """Raised in-process (TestClient) where a real server would drop the connection."""
 
 
 class FaultError(ValueError):
@@ -156,49 +151,3 @@ async def inject(plan: FaultPlan, method: str, entity: str) -> Response | None:
                 raise ApiFailure(rule.status, "Service Unavailable", text=True)
             raise errors.http_error(rule.status, "An error occurred while processing the request (injected).")
     return None
-
-
-def dropped() -> Response:
-    """A response ``ConnectionDropper`` turns into a connection closed without an answer."""
-    return Response(status_code=200, headers={DROP_HEADER.decode(): "1"})
-
-
-class ConnectionDropper:
-    """Outermost ASGI middleware: turns a response marked with ``DROP_HEADER`` into a dropped connection."""
-
-    def __init__(self, app: ASGIApp, *, on_drop: Any = None) -> None:
-        self.app = app
-        self.on_drop = on_drop
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        dropping = False
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal dropping
-            if message["type"] == "http.response.start":
-                dropping = any(name.lower() == DROP_HEADER for name, _ in message.get("headers", []))
-            if not dropping:
-                await send(message)
-
-        await self.app(scope, receive, guarded_send)
-        if dropping:
-            if self.on_drop is not None:
-                self.on_drop()
-            await _abort(receive)
-
-
-async def _abort(receive: Receive) -> None:
-    """Close the client's TCP connection without a byte of response."""
-    cycle = getattr(receive, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is None:
-        raise ConnectionDropped("the sandbox dropped the connection without a response")
-    transport.abort()
-    # Let uvicorn see the connection is lost, so it neither logs nor tries to send a 500.
-    for _ in range(100):
-        if getattr(cycle, "disconnected", True):
-            return
-        await asyncio.sleep(0)

@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from sandbox.acumatica import errors
 from sandbox.acumatica.backend import AcumaticaBackend, QueryOptions, RequestContext, Session
 from sandbox.acumatica.entities import ENTITIES
-from sandbox.acumatica.faults import dropped, inject
+from sandbox.acumatica.faults import inject
 from sandbox.acumatica.vendored import swagger_document
+from sandbox.dropping import dropped
 
 COOKIE_AUTH = ".ASPXAUTH"
 COOKIE_SESSION = "ASP.NET_SessionId"

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.acumatica.config import SandboxConfig
-from sandbox.acumatica.errors import DECLINED_TEXT, DROP_HEADER
+from sandbox.acumatica.errors import DECLINED_TEXT
+from sandbox.dropping import DROP_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sandbox.contract import ContractMiddleware, contracts_enabled
+from sandbox.dropping import ConnectionDropper
 from sandbox.server import serve_forever
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
@@ -69,6 +70,8 @@ def create_app(
         app.add_middleware(ContractMiddleware, checker=ZuoraChecker())  # inside gzip: plain bodies
     # Zuora gzips JSON responses over 1000 bytes when asked (section 3).
     app.add_middleware(GZipMiddleware, minimum_size=1000)
+    # Outermost: an injected commit_then_drop closes the connection instead of answering (faults.py).
+    app.add_middleware(ConnectionDropper)
     for route in ROUTES:
         app.add_api_route(
             route.template, _endpoint(backend, route), methods=[route.method], include_in_schema=False

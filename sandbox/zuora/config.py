@@ -66,6 +66,9 @@ class SandboxConfig:
     concurrency_default: int = 40
     concurrency_object_query: int = 80
     concurrency_retry_after_seconds: int = 120
+    # Every N-th call that needs a bearer token finds every issued token revoked (401; the client
+    # must fetch a new one); 0 = never. Counted by the gateway (``Gateway.revoke_due``).
+    revoke_token_every: int = 0
     # Whether the API user holds "Override Transferred to Accounting" (section 8.4).
     override_transferred_permission: bool = False
     home_currency: str = "USD"

@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sandbox.contract import Checked, HttpRequest, HttpResponse, decoded, json_body
+from sandbox.dropping import DROP_HEADER
 
 API = "zuora"
 CUSTOM_FIELD = re.compile(r"__c$")
@@ -640,6 +641,8 @@ class ZuoraChecker:
         op = find_operation(request.method, request.path)
         if op is None:
             return Checked(None)  # already reported on the request
+        if response.header(DROP_HEADER.decode()) is not None:
+            return Checked(op.id)  # never sent: the connection is dropped instead (a fault)
         body = decoded(response.body, response.header("content-encoding"))
         value, problem = json_body(body)
         if problem:

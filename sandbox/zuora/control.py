@@ -140,7 +140,7 @@ def control_router(backend: ZuoraBackend) -> APIRouter:
         return {"rules": backend.gateway.faults()}
 
     async def get_faults(request: Request) -> Any:
-        return {"rules": backend.gateway.faults()}
+        return {"rules": backend.gateway.faults(), "injected": backend.gateway.faults_injected()}
 
     async def clear_faults(request: Request) -> Any:
         backend.gateway.clear_faults()

@@ -6,6 +6,11 @@ a picked fault into the answer Zuora's gateway would give (429 rate or concurren
 or a hang then 504). The gateway (``gateway.Gateway``) owns one plan; the request pipeline
 (``pipeline.dispatch``) asks it before authentication, so an injected fault answers even a request
 with a bad token.
+
+``commit_then_drop`` is drawn after the work instead, as the Acumatica sandbox's is: on a request
+whose handler succeeded (and whose answer is stored under its Idempotency-Key, if it has one),
+the connection is closed without an answer (``sandbox.dropping``), so the client cannot know the
+write happened. The plan counts every fault it fires, by kind (``injected``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import fnmatch
 import random
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -21,7 +27,8 @@ from typing import Any, NoReturn
 from .config import WINDOWS, SandboxConfig
 from .errors import Api, ConcurrencyLimited, RateLimited, ServerFault
 
-FAULT_KINDS = ("rate_limit", "concurrency_limit", "server_error", "timeout", "latency")
+FAULT_KINDS = ("rate_limit", "concurrency_limit", "server_error", "timeout", "latency", "commit_then_drop")
+AFTER_WORK = "commit_then_drop"
 MAX_HANG_SECONDS = 130.0
 
 
@@ -34,7 +41,8 @@ class FaultRule:
     matching requests (deterministic) or for a ``share`` of them (seeded random); with neither it
     fires on every match. ``timeout`` hangs ``hang_seconds`` (bounded) then answers 504; with
     ``after=True`` the request is processed first, so only the response is lost. ``latency`` adds
-    ``latency_ms`` and does not stop the request.
+    ``latency_ms`` and does not stop the request. ``commit_then_drop`` processes the request and,
+    if it succeeded, closes the connection without an answer.
     """
 
     kind: str
@@ -89,10 +97,20 @@ class FaultPlan:
         self.reset()
 
     def reset(self) -> None:
-        """No rules; the share RNG restarts from seed 0."""
+        """No rules, nothing injected yet; the share RNG restarts from seed 0."""
         with self._lock:
             self._rules: list[FaultRule] = []
             self._rng = random.Random(0)
+            self._injected: Counter[str] = Counter()
+
+    def injected(self) -> dict[str, int]:
+        """How many faults fired, by kind."""
+        with self._lock:
+            return dict(self._injected)
+
+    def forget_injected(self) -> None:
+        with self._lock:
+            self._injected.clear()
 
     def add(self, rules: list[FaultRule], *, replace: bool, seed: int | None) -> None:
         """Add ``rules`` after the active ones (or instead of them); a ``seed`` restarts the RNG."""
@@ -112,7 +130,8 @@ class FaultPlan:
             return [r.describe() for r in self._rules]
 
     def pick(self, endpoint: str) -> tuple[FaultRule | None, float]:
-        """The fault to inject into this request (first firing rule) and the extra latency (ms).
+        """The fault to inject into this request before its work (first firing rule) and the
+        extra latency (ms).
 
         Counts (``next``) are used up here; a rule whose count reaches 0 is dropped.
         """
@@ -120,23 +139,43 @@ class FaultPlan:
         latency = 0.0
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(endpoint) or (rule.kind != "latency" and chosen is not None):
+                if rule.kind == AFTER_WORK or not rule.matches(endpoint):
                     continue
-                if rule.next is not None:
-                    if rule.next <= 0:
-                        continue
-                    if rule.share is None or self._rng.random() < rule.share:
-                        rule.next -= 1
-                    else:
-                        continue
-                elif rule.share is not None and self._rng.random() >= rule.share:
+                if rule.kind != "latency" and chosen is not None:
                     continue
+                if not self._fires(rule):
+                    continue
+                self._injected[rule.kind] += 1
                 if rule.kind == "latency":
                     latency += rule.latency_ms
                 else:
                     chosen = rule
             self._rules = [r for r in self._rules if r.next is None or r.next > 0]
         return chosen, latency
+
+    def pick_after_work(self, endpoint: str) -> FaultRule | None:
+        """The ``commit_then_drop`` rule that fires on this request, whose work succeeded (None:
+        answer as usual). Counts are used up as in :meth:`pick`."""
+        with self._lock:
+            chosen = next(
+                (r for r in self._rules if r.kind == AFTER_WORK and r.matches(endpoint) and self._fires(r)),
+                None,
+            )
+            if chosen is not None:
+                self._injected[chosen.kind] += 1
+            self._rules = [r for r in self._rules if r.next is None or r.next > 0]
+        return chosen
+
+    def _fires(self, rule: FaultRule) -> bool:
+        """Whether ``rule`` fires on this matching request (the lock is held); uses up a count."""
+        if rule.next is not None:
+            if rule.next <= 0:
+                return False
+            if rule.share is None or self._rng.random() < rule.share:
+                rule.next -= 1
+                return True
+            return False
+        return rule.share is None or self._rng.random() < rule.share
 
 
 async def inject(

@@ -3,7 +3,7 @@
 This is the state behind the API gateway Zuora runs in front of its services (sections 2 and 3):
 request counters per endpoint (``"GET /object-query/invoices"``), fixed-window rate limits per
 tenant and per IP for ``/oauth/token``, concurrency slots per limit type, the injected faults (a
-``faults.FaultPlan``) and the Idempotency-Key store. Thread-safe: one lock guards it (the fault
+``faults.FaultPlan``), the count behind ``revoke_token_every`` and the Idempotency-Key store. Thread-safe: one lock guards it (the fault
 plan has its own), separate from the backend's data lock. ``pipeline.dispatch`` drives it.
 """
 
@@ -57,6 +57,8 @@ class Gateway:
             self._ip_windows: dict[tuple[str, int], int] = {}
             self._inflight: dict[str, int] = {}
             self._idempotency: dict[str, Stored] = {}
+            self._authenticated_calls = 0
+            self._revocations = 0
         self._faults.reset()
 
     # -- counters ------------------------------------------------------------------------------
@@ -76,12 +78,31 @@ class Gateway:
                 "counts": dict(self._counts),
                 "statuses": {k: dict(v) for k, v in self._statuses.items()},
                 "total": sum(self._counts.values()),
+                "tokens_revoked": self._revocations,
             }
 
     def reset_requests(self) -> None:
         with self._lock:
             self._counts.clear()
             self._statuses.clear()
+            self._revocations = 0
+        self._faults.forget_injected()
+
+    # -- token revocation (config.revoke_token_every) -------------------------------------------
+
+    def revoke_due(self, every: int) -> bool:
+        """Count one call that needs a bearer token; True when it is the ``every``-th since the
+        last revocation (``every`` <= 0: never), and the tokens are to be revoked before it is
+        checked."""
+        if every <= 0:
+            return False
+        with self._lock:
+            self._authenticated_calls += 1
+            if self._authenticated_calls < every:
+                return False
+            self._authenticated_calls = 0
+            self._revocations += 1
+            return True
 
     # -- rate limits (section 2.1) -------------------------------------------------------------
 
@@ -143,9 +164,16 @@ class Gateway:
     def faults(self) -> list[dict[str, Any]]:
         return self._faults.rules()
 
+    def faults_injected(self) -> dict[str, int]:
+        return self._faults.injected()
+
     def pick_faults(self, endpoint: str) -> tuple[FaultRule | None, float]:
         """The fault to inject into this request and the extra latency (ms): ``FaultPlan.pick``."""
         return self._faults.pick(endpoint)
+
+    def pick_fault_after_work(self, endpoint: str) -> FaultRule | None:
+        """The ``commit_then_drop`` fault for a request whose work succeeded: ``FaultPlan.pick_after_work``."""
+        return self._faults.pick_after_work(endpoint)
 
     # -- idempotency (section 3) ---------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """What happens to every API request before and after its handler (Zuora's gateway, sections 2-4).
 
 Order: count -> rate limits (tenant windows; per-IP for /oauth/token) -> injected faults
-(``faults.inject``) -> bearer token -> concurrency slot -> Idempotency-Key (POST/PATCH: replay, 409
-in flight, 422 mismatch) -> latency -> handler -> store for idempotent replay -> headers. Only a
-handler's own answer (success or failure) is stored under an Idempotency-Key; gateway refusals
-(429, 401, injected 5xx) are not, so a client retrying with the same key gets the real result.
+(``faults.inject``) -> token revocation (``revoke_token_every``) -> bearer token -> concurrency
+slot -> Idempotency-Key (POST/PATCH: replay, 409 in flight, 422 mismatch) -> latency -> handler ->
+store for idempotent replay -> an injected ``commit_then_drop`` (the connection closed instead of
+the answer) -> headers. Only a handler's own answer (success or failure) is stored under an
+Idempotency-Key; gateway refusals (429, 401, injected 5xx) are not, so a client retrying with the
+same key gets the real result.
 
 Everything here is non-blocking: waits are ``asyncio.sleep`` and backend calls are in-memory.
 """
@@ -19,6 +21,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from sandbox.dropping import dropped
 
 from .backend import TENANT_ID, ZuoraBackend
 from .errors import (
@@ -70,6 +74,8 @@ async def dispatch(backend: ZuoraBackend, route: Route, request: Request) -> Res
         if fault is not None and not (fault.kind == "timeout" and fault.after):
             await inject(fault, api=route.api, limit_type=route.limit_type, config=config, headers=headers)
         if route.auth:
+            if gateway.revoke_due(config.revoke_token_every):
+                backend.expire_tokens()  # as an administrator revoking the OAuth client's tokens
             _authenticate(backend, request)
         if route.limit_type is not None:
             limit = config.concurrency_limit(route.limit_type)
@@ -138,6 +144,9 @@ async def dispatch(backend: ZuoraBackend, route: Route, request: Request) -> Res
         if fault is not None and fault.kind == "timeout" and fault.after:
             # The work is done (and stored under its Idempotency-Key) but the answer never arrives.
             await hang(fault)
+        if 200 <= status < 300 and gateway.pick_fault_after_work(route.endpoint) is not None:
+            # The work is done (and stored under its Idempotency-Key); the connection closes unanswered.
+            return dropped()
         return Response(payload, status, headers={**headers, **own})
     except SandboxError as exc:
         rendered = exc.render(route.api, version, request_id)

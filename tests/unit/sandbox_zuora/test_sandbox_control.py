@@ -35,7 +35,7 @@ def test_request_counters_reset(client: TestClient, auth: dict):
 
     reset = client.post("/_sandbox/requests/reset").json()
 
-    assert reset == {"counts": {}, "statuses": {}, "total": 0}
+    assert reset == {"counts": {}, "statuses": {}, "total": 0, "tokens_revoked": 0}
 
 
 def test_added_invoice_is_posted_and_visible(client: TestClient, auth: dict, backend: ZuoraBackend):
@@ -143,7 +143,7 @@ def test_reset_restores_the_startup_seed_and_clears_tokens(
     client.post("/_sandbox/reset")
 
     assert [r["Id"] for r in backend.state("invoices")] == original
-    assert client.get("/_sandbox/faults").json() == {"rules": []}
+    assert client.get("/_sandbox/faults").json() == {"rules": [], "injected": {}}
     assert client.get("/object-query/invoices", headers=auth).status_code == 401
 
 

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
+from sandbox.dropping import ConnectionDropped
 from sandbox.zuora import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ZuoraBackend
 
-from .conftest import TestClient
+from .conftest import TestClient, fetch_token
 
 CONCURRENCY_MESSAGE = (
     "The total number of concurrent requests has exceeded the limit allowed by the system. "
@@ -78,7 +79,7 @@ def test_next_n_faults_then_normal_service(client: TestClient, auth: dict):
 
     assert statuses == [503, 503, 200]
     assert other == 200
-    assert client.get("/_sandbox/faults").json() == {"rules": []}
+    assert client.get("/_sandbox/faults").json() == {"rules": [], "injected": {"server_error": 2}}
 
 
 @pytest.mark.parametrize(
@@ -209,3 +210,64 @@ def test_concurrency_slots_are_released_after_each_request(
     client.get("/v1/journal-runs/JR-99999999", headers=auth)
 
     assert backend.gateway.in_flight() == {"Object Query": 0, "Default": 0}
+
+
+def test_commit_then_drop_does_the_work_stores_the_key_and_gives_no_answer(
+    client: TestClient, auth: dict, backend: ZuoraBackend
+):
+    _faults(client, {"kind": "commit_then_drop", "endpoint": "POST /v1/journal-runs", "next": 1})
+    period = next(p for p in backend.state("accounting-periods") if p["status"] == "Open")
+    body = {
+        "accountingPeriodName": period["name"],
+        "journalEntryDate": period["endDate"],
+        "transactionTypes": [{"type": "Invoice Item"}],
+    }
+    headers = {**auth, "Idempotency-Key": "dropped-answer"}
+
+    with pytest.raises(ConnectionDropped):
+        client.post("/v1/journal-runs", json=body, headers=headers)
+    retried = client.post("/v1/journal-runs", json=body, headers=headers)
+
+    assert retried.json() == {"journalRunNumber": "JR-00000001", "success": True}
+    assert len(backend.state("journal-runs")) == 1
+    assert client.get("/_sandbox/faults").json() == {"rules": [], "injected": {"commit_then_drop": 1}}
+
+
+def test_commit_then_drop_leaves_a_failed_request_answered(client: TestClient, auth: dict):
+    _faults(client, {"kind": "commit_then_drop", "endpoint": "PUT /v1/journal-entries/*", "next": 1})
+
+    missing = client.put(
+        "/v1/journal-entries/JE-99999999/basic-information",
+        json={"transferredToAccounting": "Yes"},
+        headers=auth,
+    )
+
+    assert missing.status_code == 404
+    assert client.get("/_sandbox/faults").json()["injected"] == {}
+
+
+def test_injected_faults_are_counted_by_kind(client: TestClient, auth: dict):
+    _faults(
+        client,
+        {"kind": "server_error", "status": 500, "endpoint": "GET /object-query/accounts", "next": 2},
+        {"kind": "latency", "endpoint": "GET /object-query/accounts", "latency_ms": 1, "next": 1},
+    )
+
+    for _ in range(3):
+        client.get("/object-query/accounts", headers=auth)
+
+    assert client.get("/_sandbox/faults").json()["injected"] == {"server_error": 2, "latency": 1}
+    client.post("/_sandbox/requests/reset")
+    assert client.get("/_sandbox/faults").json()["injected"] == {}
+
+
+def test_revoke_token_every_n_calls_refuses_the_nth_until_a_new_token(client: TestClient, auth: dict):
+    client.post("/_sandbox/config", json={"revoke_token_every": 3}).raise_for_status()
+
+    statuses = [client.get("/object-query/accounts", headers=auth).status_code for _ in range(3)]
+    renewed = {**auth, "Authorization": f"Bearer {fetch_token(client)}"}
+    after = [client.get("/object-query/accounts", headers=renewed).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 401]
+    assert after == [200, 200, 401]
+    assert client.get("/_sandbox/requests").json()["tokens_revoked"] == 2
