@@ -358,11 +358,15 @@ def connection_test(
         if settings.zuora_base_url is None or (name and name != settings.connection):
             ledger_at_head()  # a stored connection: the schema must be there
         conn = ports.connection(name)
+        ledger = _ledger_or_none()
+        oauth = conn.acumatica is not None and bool(conn.acumatica.client_id)
         checks = run_checks(
             conn,
             redis=ports.redis_client(),
-            ledger=_ledger_or_none(),
+            ledger=ledger,
             cipher=ports.cipher(),
+            # The probe rotates the fleet's refresh token: the new one is stored where the fleet's is.
+            refresh_tokens=ports.refresh_token_store(conn.name) if ledger is not None and oauth else None,
             mapping_file=settings.mapping_file,
         )
     ok = all(c.ok for c in checks)

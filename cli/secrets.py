@@ -33,12 +33,12 @@ def secrets_rotate() -> None:
     2. Set LEDGERBRIDGE_SECRET_KEY="NEWKEY,OLDKEY" for every process (workers, beat, web, the
     shell you run this in) and restart them: the first key encrypts, every listed key decrypts.
 
-    3. `ledgerbridge secrets rotate` re-encrypts every connection with NEWKEY, all or nothing,
-    and prints how many.
+    3. `ledgerbridge secrets rotate` re-encrypts every connection's secrets and every stored ERP
+    refresh token with NEWKEY (each all or nothing; safe to run again) and prints how many.
 
-    4. Set LEDGERBRIDGE_SECRET_KEY="NEWKEY" everywhere and restart. The Acumatica session cached
-    in Redis may still be sealed with OLDKEY: the workers then sign in once more; nothing else is
-    lost.
+    4. Set LEDGERBRIDGE_SECRET_KEY="NEWKEY" everywhere and restart. What Redis holds (the shared
+    Acumatica session and a copy of the refresh token) may still be sealed with OLDKEY: the
+    workers then sign in once more, with the refresh token the ledger keeps; nothing is lost.
     """
     from shared import ports
     from shared.cipher import listed_keys
@@ -46,11 +46,14 @@ def secrets_rotate() -> None:
     with usage_errors():
         box = ports.secret_box()
         keys = listed_keys(ports.settings().secret_key)
-        count = ledger_at_head().rotate_secrets(box)
+        ledger = ledger_at_head()
+        count = ledger.rotate_secrets(box)
+        tokens = ledger.rotate_refresh_tokens(box)
     console = out()
     console.print(
         f"re-encrypted the secrets of {count} connection(s) with the first key of LEDGERBRIDGE_SECRET_KEY"
     )
+    console.print(f"re-encrypted {tokens} stored ERP refresh token(s) with it")
     if len(keys) < 2:
         console.print(
             "note: LEDGERBRIDGE_SECRET_KEY holds a single key, so nothing was rotated away from; to "

@@ -26,6 +26,7 @@ from shared.exchange import Exchange, audit_subject
 if TYPE_CHECKING:
     import redis
 
+    from shared.erp.acumatica_session import DurableRefreshToken
     from shared.ledger.repo import Ledger
 
 # A connection test should answer in seconds: few retries, short waits.
@@ -133,21 +134,23 @@ def probe_acumatica(
     audit: Callable[[Exchange], None] | None = None,
     namespace: str,
     cipher: MultiFernet | None = None,
+    refresh_tokens: DurableRefreshToken | None = None,
     mapping_file: Path | None = None,
 ) -> list[Check]:
     """Acumatica: sign in with the stored credentials (a new session, logged out afterwards),
     find the endpoint among those ``GET /entity`` lists, then read reference data - the mapping
-    file's accounts and currencies when one is configured, else the currency list."""
+    file's accounts and currencies when one is configured, else the currency list.
+    ``refresh_tokens`` is the connection's durable refresh token (the fleet's, not the probe's)."""
     from shared.erp.acumatica import AcumaticaErp
     from shared.erp.acumatica_client import AcumaticaClient
     from shared.erp.acumatica_policy import RetryPolicy
-    from shared.erp.acumatica_session import session_key
+    from shared.erp.acumatica_session import refresh_token_key, session_key
 
-    # The fleet keeps the newest OAuth refresh token in Redis and Acumatica rotates it on every
-    # use (acumatica-api.md section 2.2): the probe starts from the fleet's and hands back the
-    # new one, so probing never strands the workers with a spent token.
-    fleet_refresh = f"ledgerbridge:{connection}:acumatica:refresh_token"
-    probe_refresh = f"ledgerbridge:{namespace}:acumatica:refresh_token"
+    # The fleet keeps the newest OAuth refresh token in Redis and in the ledger, and Acumatica
+    # rotates it on every use (acumatica-api.md section 2.2): the probe starts from the fleet's
+    # and hands the new one back to both, so probing never strands the workers with a spent token.
+    fleet_refresh = refresh_token_key(connection)
+    probe_refresh = refresh_token_key(namespace)
     if target.client_id:
         stored = redis.get(fleet_refresh)
         if stored is not None:
@@ -159,6 +162,7 @@ def probe_acumatica(
         redis=redis,
         audit=audit,
         cipher=cipher,
+        refresh_tokens=refresh_tokens,
         policy=RetryPolicy(max_attempts=2, cap=2.0, max_inline_wait=5.0),
         timeout=PROBE_TIMEOUT_SECONDS,
         throttle_wait=10.0,
@@ -255,12 +259,14 @@ def run_checks(
     redis: redis.Redis[bytes],
     ledger: Ledger | None = None,
     cipher: MultiFernet | None = None,
+    refresh_tokens: DurableRefreshToken | None = None,
     mapping_file: Path | None = None,
 ) -> list[Check]:
     """Every check of ``conn``, Zuora first, then its ERP target; each side's failures are reported
     (never raised). With ``ledger`` the probe's exchanges are audited under ``connection:<name>``;
-    ``cipher`` seals the probe's Acumatica session as the workers seal theirs. The probe's Redis
-    keys are deleted afterwards."""
+    ``cipher`` seals the probe's Acumatica session as the workers seal theirs; ``refresh_tokens``
+    is where the connection's rotating OAuth refresh token is kept durably (read when Redis has
+    none, written first on each rotation). The probe's Redis keys are deleted afterwards."""
     namespace = f"lbprobe-{uuid.uuid4().hex}"
     audit = _probe_audit(ledger, conn.name)
     checks: list[Check] = []
@@ -277,6 +283,7 @@ def run_checks(
                     audit=audit,
                     namespace=namespace,
                     cipher=cipher,
+                    refresh_tokens=refresh_tokens,
                     mapping_file=mapping_file,
                 )
             elif conn.file is not None:

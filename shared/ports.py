@@ -1,13 +1,15 @@
 """The composition root: builds, per process, the ledger, Redis, and each connection's clients.
 
 One long-lived client per API and connection per process (opened on first use, closed by
-:func:`close_all` at process shutdown). This is where the API clients' audit hooks are wired
-to the ledger, so ``zuora/`` and ``erp/`` never import ``ledger/``.
+:func:`close_all` at process shutdown). This is where the API clients' audit hooks, and the
+Acumatica session's durable refresh token, are wired to the ledger, so ``zuora/`` and ``erp/``
+never import ``ledger/``; and where the cipher of LEDGERBRIDGE_SECRET_KEY is handed to them.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +23,12 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     from shared.audit_writer import AuditWriter
     from shared.erp.base import ErpTarget
+    from shared.ledger.refresh_tokens import LedgerRefreshToken
     from shared.ledger.repo import Ledger
     from shared.ledger.secrets import SecretBox
     from shared.zuora.client import ZuoraClient
+
+log = logging.getLogger("ledgerbridge.ports")
 
 
 class _Registry:
@@ -73,6 +78,22 @@ def cipher() -> MultiFernet | None:
     """The cipher of LEDGERBRIDGE_SECRET_KEY (:mod:`shared.cipher`: the first key seals, every
     listed key opens), or None without a key."""
     return cipher_from_setting(settings().secret_key)
+
+
+def refresh_token_store(name: str) -> LedgerRefreshToken | None:
+    """Where connection ``name``'s newest OAuth refresh token outlives Redis: its row in the
+    ledger, encrypted. None without LEDGERBRIDGE_SECRET_KEY (a token is never stored in clear):
+    the newest token then lives in Redis only, as it did before the ledger kept it."""
+    if settings().secret_key is None:
+        log.warning(
+            "LEDGERBRIDGE_SECRET_KEY is not set: the rotating Acumatica refresh token of %s is kept "
+            "in Redis only and is lost if Redis is",
+            name,
+        )
+        return None
+    from shared.ledger.refresh_tokens import LedgerRefreshToken
+
+    return LedgerRefreshToken(ledger(), name, secret_box())
 
 
 def connection(name: str | None = None) -> Connection:
@@ -143,7 +164,12 @@ def _build_erp(conn: Connection) -> ErpTarget:
         assert conn.acumatica is not None
         # The shared Acumatica session (cookies or bearer token) in Redis is a credential: sealed.
         return AcumaticaErp.from_target(
-            conn.acumatica, connection=conn.name, redis=redis_client(), audit=_audit_hook(), cipher=cipher()
+            conn.acumatica,
+            connection=conn.name,
+            redis=redis_client(),
+            audit=_audit_hook(),
+            cipher=cipher(),
+            refresh_tokens=refresh_token_store(conn.name) if conn.acumatica.client_id else None,
         )
     from shared.erp.file_export import FileExportErp
 

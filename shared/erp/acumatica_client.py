@@ -39,7 +39,7 @@ from shared.coordination.limits import (
 from shared.coordination.scripts import COMPARE_AND_DELETE
 from shared.erp import fence
 from shared.erp.acumatica_policy import Decision, NetworkError, RetryPolicy, decide, error_for
-from shared.erp.acumatica_session import Session, SessionManager
+from shared.erp.acumatica_session import DurableRefreshToken, Session, SessionManager
 from shared.erp.acumatica_wire import dumps, key_path, loads, query_string, unwrap, wrap
 from shared.erp.errors import EndpointNotFound, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected, Transient
@@ -85,8 +85,9 @@ def _parse(response: httpx.Response) -> Any:
 class AcumaticaClient:
     """Requests to one Acumatica instance and endpoint for one connection (see module docstring).
 
-    ``sleep`` and ``clock`` are injectable for tests; ``cipher`` seals the shared session in
-    Redis; ``on_refresh_token`` receives each new OAuth refresh token so it can be persisted.
+    ``sleep`` and ``clock`` are injectable for tests; ``cipher`` seals the shared session and
+    refresh token in Redis; ``refresh_tokens`` keeps the newest OAuth refresh token where it
+    outlives Redis (see :mod:`shared.erp.acumatica_session`).
     """
 
     def __init__(
@@ -102,7 +103,7 @@ class AcumaticaClient:
         policy: RetryPolicy | None = None,
         jitter: Jitter = full_jitter,
         cipher: MultiFernet | None = None,
-        on_refresh_token: Callable[[str], None] | None = None,
+        refresh_tokens: DurableRefreshToken | None = None,
         timeout: float = 100.0,
         throttle_wait: float = 30.0,
         poll_interval: float = 1.0,
@@ -149,7 +150,7 @@ class AcumaticaClient:
             send=self._send_auth,
             clock=clock,
             cipher=cipher,
-            on_refresh_token=on_refresh_token,
+            refresh_tokens=refresh_tokens,
         )
         self._closed = False
 

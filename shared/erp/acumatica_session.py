@@ -11,8 +11,31 @@ fleet shares one session:
   the shared jar.
 * OAuth mode (``client_id`` set, section 2.2): a password or refresh-token grant at
   ``/identity/connect/token``; the access token is stored under the same key until shortly
-  before ``expires_in``, and the newest refresh token is kept (Redis and ``on_refresh_token``),
-  because each refresh invalidates the previous one.
+  before ``expires_in``.
+
+Refresh tokens rotate: each refresh answers with a new refresh token and the one it was given
+stops working at once (section 2.2, docs/vendor-notes.md). The newest one is kept in Redis and,
+because Redis is volatile (a restart or a flush empties it), in a :class:`DurableRefreshToken`
+(the ledger, wired in ``shared.ports``). A sign-in tries Redis's copy, then the durable copy,
+then the configured token (``LEDGERBRIDGE_ACUMATICA_REFRESH_TOKEN`` or the stored connection's),
+re-reading them after each refusal and trying each token once; then the password grant when a
+username is configured. So a refused copy (another process rotated it meanwhile, or an engineer
+configured a freshly issued token) is not yet a credentials problem.
+
+When the token endpoint answers with a new refresh token, the writes go in this order:
+
+1. the durable copy, in one committed transaction, before anything else is done with the answer;
+2. Redis's copy;
+3. only then the access token (stored for the fleet and used).
+
+The previous token died when the server answered, so the new one is the only way back in without
+a password. A crash can lose it only between the answer arriving and the commit of step 1 (no
+request is made in between); no order of ours can close that window, since the server has
+rotated already. Durable first also keeps the durable copy from moving backwards: no other process
+can hold the new token before step 1 has committed, so none can refresh it and persist the
+successor first (Redis's copy may lag for a moment; a refused copy is followed by the durable one,
+as above). If step 1 fails, the token still goes to Redis (its only copy) and the sign-in fails as
+:class:`~shared.errors.Transient`; the retry refreshes and persists again.
 
 Login is single-flight: under a Redis lock a process re-reads the key and logs in only if it is
 still empty, so N workers make one login. After a 401 the caller hands back the failed session;
@@ -34,7 +57,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import httpx
 from cryptography.fernet import InvalidToken, MultiFernet
@@ -56,12 +79,15 @@ CREDENTIALS = (
     "LEDGERBRIDGE_ACUMATICA_USERNAME / LEDGERBRIDGE_ACUMATICA_PASSWORD / LEDGERBRIDGE_ACUMATICA_TENANT"
 )
 OAUTH_CREDENTIALS = "LEDGERBRIDGE_ACUMATICA_CLIENT_ID / LEDGERBRIDGE_ACUMATICA_CLIENT_SECRET"
+REFRESH_CREDENTIALS = "LEDGERBRIDGE_ACUMATICA_REFRESH_TOKEN / " + OAUTH_CREDENTIALS
 # Sessions free themselves after 10 idle minutes (section 2.1); a stored jar lives 5 unused.
 DEFAULT_SESSION_TTL = 300.0
 # The licence sign-in cap frees only as sessions end: a later retry, not a quick one.
 LOGIN_LIMIT_WAIT = 60.0
 TOKEN_MARGIN = 60.0
 REFRESH_TOKEN_TTL = 30 * 24 * 3600  # the default refresh-token lifetime (section 2.2)
+# How many refresh tokens one sign-in tries at most: Redis's, the durable one, the configured one.
+MAX_REFRESH_TOKENS = 3
 
 Stored = bytes | str | None  # the session key's value as Redis returns it
 
@@ -78,6 +104,21 @@ Send = Callable[[httpx.Request], httpx.Response]
 
 def session_key(connection: str) -> str:
     return f"ledgerbridge:{connection}:acumatica:session"
+
+
+def refresh_token_key(connection: str) -> str:
+    return f"ledgerbridge:{connection}:acumatica:refresh_token"
+
+
+class DurableRefreshToken(Protocol):
+    """The connection's newest OAuth refresh token where it outlives Redis (see module docstring).
+
+    ``save`` returns once the token is durably stored (committed) and raises otherwise; ``load``
+    answers None when there is none (or none this process can read)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, token: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +200,7 @@ class SessionManager:
         send: Send,
         clock: Callable[[], float] = time.time,
         cipher: MultiFernet | None = None,
-        on_refresh_token: Callable[[str], None] | None = None,
+        refresh_tokens: DurableRefreshToken | None = None,
         session_ttl: float = DEFAULT_SESSION_TTL,
         lock_timeout: float = 120.0,
         lock_wait: float = 130.0,
@@ -169,13 +210,13 @@ class SessionManager:
         self._send = send
         self._clock = clock
         self._cipher = cipher
-        self._on_refresh_token = on_refresh_token
+        self._durable = refresh_tokens
         self._ttl = session_ttl
         self._lock_timeout = lock_timeout
         self._lock_wait = lock_wait
         self.key = session_key(connection)
         self._lock_key = self.key + ":lock"
-        self._refresh_key = f"ledgerbridge:{connection}:acumatica:refresh_token"
+        self._refresh_key = refresh_token_key(connection)
         self._base = target.url.rstrip("/")
         self._owner = uuid.uuid4().hex  # this process's sessions
         self._own: Session | None = None  # the last session this process created
@@ -320,18 +361,22 @@ class SessionManager:
 
     def _token_login(self) -> Session:
         target = self._target
-        refresh_token = self._load_refresh_token() or target.refresh_token
-        body: Any = None
-        if refresh_token:
+        tried: set[str] = set()
+        refused: httpx.Response | None = None
+        while len(tried) < MAX_REFRESH_TOKENS and (refresh_token := self._refresh_token(tried)):
+            tried.add(refresh_token)
             response = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
             body = _json(response)
             if response.status_code == 200:
                 return self._token_session(response, body)
-            if not (isinstance(body, dict) and body.get("error") == "invalid_grant" and target.username):
-                raise self._login_error(
-                    response, "LEDGERBRIDGE_ACUMATICA_REFRESH_TOKEN / " + OAUTH_CREDENTIALS
-                )
-            log.warning("acumatica refused the refresh token; falling back to the password grant")
+            if not (isinstance(body, dict) and body.get("error") == "invalid_grant"):
+                raise self._login_error(response, REFRESH_CREDENTIALS)
+            log.warning("acumatica refused a refresh token (spent or revoked)")
+            refused = response
+        if refused is not None:
+            if not target.username:
+                raise self._login_error(refused, REFRESH_CREDENTIALS)
+            log.warning("no refresh token was accepted; falling back to the password grant")
         if not target.username or not target.password:
             raise AuthFailed(
                 "no usable Acumatica refresh token and no username/password: set "
@@ -382,14 +427,35 @@ class SessionManager:
         self._redis.set(self.key, session.raw, ex=max(1, int(ttl)))
         return session
 
-    def _load_refresh_token(self) -> str | None:
+    def _refresh_token(self, tried: set[str]) -> str | None:
+        """The first refresh token not yet ``tried``: Redis's copy, the durable one, the configured
+        one (each read afresh: another process may have rotated it meanwhile)."""
         raw = self._redis.get(self._refresh_key)
-        return None if raw is None else self._open(raw)
+        cached = None if raw is None else self._open(raw)
+        if cached and cached not in tried:
+            return cached
+        durable = self._durable.load() if self._durable is not None else None
+        if durable and durable not in tried:
+            return durable
+        configured = self._target.refresh_token
+        return configured if configured and configured not in tried else None
 
     def _store_refresh_token(self, token: str) -> None:
+        """The durable copy first, then Redis's (the order and its reasons: module docstring)."""
+        failure: Exception | None = None
+        if self._durable is not None:
+            try:
+                self._durable.save(token)
+            except Exception as exc:  # re-raised below, once Redis holds the only copy left
+                failure = exc
         self._redis.set(self._refresh_key, self._seal(token), ex=REFRESH_TOKEN_TTL)
-        if self._on_refresh_token is not None:
-            self._on_refresh_token(token)
+        if failure is not None:
+            log.error("the new Acumatica refresh token could not be stored durably: %s", failure)
+            raise Transient(
+                "Acumatica rotated the refresh token but the new one could not be stored durably "
+                f"({type(failure).__name__}); it is kept in Redis until the next sign-in stores it",
+                api=API,
+            ) from failure
 
     # -- errors ----------------------------------------------------------------------------------
 

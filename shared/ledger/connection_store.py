@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget, acumatica_settings
 from shared.ledger.db import session_scope
 from shared.ledger.errors import ConnectionExists, UnknownConnection
-from shared.ledger.models import ConnectionRow, utcnow
+from shared.ledger.models import ConnectionRow, ErpRefreshToken, utcnow
 from shared.ledger.secrets import SecretBox
 
 
@@ -77,12 +77,16 @@ class ConnectionStore:
             return list(session.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all())
 
     def remove_connection(self, name: str) -> bool:
-        """Delete the named connection (its records, marks and audit stay); False if absent."""
+        """Delete the named connection and its ERP's stored refresh token (its records, marks and
+        audit stay); False if absent."""
         with session_scope(self.engine) as session:
             row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
             if row is None:
                 return False
             session.delete(row)
+            token = session.get(ErpRefreshToken, name)
+            if token is not None:
+                session.delete(token)
             return True
 
     def rotate_secrets(self, box: SecretBox) -> int:

@@ -140,6 +140,21 @@ class ConnectionRow(LedgerModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
 
 
+class ErpRefreshToken(LedgerModel, table=True):
+    """The newest OAuth refresh token of a connection's ERP: Acumatica rotates it on every use,
+    and Redis, which holds the working copy, may lose it (see ``shared.ledger.refresh_tokens``).
+    ``token`` is a Fernet token of ``{"refresh_token": ...}``; ``version`` counts the rotations
+    stored. Keyed by connection name, with no foreign key: the default connection, built from the
+    environment, has no ``connection`` row."""
+
+    __tablename__ = "erp_refresh_token"
+
+    connection: str = Field(sa_type=sa.String(64), primary_key=True)
+    token: str = Field(sa_type=sa.Text, nullable=False)
+    version: int = Field(default=1, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
 class StreamMark(LedgerModel, table=True):
     """A pull stream's high-water mark and the bookkeeping of its last run."""
 

@@ -34,6 +34,7 @@ from shared.ledger.models import (
     metadata,
     utcnow,
 )
+from shared.ledger.refresh_tokens import RefreshTokenStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ _FINISHED_CLOSE_STATUSES = frozenset(
 )
 
 
-class Ledger(AuditTrail, ConnectionStore):
+class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
     """The ledger over one engine. Thread-safe: every method opens its own session. The audit trail
-    (:class:`AuditTrail`) and the stored connections (:class:`ConnectionStore`) are parts of it kept
-    in modules of their own."""
+    (:class:`AuditTrail`), the stored connections (:class:`ConnectionStore`) and the ERP's refresh
+    tokens (:class:`RefreshTokenStore`) are parts of it kept in modules of their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

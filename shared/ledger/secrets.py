@@ -2,7 +2,8 @@
 
 ``LEDGERBRIDGE_SECRET_KEY`` holds one Fernet key, or several separated by commas during a
 rotation: the first encrypts, every key decrypts. To rotate, put the new key first, run
-``Ledger.rotate_secrets`` (re-encrypts every row with the new key), then drop the old key.
+``ledgerbridge secrets rotate`` (``Ledger.rotate_secrets`` and ``Ledger.rotate_refresh_tokens``
+re-encrypt every row with the new key), then drop the old key.
 """
 
 from __future__ import annotations

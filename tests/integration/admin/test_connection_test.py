@@ -231,6 +231,11 @@ def test_connection_test_oauth_hands_the_new_refresh_token_to_the_fleet(
     finally:
         real_redis.delete(fleet_key)
     assert backend.sessions == {}
+    # And it is in the ledger, where the fleet finds it once Redis has lost it.
+    ledger = cli.ledger()
+    stored = ledger.load_refresh_token(connection_name, cli.box())
+    ledger.dispose()
+    assert set(backend.refresh_tokens) == {stored}
 
 
 def test_connection_test_file_connection_checks_zuora_and_the_directory(

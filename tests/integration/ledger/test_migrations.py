@@ -67,7 +67,7 @@ def test_upgrade_twice_is_a_no_op(database_url):
     upgrade(database_url)
     upgrade(database_url)
 
-    assert current_revision(database_url) == head_revision() == "0002"
+    assert current_revision(database_url) == head_revision() == "0003"
     assert _diffs(database_url) == []
 
 
@@ -76,7 +76,7 @@ def test_upgrade_finds_migrations_from_any_working_directory(database_url, tmp_p
 
     upgrade(database_url)
 
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
 
 
 def test_check_up_to_date_on_empty_database_says_run_db_upgrade(database_url):
@@ -113,7 +113,7 @@ def test_concurrent_upgrades_in_threads_all_succeed(database_url):
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(lambda _: upgrade(database_url), range(3)))
 
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
 
 
 def test_concurrent_upgrades_in_processes_all_succeed_and_migrate_once(database_url):
@@ -125,7 +125,7 @@ def test_concurrent_upgrades_in_processes_all_succeed_and_migrate_once(database_
     errors = [p.communicate(timeout=60)[1].decode() for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0, 0], errors
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
     assert _diffs(database_url) == []
 
 
@@ -144,6 +144,28 @@ def test_0002_adds_the_callout_digest_to_a_ledger_at_0001_and_keeps_its_callouts
         rows = conn.execute(sa.text("SELECT notification_id, digest FROM callout_notification")).all()
     engine.dispose()
 
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
     assert [tuple(r) for r in rows] == [("n-1", None)]
+    assert _diffs(database_url) == []
+
+
+def test_0003_adds_the_refresh_token_table_to_a_ledger_at_0002_and_keeps_its_connections(database_url):
+    upgrade(database_url, "0002")
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO connection (name, zuora_base_url, zuora_client_id, erp_kind, config, secrets,"
+                " created_at, updated_at) VALUES ('acme', 'https://z', 'id', 'acumatica', '{}', 'sealed',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+    upgrade(database_url)
+    with engine.begin() as conn:
+        names = conn.execute(sa.text("SELECT name FROM connection")).scalars().all()
+        tokens = conn.execute(sa.text("SELECT count(*) FROM erp_refresh_token")).scalar_one()
+    engine.dispose()
+
+    assert current_revision(database_url) == "0003"
+    assert (names, tokens) == (["acme"], 0)
     assert _diffs(database_url) == []

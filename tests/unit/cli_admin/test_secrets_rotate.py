@@ -20,6 +20,7 @@ def test_secrets_rotate_reencrypts_every_connection_so_the_old_key_can_go(cli, t
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "re-encrypted the secrets of 2 connection(s) with the first key of LEDGERBRIDGE_SECRET_KEY",
+        "re-encrypted 0 stored ERP refresh token(s) with it",
         "now drop the 1 old key(s): set LEDGERBRIDGE_SECRET_KEY to the first key alone everywhere and "
         "restart the processes",
     ]
@@ -64,3 +65,20 @@ def test_secrets_rotate_help_states_the_procedure(cli):
     assert 'LEDGERBRIDGE_SECRET_KEY="NEWKEY,OLDKEY"' in text
     assert "ledgerbridge secrets generate-key" in text
     assert 'Set LEDGERBRIDGE_SECRET_KEY="NEWKEY" everywhere and restart' in text
+
+
+def test_secrets_rotate_reencrypts_the_stored_erp_refresh_tokens_too(cli, tmp_path):
+    old_key, new_key = cli.key, Fernet.generate_key().decode()
+    ledger = cli.ledger()
+    ledger.save_refresh_token("default", "rt-of-the-environment-connection", cli.box())
+    ledger.dispose()
+
+    result = cli("secrets", "rotate", LEDGERBRIDGE_SECRET_KEY=f"{new_key},{old_key}")
+
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted 1 stored ERP refresh token(s) with it" in result.output.splitlines()
+    ledger = cli.ledger()
+    assert ledger.load_refresh_token("default", cli.box(new_key)) == "rt-of-the-environment-connection"
+    with pytest.raises(SecretKeyError):
+        ledger.load_refresh_token("default", cli.box(old_key))
+    ledger.dispose()

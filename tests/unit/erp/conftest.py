@@ -239,6 +239,20 @@ def make_target(**overrides: Any) -> AcumaticaTarget:
 
 
 @dataclass
+class DurableCopy:
+    """The durable refresh-token store in memory (``DurableRefreshToken``; the ledger's is tested
+    in tests/unit/ledger): every token saved, in order; ``load`` answers the last one."""
+
+    saved: list[str] = field(default_factory=list)
+
+    def load(self) -> str | None:
+        return self.saved[-1] if self.saved else None
+
+    def save(self, token: str) -> None:
+        self.saved.append(token)
+
+
+@dataclass
 class Sleeper:
     """Records requested sleeps; sleeps for real only for tiny waits (a Redis pause of a few ms
     must really elapse before the bucket admits the next request)."""

@@ -19,7 +19,7 @@ from shared.erp.errors import EndpointNotFound, OutcomeUnknown
 from shared.errors import AuthFailed, NotFound, RateLimited, Rejected, Transient
 from shared.exchange import REDACTED, Exchange, audit_subject
 
-from .conftest import BASE, SITE, body_of, http_error, json_response, make_target
+from .conftest import BASE, SITE, DurableCopy, body_of, http_error, json_response, make_target
 
 CUSTOMER = {"id": "0b0f", "rowNumber": 1, "CustomerID": {"value": "C1"}, "Status": {"value": "Active"}}
 
@@ -285,9 +285,10 @@ def test_oauth_password_grant_then_bearer_shared_and_refreshed(
     fake, make_client, fake_redis, connection_name
 ):
     fake.on("GET", "Customer/C1", json_response(200, CUSTOMER))
-    saved: list[str] = []
+    durable = DurableCopy()
+    saved = durable.saved
     target = make_target(client_id="6b2e@Company", client_secret="s3cret")
-    first = make_client(target=target, on_refresh_token=saved.append)
+    first = make_client(target=target, refresh_tokens=durable)
     first.get_record("Customer", "C1")
     make_client(target=target).get_record("Customer", "C1")
 
