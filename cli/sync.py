@@ -98,7 +98,7 @@ def sync(
     """Pull streams now (workers post and mark what is pulled)."""
     from shared import item_level
     from shared.item_level.pull import PullResult
-    from shared.item_level.queries import unfinished_count
+    from shared.item_level.queries import in_doubt_count, unfinished_count
     from worker.wiring import item_context, stream_lock
 
     try:
@@ -141,18 +141,30 @@ def sync(
     with Progress(
         TextColumn("posting and marking"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.completed}/{task.total}{task.fields[doubt]}"),
         console=console,
     ) as progress:
-        bar = progress.add_task("settle", total=total)
+        bar = progress.add_task("settle", total=total, doubt="")
         while True:
             open_rows = unfinished_count(ctx.ledger, ctx.connection, types, [PENDING, POSTING, POSTED])
-            progress.update(bar, completed=total - open_rows)
+            # Records whose ERP answer was lost: being looked up in the ERP, said so while waited for.
+            doubt = in_doubt_count(ctx.ledger, ctx.connection, types) if open_rows else 0
+            progress.update(
+                bar,
+                completed=total - open_rows,
+                doubt=f" ({doubt} in doubt, being looked up)" if doubt else "",
+            )
             if open_rows == 0:
                 break
             if time.monotonic() >= deadline:
                 raise fail(
-                    f"{open_rows} records are not marked after {timeout:.0f}s; see `ledgerbridge status`",
+                    f"{open_rows} records are not marked after {timeout:.0f}s"
+                    + (
+                        f" ({doubt} in doubt: the ERP's answer was lost; they are being looked up)"
+                        if doubt
+                        else ""
+                    )
+                    + "; see `ledgerbridge status`",
                     1,
                 )
             time.sleep(1.0)

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     pull_max_pages: int = Field(default=200, ge=1)
     pull_lock_seconds: int = Field(default=300, ge=5)
     posting_timeout_seconds: int = Field(default=900, ge=5)
+    # A create whose answer was lost and that a lookup does not find is sent again only this long
+    # after the loss: the ERP may still be running the lost request (ASP.NET's default
+    # executionTimeout is 110 s). A lookup that finds it settles it at once.
+    in_doubt_quiet_seconds: float = Field(default=120.0, ge=0)
     sweep_interval_seconds: int = Field(default=60, ge=1)
     sweep_grace_seconds: int = Field(default=300, ge=1)
     mark_audit_interval_seconds: int = Field(default=3600, ge=1)

@@ -26,6 +26,14 @@ class OutcomeUnknown(Transient):
 
     in_doubt = True
 
+    @property
+    def still_running(self) -> bool:
+        """Whether the ERP may still be running the request: no answer came (a timeout, a dropped
+        connection), a gateway answered for it (502/503/504), or it said it is still at work
+        (202). An answer from the ERP itself (a 500) means it has finished with the request, so a
+        lookup that does not find the document tells the whole truth."""
+        return self.status is None or self.status in (202, 502, 503, 504)
+
 
 class DuplicateDocuments(Rejected):
     """More than one ERP document carries ``natural_key``; ``refs`` lists them."""

@@ -60,6 +60,10 @@ class Options:
 
     overlap: timedelta = timedelta(minutes=5)
     posting_timeout: timedelta = timedelta(minutes=15)
+    # A live worker that lost the ERP's answer looks the document up this soon, then at growing
+    # intervals; not found, it is created again only ``in_doubt_quiet`` after the loss.
+    in_doubt_first_look: timedelta = timedelta(seconds=2)
+    in_doubt_quiet: timedelta = timedelta(seconds=120)
     sweep_grace: timedelta = PENDING_GRACE
     release: bool = False
     push_enabled: bool = False
@@ -83,6 +87,7 @@ class Options:
         return cls(
             overlap=timedelta(seconds=settings.pull_overlap_seconds),
             posting_timeout=timedelta(seconds=settings.posting_timeout_seconds),
+            in_doubt_quiet=timedelta(seconds=settings.in_doubt_quiet_seconds),
             sweep_grace=timedelta(seconds=settings.sweep_grace_seconds),
             release=settings.item_release,
             push_enabled=settings.callout_hmac_secret is not None if push_enabled is None else push_enabled,

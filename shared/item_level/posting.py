@@ -6,10 +6,14 @@ For one row (:func:`post_one`):
   payment, refund or credit memo applies to), map it with the mapping file, commit ``posting``
   (with the ERP payload), make the *one* ERP call, commit ``posted`` with the ERP's reference. An
   account's row goes straight on to ``marked``: accounts have no transferred flag.
-* ``posting`` past its timeout without an ERP reference is *in doubt* (a worker died between
-  the two commits): the ERP is asked by natural key whether the document exists, and only if it
-  does not is it created again (acumatica-api.md section 7). A row still inside its timeout is
-  being posted by another worker and is left alone. The claim binds the claiming worker too: its
+* ``posting`` without an ERP reference is *in doubt*. A worker that lost the ERP's answer (a
+  timeout, a dropped connection: ``OutcomeUnknown``) knows it and holds the row for a lookup
+  seconds later (``in_doubt_first_look``, then at growing intervals); a worker that died leaves
+  the row to its posting timeout (the lease). Either way, once due, the ERP is asked by natural
+  key whether the document exists: found, the row is posted with that reference; not found, it
+  is created again (acumatica-api.md section 7), but only once ``in_doubt_quiet`` has passed
+  since the answer was lost, as the ERP may still be running the lost request. A row not yet due
+  is being posted, or waits for its lookup, and is left alone. The claim binds the claiming worker too: its
   create is sent only while enough of the claim is left for the answer to arrive before it ends,
   and is given up (``NotSent``, nothing created, the row fails and is retried) otherwise, so a
   create held up in the ERP client's queues can never land after another worker's lookup
@@ -61,7 +65,7 @@ from shared.exchange import audit_subject
 from shared.item_level import planner
 from shared.item_level.context import ItemContext
 from shared.item_level.planner import ItemDocument, Park, Wait, erp_payload
-from shared.item_level.queries import row_keys_by_ids, row_keys_by_zuora_ids
+from shared.item_level.queries import LOST_ANSWER, row_keys_by_ids, row_keys_by_zuora_ids
 from shared.item_level.streams import Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
 from shared.ledger.models import ObjectType, SyncRecord
@@ -75,6 +79,7 @@ from shared.ledger.states import (
     begin_posting,
     complete_posting,
     fail,
+    hold_in_doubt,
     mark_transferred,
     park,
     reschedule,
@@ -160,6 +165,35 @@ def _wait(ctx: ItemContext, rec: SyncRecord, stream: Stream, plan: Wait) -> Post
     )
 
 
+def _hold(
+    ctx: ItemContext, rec: SyncRecord, stream: Stream, reason: str, *, still_running: bool = False
+) -> PostOutcome:
+    """Keep an in-doubt row posting and look it up again soon. The first hold (the answer was just
+    lost) looks ``in_doubt_first_look`` later and sets when a lookup that finds nothing may create
+    the document again: at once when the ERP answered, ``in_doubt_quiet`` later when it may
+    ``still_running`` the lost request. Each later hold waits twice as long as the one before it
+    (lookups 2, 4, 8, 16 s apart...), never past that moment while it lies ahead."""
+    assert rec.id is not None
+    record_id = rec.id
+    now = ctx.now()
+    first = ctx.options.in_doubt_first_look
+    recreate_after = now + ctx.options.in_doubt_quiet if still_running else now
+    delay = first
+    if rec.recreate_after is not None:  # held before: rec.updated_at is when
+        delay = max(first, 2 * (now - rec.updated_at))
+        if now < rec.recreate_after:
+            delay = min(delay, max(rec.recreate_after - now, first))
+    held = _apply(
+        ctx,
+        lambda s: hold_in_doubt(
+            s, record_id, look_at=now + delay, reason=reason, recreate_after=recreate_after, now=now
+        ),
+    )
+    if held is None:
+        return PostOutcome(record_id, BUSY, stream.name)
+    return PostOutcome(record_id, IN_DOUBT, stream.name, reason, retry_in=delay.total_seconds())
+
+
 def _park(ctx: ItemContext, rec: SyncRecord, stream: Stream, reason: str) -> PostOutcome:
     assert rec.id is not None
     record_id = rec.id
@@ -191,7 +225,9 @@ def _call_erp(ctx: ItemContext, document: ItemDocument) -> ErpRef:
 
 
 def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> SyncRecord | PostOutcome:
-    """A posting row without an ERP reference, past its timeout: look it up by natural key."""
+    """A posting row without an ERP reference, due: look it up by natural key. Found, it is
+    posted; not found, it goes back to pending (to be created again) once the quiet period since
+    the lost answer is over, and is held for another lookup before; a failed lookup holds it too."""
     assert rec.id is not None
     record_id = rec.id
     found: ErpRef | None = None
@@ -213,7 +249,9 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
             return _park(ctx, rec, stream, f"in doubt and found more than once in the ERP: {exc}")
         except ApiError as exc:
             log.warning("could not look %s up in the ERP: %s", rec.subject, exc)
-            return PostOutcome(record_id, IN_DOUBT, stream.name, f"lookup failed: {exc}")
+            return _hold(ctx, rec, stream, f"lookup failed: {exc}")
+        if found is None and rec.recreate_after is not None and ctx.now() < rec.recreate_after:
+            return _hold(ctx, rec, stream, "not in the ERP yet; the lost request may still be running")
     ref = found
 
     def settle(session: Session) -> SyncRecord:
@@ -307,7 +345,7 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
             ref = _call_erp(ctx, plan.document)
     except OutcomeUnknown as exc:
         log.warning("%s: the ERP may or may not have it; in doubt until looked up: %s", rec.subject, exc)
-        return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc))
+        return _hold(ctx, started, stream, f"{LOST_ANSWER}: {exc}", still_running=exc.still_running)
     except DuplicateDocuments as exc:
         return _park(ctx, rec, stream, f"the ERP has more than one candidate: {exc}")
     except RateLimited as exc:
@@ -323,7 +361,7 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
         # Not an API answer (a bug, a crash in the adapter): we cannot know whether the ERP got
         # it, so the row stays in posting and the in-doubt lookup settles it.
         log.exception("unexpected error posting %s", rec.subject)
-        return PostOutcome(record_id, IN_DOUBT, stream.name, f"{type(exc).__name__}: {exc}")
+        return _hold(ctx, started, stream, f"{type(exc).__name__}: {exc}", still_running=True)
 
     def finish(session: Session) -> SyncRecord:
         row = complete_posting(session, record_id, erp_ref=ref.key, released=ref.released, now=ctx.now())

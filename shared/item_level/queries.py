@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from shared.ledger.models import CalloutNotification, SyncRecord
+from shared.ledger.models import AuditEvent, AuditKind, CalloutNotification, SyncRecord
 from shared.ledger.repo import Ledger
-from shared.ledger.states import POSTED
+from shared.ledger.states import POSTED, POSTING
+
+# How a hold for a lost ERP answer starts its reason (posting.py writes it, settle_times reads it).
+LOST_ANSWER = "the ERP's answer was lost"
 
 # SQLite limits bound parameters (999 on old builds): look ids up in chunks.
 _CHUNK = 500
@@ -235,6 +238,55 @@ def unfinished_count(
             )
         ).one()
         return int(value)
+
+
+def in_doubt_count(ledger: Ledger, connection: str, object_types: Sequence[str]) -> int:
+    """How many rows of these object types are posting, in doubt: a worker lost the ERP's answer
+    and looks them up (``recreate_after`` set)."""
+    with ledger.session() as session:
+        value = session.exec(
+            select(sa.func.count())
+            .select_from(SyncRecord)
+            .where(
+                SyncRecord.connection == connection,
+                col(SyncRecord.object_type).in_(list(object_types)),
+                SyncRecord.state == POSTING,
+                col(SyncRecord.recreate_after).is_not(None),
+            )
+        ).one()
+        return int(value)
+
+
+def settle_times(ledger: Ledger, connection: str, *, since: datetime | None = None) -> list[timedelta]:
+    """For each record whose ERP answer was lost (since ``since``): the time from the loss to the
+    record posted with its ERP reference (found by the lookup, or created again), from the audit
+    trail. Records not settled yet are left out."""
+    lost_at = f"{POSTING} -> {POSTING}: in doubt: {LOST_ANSWER}%"
+    query = (
+        select(AuditEvent.subject, AuditEvent.at, AuditEvent.message)
+        .where(
+            AuditEvent.connection == connection,
+            AuditEvent.kind == AuditKind.TRANSITION.value,
+            sa.or_(
+                col(AuditEvent.message).like(lost_at),
+                col(AuditEvent.message).like(f"{POSTING} -> {POSTED}%"),
+            ),
+        )
+        .order_by(col(AuditEvent.id))
+    )
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    lost: dict[str, datetime] = {}
+    times: list[timedelta] = []
+    with ledger.session() as session:
+        for subject, at, message in session.exec(query):
+            if subject is None or message is None:
+                continue
+            if message.startswith(f"{POSTING} -> {POSTING}"):
+                lost.setdefault(subject, at)
+            elif subject in lost:
+                times.append(at - lost.pop(subject))
+    return times
 
 
 def mark_failures(ledger: Ledger, connection: str) -> dict[str, int]:

@@ -255,6 +255,10 @@ class SyncRecord(LedgerModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     posted_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
     marked_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    # Set while a posting row is held in doubt by a worker that lost the ERP's answer (it is looked
+    # up in seconds): from this time a lookup that does not find the document may create it again
+    # (before it, the ERP may still be running the lost request). Cleared when it leaves posting.
+    recreate_after: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
 
     @property
     def subject(self) -> str:

@@ -7,6 +7,7 @@
                 |          +--> failed --retry/replay--> pending
                 +--> failed
     pending | posting | failed --park--> parked --replay--> pending
+    posting (no erp_ref, in doubt) --hold_in_doubt--> posting (looked up again at a set time)
     posting (no erp_ref, in doubt) --resume_in_doubt--> posted (found in the ERP) | pending (not found)
     posted | marked --begin_posting(force=True)--> posting        (``replay --force``)
 
@@ -20,7 +21,8 @@ visibly in doubt (see ARCHITECTURE.md, "The ledger is the truth").
 
 ``next_attempt_at`` is when the sweep may re-drive the row: a little after it became pending or
 posted (its task should have run by then), the posting timeout for ``posting`` (after which it is
-in doubt), the backoff for ``failed``, and ``None`` for ``marked`` and ``parked``.
+in doubt; a worker that lost the ERP's answer sets a lookup seconds away instead), the backoff for
+``failed``, and ``None`` for ``marked`` and ``parked``.
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ def _move(
     """Write ``values`` and the new state as one versioned UPDATE (a plain statement, no unit of
     work), then the audit line; the record object takes the written values as committed."""
     changes = {**(values or {}), "state": new, "updated_at": now}
+    if new != POSTING and rec.recreate_after is not None:
+        changes["recreate_after"] = None  # held in doubt only while posting
     _write(session, rec, changes)
     text = message if message is not None else f"{old} -> {new}" + (f": {detail}" if detail else "")
     _audit(session, now, rec.connection, kind, rec.subject, message=text)
@@ -489,6 +493,34 @@ def resume_in_doubt(
     old = _check(rec, PENDING, in_doubt=True)
     values = {"next_attempt_at": now + PENDING_GRACE}
     return _move(session, rec, old, PENDING, now, values=values, detail="in doubt; not found in the ERP")
+
+
+def hold_in_doubt(
+    session: Session,
+    record: RecordRef,
+    *,
+    look_at: datetime,
+    reason: str,
+    recreate_after: datetime | None = None,
+    now: datetime | None = None,
+) -> SyncRecord:
+    """A posting row without an ERP reference stays posting, in doubt, to be looked up at
+    ``look_at`` (its ``next_attempt_at``, instead of the end of the posting lease): the ERP's
+    answer to its create was lost, or a lookup found nothing yet or failed. The first hold sets
+    ``recreate_after`` (``now`` by default): from then on a lookup that finds nothing may create
+    the document again. Later holds keep it."""
+    rec = _load(session, record)
+    if rec.state != POSTING or rec.erp_ref:
+        raise IllegalTransition(
+            f"{rec.subject} is not in doubt (state {rec.state}, erp_ref {rec.erp_ref!r}); "
+            "only a posting row without an ERP reference is"
+        )
+    now = now or utcnow()
+    values: dict[str, Any] = {"next_attempt_at": look_at, "last_error": _clip(f"in doubt: {reason}")}
+    if rec.recreate_after is None:
+        values["recreate_after"] = recreate_after or now
+    detail = f"in doubt: {_clip(reason)}; look it up at {look_at.isoformat()}"
+    return _move(session, rec, POSTING, POSTING, now, values=values, detail=detail)
 
 
 def reschedule(

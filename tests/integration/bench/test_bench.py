@@ -123,6 +123,21 @@ def test_close_tiny_posts_and_marks_every_entry(tmp_path, redis_url):
     assert figures["posting_speedup_with_verify_reconcile"] < figures["posting_speedup"]
 
 
+@pytest.mark.slow
+def test_in_doubt_tiny_settles_every_lost_answer_and_posts_each_document_once(tmp_path, redis_url):
+    result = run_tiny(tmp_path, redis_url, "in_doubt")
+
+    assert failed_checks(result) == {}
+    figures = result["figures"]
+    assert figures["records"] > 0
+    assert set(figures["faults_injected"]) <= {"commit_then_drop", "status"}
+    assert set(figures["settle_seconds"]) == {"p50", "p99", "max"}
+    assert {t["name"] for t in result["targets"]} == {
+        "lost answer -> settled, p99",
+        "`sync --wait` with faults / without",
+    }
+
+
 # -- the pieces, without processes ----------------------------------------------------------------
 
 

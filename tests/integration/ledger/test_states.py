@@ -80,6 +80,7 @@ ACTIONS: dict[str, Callable[[Session, int], SyncRecord]] = {
     "replay": states.replay,
     "resume_in_doubt_found": lambda s, i: states.resume_in_doubt(s, i, found_erp_ref="AR-7"),
     "resume_in_doubt_not_found": lambda s, i: states.resume_in_doubt(s, i, found_erp_ref=None),
+    "hold_in_doubt": lambda s, i: states.hold_in_doubt(s, i, look_at=T0, reason="answer lost"),
 }
 
 # action -> {from state: resulting state}; every state not listed must be refused.
@@ -94,6 +95,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "replay": {"failed": "pending", "parked": "pending"},
     "resume_in_doubt_found": {"posting": "posted"},
     "resume_in_doubt_not_found": {"posting": "pending"},
+    "hold_in_doubt": {"posting": "posting"},
 }
 
 
@@ -209,6 +211,40 @@ def test_resume_in_doubt_refuses_posting_row_with_erp_ref_and_other_states(ledge
     record_id = _record_in(ledger, "posted")
     with pytest.raises(IllegalTransition, match="is not in doubt"), ledger.session() as s:
         states.resume_in_doubt(s, record_id, found_erp_ref="AR-1")
+
+
+def test_hold_in_doubt_keeps_the_first_recreate_time_and_leaving_posting_forgets_it(ledger):
+    record_id = _record_in(ledger, "posting")
+    first, later = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    quiet_end = first + timedelta(minutes=2)
+    with ledger.session() as s:
+        states.hold_in_doubt(
+            s,
+            record_id,
+            look_at=first + timedelta(seconds=2),
+            reason="timed out",
+            recreate_after=quiet_end,
+            now=first,
+        )
+    with ledger.session() as s:
+        states.hold_in_doubt(s, record_id, look_at=later + timedelta(seconds=4), reason="not yet", now=later)
+    rec = ledger.get_record_by_id(record_id)
+    assert (rec.state, rec.recreate_after, rec.next_attempt_at) == (
+        "posting",
+        quiet_end,
+        later + timedelta(seconds=4),
+    )
+    assert rec.last_error == "in doubt: not yet"
+    assert any("in doubt: timed out; look it up at" in e.message for e in ledger.timeline(rec.subject))
+    with ledger.session() as s:
+        states.resume_in_doubt(s, record_id, found_erp_ref="AR-5", now=later)
+    assert ledger.get_record_by_id(record_id).recreate_after is None
+
+
+def test_hold_in_doubt_refuses_a_posting_row_with_an_erp_ref(ledger):
+    record_id = _record_in(ledger, "posted")
+    with pytest.raises(IllegalTransition, match="not in doubt"), ledger.session() as s:
+        states.hold_in_doubt(s, record_id, look_at=T0, reason="x")
 
 
 def test_resume_in_doubt_found_records_the_erp_ref(ledger):
@@ -342,6 +378,7 @@ def test_upsert_pulled_creates_pending_row_with_exact_payload(ledger):
         "version": 1,
         "posted_at": None,
         "marked_at": None,
+        "recreate_after": None,
     }
     assert isinstance(row.payload["amount"], Decimal)
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.erp.errors import OutcomeUnknown
 from shared.errors import RateLimited, Rejected, Transient
 from shared.item_level import post_one, post_records, posting, pull_stream
 from shared.item_level.context import Options
@@ -89,26 +90,87 @@ def test_unmapped_accounting_code_parks_the_record(tmp_path, fake_redis):
     assert all(h.erp.count("invoice", r.zuora_number) == 0 for r in parked)
 
 
-def test_lost_answer_leaves_row_in_doubt_and_the_lookup_finds_it(harness):
+def test_lost_answer_is_looked_up_seconds_later_not_after_the_posting_timeout(harness):
     row = _invoice_rows(harness)[0]
     harness.ctx.options = Options(posting_timeout=timedelta(minutes=15))
     harness.erp.script.append("commit-then-unknown")
 
     first = post_one(harness.ctx, row.id)
-    assert first.outcome == "in_doubt"
-    assert harness.record("invoice", row.zuora_id).state == "posting"
+    assert (first.outcome, first.retry_in) == ("in_doubt", 2.0)  # the worker knows: a lookup in 2 s
+    held = harness.record("invoice", row.zuora_id)
+    assert held.state == "posting"
+    assert held.recreate_after == harness.clock.dt() + timedelta(minutes=2)  # no answer: the quiet period
+    assert held.next_attempt_at == harness.clock.dt() + timedelta(seconds=2)
+    assert held.last_error.startswith("in doubt: the ERP's answer was lost")
 
-    # Inside the posting timeout another worker may still be posting it: left alone.
-    assert post_one(harness.ctx, row.id).outcome == "busy"
-    harness.advance(16 * 60)
+    assert post_one(harness.ctx, row.id).outcome == "busy"  # not due yet
+    harness.advance(2)
     second = post_one(harness.ctx, row.id)
 
     assert second.outcome == "posted"
+    assert second.detail == "in doubt: found"
     assert harness.erp.count("invoice", row.zuora_number) == 1
-    assert (
-        harness.record("invoice", row.zuora_id).erp_ref
-        == harness.erp.documents[("invoice", row.zuora_number)][0].key
+    settled = harness.record("invoice", row.zuora_id)
+    assert settled.erp_ref == harness.erp.documents[("invoice", row.zuora_number)][0].key
+    assert settled.recreate_after is None
+
+
+def test_lost_answer_not_found_is_created_again_only_after_the_quiet_period(harness):
+    row = _invoice_rows(harness)[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    harness.ctx.options = Options(posting_timeout=timedelta(minutes=15), in_doubt_quiet=timedelta(seconds=30))
+    harness.erp.script.append(OutcomeUnknown("timed out", api="fake"))  # nothing stored
+
+    looks: list[float] = []
+    outcome = post_one(harness.ctx, row.id)
+    while outcome.outcome == "in_doubt":
+        assert outcome.retry_in is not None
+        looks.append(outcome.retry_in)
+        harness.advance(outcome.retry_in)
+        outcome = post_one(harness.ctx, row.id)
+
+    # Lookups 2, 4, 8 s apart, then at the end of the 30 s quiet period (2 + 4 + 8 + 16).
+    assert looks == [2.0, 4.0, 8.0, 16.0]
+    assert outcome.outcome == "posted"
+    calls = [m for m, k in harness.erp.calls if k == row.zuora_number]
+    assert calls == ["create_invoice"] + ["find_document"] * 4 + ["create_invoice"]
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+
+
+def test_an_erp_error_answer_not_found_is_created_again_at_the_first_lookup(harness):
+    row = _invoice_rows(harness)[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    # The ERP answered 500: it has finished with the request, so no quiet period is needed.
+    harness.erp.script.append(OutcomeUnknown("HTTP 500", api="fake", status=500))
+
+    first = post_one(harness.ctx, row.id)
+    assert (first.outcome, first.retry_in) == ("in_doubt", 2.0)
+    harness.advance(2)
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+    calls = [m for m, k in harness.erp.calls if k == row.zuora_number]
+    assert calls == ["create_invoice", "find_document", "create_invoice"]
+    assert harness.erp.count("invoice", row.zuora_number) == 1
+
+
+def test_a_failed_lookup_holds_the_row_for_another_lookup(harness, monkeypatch):
+    row = _invoice_rows(harness)[0]
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+    harness.erp.script.append("commit-then-unknown")
+    assert post_one(harness.ctx, row.id).outcome == "in_doubt"
+    lookup = harness.erp.find_document
+    monkeypatch.setattr(
+        harness.erp, "find_document", lambda *a, **k: (_ for _ in ()).throw(Transient("502", api="fake"))
     )
+    harness.advance(2)
+
+    outcome = post_one(harness.ctx, row.id)
+
+    assert (outcome.outcome, outcome.retry_in) == ("in_doubt", 4.0)  # twice the wait before
+    assert "lookup failed" in harness.record("invoice", row.zuora_id).last_error
+    monkeypatch.setattr(harness.erp, "find_document", lookup)
+    harness.advance(4)
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+    assert harness.erp.count("invoice", row.zuora_number) == 1
 
 
 def _in_doubt_invoice(harness: ItemHarness):
