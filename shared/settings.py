@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # executionTimeout is 110 s). A lookup that finds it settles it at once.
     in_doubt_quiet_seconds: float = Field(default=120.0, ge=0)
     sweep_interval_seconds: int = Field(default=60, ge=1)
+    # A running close that no live chain drives and that has not changed for this long (its step's
+    # worker was killed, Redis lost its queue) is resumed by beat's close sweep.
+    close_stale_seconds: int = Field(default=900, ge=10)
     sweep_grace_seconds: int = Field(default=300, ge=1)
     mark_audit_interval_seconds: int = Field(default=3600, ge=1)
     mark_audit_window_seconds: int = Field(default=21600, ge=60)

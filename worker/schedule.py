@@ -65,6 +65,11 @@ def item_level_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     entries["audit-marks"] = _every(
         settings.mark_audit_interval_seconds, "ledgerbridge.upkeep.audit_marks", {}
     )
-    # A close whose chain died (killed worker, flushed Redis) is resumed, never stranded.
-    entries["sweep-close-runs"] = _every(settings.sweep_interval_seconds * 10, "ledgerbridge.close.sweep", {})
+    # A close whose chain died (killed worker, flushed Redis) is resumed, never stranded: looked for
+    # at least as often as a run can go stale.
+    entries["sweep-close-runs"] = _every(
+        min(settings.sweep_interval_seconds * 10, settings.close_stale_seconds),
+        "ledgerbridge.close.sweep",
+        {"stale_after": settings.close_stale_seconds},
+    )
     return entries

@@ -69,6 +69,7 @@ def test_schedule_pulls_every_stream_and_polls_external_payments():
     assert entries["audit-marks"]["kwargs"]["task"] == "ledgerbridge.upkeep.audit_marks"
     assert entries["sweep-close-runs"]["kwargs"]["task"] == "ledgerbridge.close.sweep"
     assert entries["sweep-close-runs"]["schedule"] == timedelta(seconds=300)
+    assert entries["sweep-close-runs"]["kwargs"]["kwargs"] == {"stale_after": 900}
 
 
 def test_every_entry_expires_within_its_interval():
@@ -89,3 +90,12 @@ def test_per_stream_intervals_override_the_default():
 def test_unknown_stream_in_the_intervals_names_the_variable():
     with pytest.raises(SettingsError, match="LEDGERBRIDGE_PULL_STREAM_INTERVALS: unknown stream 'orders'"):
         item_level_schedule(load_settings(pull_stream_intervals="orders=60"))
+
+
+def test_close_sweep_resumes_runs_stale_for_the_configured_time_and_looks_at_least_as_often():
+    settings = load_settings(sweep_interval_seconds=3, close_stale_seconds=20)
+
+    entry = item_level_schedule(settings)["sweep-close-runs"]
+
+    assert entry["kwargs"] == {"task": "ledgerbridge.close.sweep", "kwargs": {"stale_after": 20}}
+    assert entry["schedule"] == timedelta(seconds=20)
