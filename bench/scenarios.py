@@ -1246,7 +1246,7 @@ def _nothing_lost(fleet: Fleet, sb: Sandboxes) -> dict[str, Any]:
 
     ledger = fleet.ledger()
     try:
-        with ledger.session() as session:
+        with ledger.reading() as session:
             rows = session.exec(select(SyncRecord).where(SyncRecord.connection == fleet.connection)).all()
             known = [(r.object_type, r.zuora_number, r.state, r.erp_ref) for r in rows]
     finally:
@@ -1537,7 +1537,7 @@ def _wait_pushed(fleet: Fleet, ids: Sequence[str], *, timeout: float) -> tuple[l
     try:
         deadline = time.monotonic() + timeout
         while True:
-            with ledger.session() as session:
+            with ledger.reading() as session:
                 rows = session.exec(
                     select(SyncRecord).where(
                         SyncRecord.connection == fleet.connection, SyncRecord.object_type == "invoice"
@@ -1551,7 +1551,7 @@ def _wait_pushed(fleet: Fleet, ids: Sequence[str], *, timeout: float) -> tuple[l
                 break
             fleet.check_alive()
             time.sleep(1.0)
-        with ledger.session() as session:
+        with ledger.reading() as session:
             callouts = session.exec(
                 select(CalloutNotification).where(
                     CalloutNotification.connection == fleet.connection,
@@ -1699,7 +1699,7 @@ def _close_phases(fleet: Fleet, durations: Mapping[str, float]) -> dict[str, Any
 
     ledger = fleet.ledger()
     try:
-        with ledger.session() as session:
+        with ledger.reading() as session:
             events = session.exec(
                 select(AuditEvent).where(AuditEvent.connection == fleet.connection, AuditEvent.kind == "http")
                 .order_by(col(AuditEvent.at))

@@ -153,7 +153,7 @@ def read_api_counts(redis: Any, connection: str) -> ApiCounts:
 def known_connections(ledger: Ledger, also: Iterable[str] = ()) -> list[str]:
     """Every connection the ledger knows (stored, or with records or marks), plus ``also``."""
     names = set(also)
-    with ledger.session() as session:
+    with ledger.reading() as session:
         names.update(session.exec(select(ConnectionRow.name)).all())
         names.update(session.exec(select(StreamMark.connection).distinct()).all())
         names.update(session.exec(select(SyncRecord.connection).distinct()).all())
@@ -163,7 +163,7 @@ def known_connections(ledger: Ledger, also: Iterable[str] = ()) -> list[str]:
 def open_close_runs(ledger: Ledger, connection: str) -> list[CloseRun]:
     """The connection's close runs that are not finished (running or needing attention), oldest
     first: a re-enqueued close resumes each at its ``step``."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         query = (
             select(CloseRun)
             .where(CloseRun.connection == connection, col(CloseRun.status).in_(OPEN_CLOSE_STATUSES))
@@ -173,7 +173,7 @@ def open_close_runs(ledger: Ledger, connection: str) -> list[CloseRun]:
 
 
 def _record_counts(ledger: Ledger, connections: Sequence[str]) -> dict[tuple[str, str, str], int]:
-    with ledger.session() as session:
+    with ledger.reading() as session:
         query = (
             select(SyncRecord.connection, SyncRecord.object_type, SyncRecord.state, func.count())
             .where(col(SyncRecord.connection).in_(list(connections)))
@@ -183,7 +183,7 @@ def _record_counts(ledger: Ledger, connections: Sequence[str]) -> dict[tuple[str
 
 
 def _streams(ledger: Ledger, connections: Sequence[str]) -> list[StreamMark]:
-    with ledger.session() as session:
+    with ledger.reading() as session:
         query = (
             select(StreamMark)
             .where(col(StreamMark.connection).in_(list(connections)))
@@ -193,7 +193,7 @@ def _streams(ledger: Ledger, connections: Sequence[str]) -> list[StreamMark]:
 
 
 def _open_runs(ledger: Ledger, connections: Sequence[str]) -> list[CloseRun]:
-    with ledger.session() as session:
+    with ledger.reading() as session:
         query = (
             select(CloseRun)
             .where(

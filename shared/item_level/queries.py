@@ -71,7 +71,7 @@ def due_rows(
 ) -> list[RowKey]:
     """Rows of these object types in ``states`` whose ``next_attempt_at`` has passed, most overdue
     first, at most ``limit`` (the sweep's work list, read without payloads)."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         rows = session.execute(
             sa.select(*_KEY_COLUMNS)
             .where(
@@ -89,7 +89,7 @@ def due_rows(
 def row_keys_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[RowKey]:
     """:class:`RowKey` of the rows with these ledger ids (any order; missing ids are left out)."""
     found: list[RowKey] = []
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for chunk in _chunks(list(dict.fromkeys(record_ids))):
             rows = session.execute(sa.select(*_KEY_COLUMNS).where(col(SyncRecord.id).in_(list(chunk))))
             found.extend(RowKey(*row) for row in rows)
@@ -101,7 +101,7 @@ def row_keys_by_zuora_ids(
 ) -> dict[str, RowKey]:
     """``{zuora_id: RowKey}`` for the known ones among ``zuora_ids``."""
     found: dict[str, RowKey] = {}
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for chunk in _chunks(list(dict.fromkeys(zuora_ids))):
             rows = session.execute(
                 sa.select(*_KEY_COLUMNS).where(
@@ -122,7 +122,7 @@ def records_by_zuora_ids(
     unique = list(dict.fromkeys(zuora_ids))
     if not unique:
         return result
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for chunk in _chunks(unique):
             rows = session.exec(
                 select(SyncRecord).where(
@@ -139,7 +139,7 @@ def known_zuora_ids(ledger: Ledger, connection: str, object_type: str, zuora_ids
     """The subset of ``zuora_ids`` that has a ledger row (ids only, no payloads)."""
     known: set[str] = set()
     unique = list(dict.fromkeys(zuora_ids))
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for chunk in _chunks(unique):
             known.update(
                 session.exec(
@@ -156,7 +156,7 @@ def known_zuora_ids(ledger: Ledger, connection: str, object_type: str, zuora_ids
 def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, limit: int) -> list[RowKey]:
     """Posted rows of ``object_type`` to mark now: never tried (no error) or due again after a
     failed mark (``next_attempt_at <= due``), oldest first."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         rows = session.execute(
             sa.select(*_KEY_COLUMNS)
             .where(
@@ -180,7 +180,7 @@ def open_callouts(
 ) -> list[CalloutNotification]:
     """Callouts still in ``states`` (received, enqueued) that arrived before ``received_before``:
     their task was never enqueued or was lost with Redis."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         return list(
             session.exec(
                 select(CalloutNotification)
@@ -196,14 +196,14 @@ def open_callouts(
 
 
 def callout(ledger: Ledger, callout_id: int) -> CalloutNotification | None:
-    with ledger.session() as session:
+    with ledger.reading() as session:
         return session.get(CalloutNotification, callout_id)
 
 
 def callouts_by_ids(ledger: Ledger, callout_ids: Sequence[int]) -> dict[int, CalloutNotification]:
     """``{id: row}`` of the callouts with these ids (missing ids are left out)."""
     found: dict[int, CalloutNotification] = {}
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for chunk in _chunks(list(dict.fromkeys(callout_ids))):
             rows = session.exec(
                 select(CalloutNotification).where(col(CalloutNotification.id).in_(list(chunk)))
@@ -214,7 +214,7 @@ def callouts_by_ids(ledger: Ledger, callout_ids: Sequence[int]) -> dict[int, Cal
 
 def callout_counts(ledger: Ledger, connection: str) -> dict[str, int]:
     """``{state: count}`` of the connection's callouts."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         rows = session.exec(
             select(CalloutNotification.state, sa.func.count())
             .where(CalloutNotification.connection == connection)
@@ -227,7 +227,7 @@ def unfinished_count(
     ledger: Ledger, connection: str, object_types: Sequence[str], states: Sequence[str]
 ) -> int:
     """How many rows of these object types are in these states."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         value = session.exec(
             select(sa.func.count())
             .select_from(SyncRecord)
@@ -243,7 +243,7 @@ def unfinished_count(
 def in_doubt_count(ledger: Ledger, connection: str, object_types: Sequence[str]) -> int:
     """How many rows of these object types are posting, in doubt: a worker lost the ERP's answer
     and looks them up (``recreate_after`` set)."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         value = session.exec(
             select(sa.func.count())
             .select_from(SyncRecord)
@@ -278,7 +278,7 @@ def settle_times(ledger: Ledger, connection: str, *, since: datetime | None = No
         query = query.where(AuditEvent.at >= since)
     lost: dict[str, datetime] = {}
     times: list[timedelta] = []
-    with ledger.session() as session:
+    with ledger.reading() as session:
         for subject, at, message in session.exec(query):
             if subject is None or message is None:
                 continue
@@ -292,7 +292,7 @@ def settle_times(ledger: Ledger, connection: str, *, since: datetime | None = No
 def mark_failures(ledger: Ledger, connection: str) -> dict[str, int]:
     """``{object_type: n}``: posted rows whose marking in Zuora failed (they carry the error and
     are retried)."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         rows = session.exec(
             select(SyncRecord.object_type, sa.func.count())
             .where(
@@ -307,7 +307,7 @@ def mark_failures(ledger: Ledger, connection: str) -> dict[str, int]:
 
 def earliest_updated(ledger: Ledger, connection: str, object_type: str) -> datetime | None:
     """The oldest Zuora ``updatedDate`` the ledger holds for ``object_type`` (None: no rows)."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         value = session.exec(
             select(sa.func.min(SyncRecord.zuora_updated)).where(
                 SyncRecord.connection == connection, SyncRecord.object_type == object_type

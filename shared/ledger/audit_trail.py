@@ -84,7 +84,7 @@ class AuditTrail:
 
     def timeline(self, subject: str, *, limit: int | None = None) -> list[AuditEvent]:
         """Everything that happened to ``subject`` (exchanges, transitions, notes), oldest first."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(AuditEvent)
                 .where(AuditEvent.subject == subject)

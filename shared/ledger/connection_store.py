@@ -61,7 +61,7 @@ class ConnectionStore:
 
     def get_connection(self, name: str, box: SecretBox) -> Connection:
         """The named connection with its secrets decrypted; :class:`UnknownConnection` if absent."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             row = session.exec(select(ConnectionRow).where(ConnectionRow.name == name)).first()
             if row is None:
                 known = session.exec(select(ConnectionRow.name).order_by(col(ConnectionRow.name))).all()
@@ -73,7 +73,7 @@ class ConnectionStore:
 
     def list_connections(self) -> list[ConnectionRow]:
         """Every stored connection, by name (``secrets`` stays encrypted)."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             return list(session.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all())
 
     def remove_connection(self, name: str) -> bool:

@@ -76,7 +76,7 @@ class RefreshTokenStore:
     def load_refresh_token(self, connection: str, box: SecretBox) -> str | None:
         """``connection``'s newest stored token, or None; :class:`SecretKeyError` when no key of
         ``box`` opens it."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             row = session.get(ErpRefreshToken, connection)
         if row is None:
             return None
@@ -85,7 +85,7 @@ class RefreshTokenStore:
 
     def refresh_token_versions(self) -> dict[str, int]:
         """``connection -> version`` of every stored token (the tokens stay encrypted)."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             return {row.connection: row.version for row in session.exec(select(ErpRefreshToken)).all()}
 
     def forget_refresh_token(self, connection: str) -> bool:

@@ -68,6 +68,13 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
         with session_scope(self.engine) as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work: on SQLite it reads one snapshot beside the writer (and beside
+        an open :meth:`session` of the same thread) instead of queueing for the write lock."""
+        with session_scope(self.engine, read_only=True) as session:
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -104,11 +111,11 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
             return session.exec(select(StreamMark).where(self._stream_key(connection, stream))).one()
 
     def get_stream(self, connection: str, stream: str) -> StreamMark | None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             return session.get(StreamMark, (connection, stream))
 
     def list_streams(self, connection: str) -> list[StreamMark]:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(StreamMark).where(StreamMark.connection == connection).order_by(col(StreamMark.stream))
             )
@@ -264,7 +271,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
             return run
 
     def get_close_run(self, run_id: int) -> CloseRun:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             run = session.get(CloseRun, run_id)
             if run is None:
                 raise RecordNotFound(f"no close run with id {run_id}")
@@ -272,7 +279,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
 
     def latest_close_runs(self, connection: str, limit: int = 20) -> list[CloseRun]:
         """The connection's most recent close runs, newest first."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(CloseRun)
                 .where(CloseRun.connection == connection)
@@ -284,7 +291,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
     # -- sync records ------------------------------------------------------------------------
 
     def get_record(self, connection: str, object_type: str, zuora_id: str) -> SyncRecord | None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             return session.exec(
                 select(SyncRecord).where(
                     SyncRecord.connection == connection,
@@ -294,12 +301,12 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
             ).first()
 
     def get_record_by_id(self, record_id: int) -> SyncRecord | None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             return session.get(SyncRecord, record_id)
 
     def find_records(self, connection: str, number_or_id: str) -> list[SyncRecord]:
         """Records whose Zuora id, Zuora number or ERP reference is ``number_or_id``."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(SyncRecord)
                 .where(
@@ -316,7 +323,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
 
     def records_for_close_run(self, close_run_id: int) -> list[SyncRecord]:
         """The journal entries a close run put in the ledger, in insertion order."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(SyncRecord).where(SyncRecord.close_run_id == close_run_id).order_by(col(SyncRecord.id))
             )
@@ -324,7 +331,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
 
     def counts_by_state(self, connection: str) -> dict[tuple[str, str], int]:
         """``{(object_type, state): count}`` for the connection."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, read_only=True) as session:
             query = (
                 select(SyncRecord.object_type, SyncRecord.state, func.count())
                 .where(SyncRecord.connection == connection)

@@ -55,7 +55,7 @@ def failed_records(
     """The connection's failed and parked item-level records (of ``streams``, default all),
     in the order they entered the ledger."""
     chosen = list(streams) if streams else list(STREAMS.values())
-    with ledger.session() as session:
+    with ledger.reading() as session:
         return list(
             session.exec(
                 select(SyncRecord)
@@ -71,7 +71,7 @@ def failed_records(
 
 def failed_journal_entries(ledger: Ledger, connection: str) -> list[SyncRecord]:
     """Failed or parked journal entries: their close re-drives them, not ``replay --failed``."""
-    with ledger.session() as session:
+    with ledger.reading() as session:
         return list(
             session.exec(
                 select(SyncRecord)

@@ -85,6 +85,28 @@ def test_stream_run_bookkeeping(ledger):
     assert [s.stream for s in ledger.list_streams(CONN)] == ["invoices"]
 
 
+def test_the_ledgers_reads_answer_inside_an_open_unit_of_work_of_the_same_thread(ledger):
+    # On SQLite a unit of work holds the write lock from its BEGIN IMMEDIATE: a read that also
+    # queued for it would wait for the very transaction that called it, then fail "database is locked".
+    ledger.advance_mark(CONN, "invoices", T0)
+    with ledger.session() as session:
+        session.add(AuditEvent(kind="note", subject="invoice:1", message="not yet committed"))
+        session.flush()
+        seen = (
+            [s.stream for s in ledger.list_streams(CONN)],
+            ledger.get_mark(CONN, "invoices"),
+            ledger.find_records(CONN, "INV-1"),
+            ledger.counts_by_state(CONN),
+            ledger.latest_close_runs(CONN),
+            [e.message for e in ledger.timeline("invoice:1")],
+        )
+        with ledger.reading() as reading:
+            notes = reading.exec(sa.select(AuditEvent.message).where(AuditEvent.subject == "invoice:1")).all()
+    assert seen == (["invoices"], T0, [], {}, [], [])  # what was committed when each read began
+    assert list(notes) == []
+    assert [e.message for e in ledger.timeline("invoice:1")] == ["not yet committed"]
+
+
 # -- close runs -------------------------------------------------------------------------------
 
 
