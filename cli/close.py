@@ -81,8 +81,20 @@ def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
     return ""
 
 
-def _close_table(run: Any) -> Table:
-    """The step list of a close run with each step's state and progress."""
+def _attempt_label(run: Any, following: int | None) -> str:
+    """What the step list's title says about the run's attempt: nothing for a first attempt, and
+    when the followed attempt has not begun, that the status shown is an earlier attempt's."""
+    from shared.close.attempts import run_attempt
+
+    attempt = run_attempt(run)
+    if following is not None and attempt < following:
+        return f" (attempt {attempt}); attempt {following} has not started yet"
+    return f", attempt {attempt}" if attempt > 1 else ""
+
+
+def _close_table(run: Any, following: int | None = None) -> Table:
+    """The step list of a close run with each step's state and progress (``following``: the
+    attempt a waiting command follows)."""
     from shared import ports
     from shared.close.driver import progress
     from shared.close.results import steps_of
@@ -91,10 +103,8 @@ def _close_table(run: Any) -> Table:
     steps = steps_of(run)
     current = steps.index(run.step) if run.step in steps else len(steps)
     kind = "dry run" if run.dry_run else "close"
-    steps_table = Table(
-        title=escape(f"{kind} {run.id}: {run.period_name} ({run.connection}) - {run.status}"),
-        title_justify="left",
-    )
+    title = f"{kind} {run.id}: {run.period_name} ({run.connection}) - {run.status}"
+    steps_table = Table(title=escape(title + _attempt_label(run, following)), title_justify="left")
     steps_table.add_column("", width=1)
     steps_table.add_column("step")
     steps_table.add_column("detail")
@@ -135,12 +145,26 @@ def _preview_table(run: Any) -> Table:
     return preview
 
 
-def _show_outcome(run: Any) -> int:
-    """Print how a close run ended; returns the exit code (0 done, 1 needs a person)."""
+def _show_outcome(run: Any, following: int | None = None) -> int:
+    """Print how a close run ended; returns the exit code (0 done, 1 needs a person). With
+    ``following`` (the attempt a waiting command follows), an earlier attempt's outcome is not
+    reported as the run's: the command says the attempt has not started."""
+    from shared.close.attempts import run_attempt
+
     console, errors = out(), err()
+    attempt = run_attempt(run)
+    if following is not None and attempt < following:
+        errors.print(
+            f"close run {run.id}: attempt {following} has not started yet (no worker has taken the resume); "
+            f"attempt {attempt} is {run.status}",
+            highlight=True,
+        )
+        return 1
+    label = f" (attempt {attempt})" if attempt > 1 else ""
     if run.status == "done":
         console.print(
-            f"[green]done:[/] close run {run.id} of {escape(repr(run.period_name))} posted, marked and reconciled",
+            f"[green]done:[/] close run {run.id} of {escape(repr(run.period_name))} posted, marked and "
+            f"reconciled{label}",
             highlight=True,
         )
         return 0
@@ -161,7 +185,7 @@ def _show_outcome(run: Any) -> int:
         )
         return 1 if bad else 0
     if run.status in ("needs_attention", "failed"):
-        errors.print(f"[bold red]needs attention:[/] {escape(str(run.error))}")
+        errors.print(f"[bold red]needs attention{label}:[/] {escape(str(run.error))}")
         differences = dict(run.details.get("reconcile") or {}).get("differences") or []
         if differences:
             shown = table("differences", differences[0])
@@ -169,29 +193,32 @@ def _show_outcome(run: Any) -> int:
                 shown.add_row(*(escape(str(v)) for v in line.values()))
             errors.print(shown)
         return 1
-    errors.print(f"close run {run.id} is still {run.status} at step {run.step}", highlight=True)
+    errors.print(f"close run {run.id}{label} is still {run.status} at step {run.step}", highlight=True)
     return 1
 
 
-def _follow(run_id: int, timeout: float) -> Any:
-    """Show the step list live until the run stops running (or ``timeout`` seconds, 0 = none)."""
+def _follow(run_id: int, attempt: int, timeout: float) -> Any:
+    """Show the step list live until the run's ``attempt`` (or a later one) has an outcome (or
+    ``timeout`` seconds, 0 = none). Until the attempt begins, the run's status is an earlier
+    attempt's, so it is waited out, not reported."""
     import time
 
     from rich.live import Live
 
     from shared import ports
+    from shared.close.attempts import settled
 
     console = out()
     ledger = ports.ledger()
     run = ledger.get_close_run(run_id)
     started = time.monotonic()
-    with Live(_close_table(run), console=console, refresh_per_second=4, transient=False) as live:
-        while run.status == "running":
+    with Live(_close_table(run, attempt), console=console, refresh_per_second=4, transient=False) as live:
+        while not settled(run, attempt):
             if timeout and time.monotonic() - started > timeout:
                 break
             time.sleep(0.5)
             run = ledger.get_close_run(run_id)
-            live.update(_close_table(run))
+            live.update(_close_table(run, attempt))
     if not console.is_terminal:
         console.line()  # Live leaves no newline after its last render when output is not a terminal
     return run
@@ -215,8 +242,10 @@ def close(  # noqa: PLR0917 - typer turns each parameter into an argument or opt
     """Close a Zuora accounting period end to end: trial balance, close, journal run, post each
     summary journal entry to the ERP once, mark it transferred, verify and reconcile.
 
-    Prints the close run id. A close of a period that is already being closed attaches to it.
-    Exit codes with --wait (or --dry-run, which always waits): 0 done, 1 needs a person."""
+    Prints the close run id. A close of a period that is already being closed attaches to it; a
+    close of a period whose run needs attention resumes that run as its next attempt, and --wait
+    follows that attempt to its end. Exit codes with --wait (or --dry-run, which always waits):
+    0 done, 1 needs a person."""
     from shared import ports
     from worker.tasks.close import start_close
 
@@ -225,11 +254,12 @@ def close(  # noqa: PLR0917 - typer turns each parameter into an argument or opt
     conn = ports.connection(connection)
     started = start_close(conn.name, period, allow_closed=allow_closed, dry_run=dry_run)
     kind = "dry run" if dry_run else "close run"
-    out().print(escape(f"{kind} {started.run.id} {started.action} for {period!r} on {conn.name}"))
+    attempt = f" as attempt {started.attempt}" if started.attempt > 1 else ""
+    out().print(escape(f"{kind} {started.run.id} {started.action} for {period!r} on {conn.name}{attempt}"))
     if not (wait or dry_run):
         return
-    run = _follow(started.run.id or 0, timeout)
-    raise typer.Exit(_show_outcome(run))
+    run = _follow(started.run.id or 0, started.attempt, timeout)
+    raise typer.Exit(_show_outcome(run, started.attempt))
 
 
 def close_status(
@@ -239,6 +269,7 @@ def close_status(
     """Show a close run (its steps, progress, problems), or list the connection's latest runs.
     Exit code 1 when the run needs a person."""
     from shared import ports
+    from shared.close.attempts import run_attempt
     from shared.ledger.errors import RecordNotFound
 
     ledger = ports.ledger()
@@ -246,7 +277,7 @@ def close_status(
         name = connection or ports.settings().connection
         runs = table(
             f"close runs of {name}",
-            ("id", "period", "kind", "status", "step", "journal run", "started", "finished"),
+            ("id", "period", "kind", "status", "attempt", "step", "journal run", "started", "finished"),
         )
         for run in ledger.latest_close_runs(name):
             runs.add_row(
@@ -254,6 +285,7 @@ def close_status(
                 escape(run.period_name),
                 "dry run" if run.dry_run else "close",
                 run.status,
+                str(run_attempt(run)),
                 run.step,
                 run.journal_run_number or "",
                 stored_time(run.created_at),

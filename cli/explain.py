@@ -141,8 +141,11 @@ def _record_json(record: SyncRecord, full: bool) -> dict[str, Any]:
 
 
 def _close_json(run: CloseRun) -> dict[str, Any]:
+    from shared.close.attempts import run_attempt
+
     data = run.model_dump(mode="json")
     data["subject"] = f"close:{run.id}"
+    data["attempt"] = run_attempt(run)
     return data
 
 
@@ -237,10 +240,13 @@ def _record_rows(record: SyncRecord) -> list[tuple[str, str]]:
 
 
 def _close_rows(run: CloseRun) -> list[tuple[str, str]]:
+    from shared.close.attempts import run_attempt
+
     return [
         ("period", run.period_name),
         ("kind", "dry run" if run.dry_run else "close"),
         ("status", run.status),
+        ("attempt", str(run_attempt(run))),
         ("step", run.step),
         ("period id", run.period_id or ""),
         ("journal run", run.journal_run_number or ""),

@@ -25,12 +25,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.backoff import exponential, full_jitter
 from shared.close import notices
+from shared.close.attempts import attempt_note, next_attempt, run_attempt
 from shared.close.context import CloseContext, cli_arg, entry_rows, rerun, throttled
 from shared.close.entries import step_check, step_discard, step_fetch
 from shared.close.post_and_mark import step_mark, step_post
 from shared.close.results import FINISHED, STEPS, Done, DriveResult, Stale, StepResult, Stop, StopClose, Wait
 from shared.close.state import (
     STATE_MODELS,
+    Stored,
     TransientState,
     closed_period_allowed,
     details_update,
@@ -146,7 +148,9 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
             error=None,
         )
         if result.next_step == FINISHED:
-            ctx.ledger.note(f"close:{run_id}", f"close finished ({updated.status})", ctx.connection)
+            ctx.ledger.note(
+                f"close:{run_id}", attempt_note(updated, f"close finished ({updated.status})"), ctx.connection
+            )
             if not updated.dry_run:
                 ctx.notifier.send(notices.completed(ctx, updated))
         return updated
@@ -159,7 +163,9 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
             error=result.reason if result.status == CloseStatus.NEEDS_ATTENTION.value else None,
             details_update=details_update(state),
         )
-        ctx.ledger.note(f"close:{run_id}", f"stopped at {step}: {result.reason}", ctx.connection)
+        ctx.ledger.note(
+            f"close:{run_id}", attempt_note(updated, f"stopped at {step}: {result.reason}"), ctx.connection
+        )
         log.warning("close stopped", extra={"close_run": run_id, "step": step, "reason": result.reason})
         if result.status == CloseStatus.NEEDS_ATTENTION.value:
             ctx.notifier.send(notices.needs_attention(ctx, updated, result))
@@ -219,10 +225,15 @@ class Resumed:
     step: str
 
 
-def take_over(ctx: CloseContext, lock: CloseLock, close_run_id: int, token: str) -> Resumed | Wait | Stale:
+def take_over(
+    ctx: CloseContext, lock: CloseLock, close_run_id: int, token: str, *, reopen: int | None = None
+) -> Resumed | Wait | Stale:
     """What a resume does: become the run's driver (waiting while another live process runs a
-    step of it) and return the step to run. A needs-attention run is reopened: its stopped step
-    starts afresh (attempt + 1; post, mark and verify restart at check)."""
+    step of it) and return the step to run. A needs-attention run is reopened as the run's next
+    attempt: its stopped step starts afresh (the step's attempt + 1; post, mark and verify restart
+    at check). ``reopen`` (:func:`shared.close.attempts.reopens`) is the stopped attempt the
+    caller saw: when the run has moved past it (another resume reopened it), the run is not
+    reopened again."""
     run = ctx.ledger.get_close_run(close_run_id)
     if run.status not in (CloseStatus.RUNNING.value, CloseStatus.NEEDS_ATTENTION.value):
         return Stale(f"close run {close_run_id} is {run.status}")
@@ -230,10 +241,13 @@ def take_over(ctx: CloseContext, lock: CloseLock, close_run_id: int, token: str)
     if outcome != "acquired":
         return Wait(BUSY_WAIT, "another worker is running a step of this close")
     try:
-        step = _reopen(ctx, close_run_id)
+        step = _reopen(ctx, close_run_id, reopen)
     except Exception:
         lock.release(token)
         raise
+    if isinstance(step, Stale):
+        lock.release(token)
+        return step
     if step == FINISHED:
         lock.release(token)
         return Stale(f"close run {close_run_id} has finished")
@@ -241,15 +255,21 @@ def take_over(ctx: CloseContext, lock: CloseLock, close_run_id: int, token: str)
     return Resumed(step)
 
 
-def _reopen(ctx: CloseContext, close_run_id: int) -> str:
-    """The step a resumed run continues at; a needs-attention run is set running again."""
+def _reopen(ctx: CloseContext, close_run_id: int, reopen: int | None) -> str | Stale:
+    """The step a resumed run continues at; a needs-attention run is set running again, as its
+    next attempt (unless it is no longer on attempt ``reopen``)."""
     run = ctx.ledger.get_close_run(close_run_id)
     if run.status != CloseStatus.NEEDS_ATTENTION.value:
         return run.step
+    if reopen is not None and run_attempt(run) != reopen:
+        return Stale(
+            f"close run {close_run_id} is on attempt {run_attempt(run)}, not {reopen}: not reopened again"
+        )
     step = "check" if run.step in _RESTART_AT_CHECK else run.step
     stopped = step_state(run, STATE_MODELS[run.step])
     # The step run again starts with nothing but its attempt count.
-    states = [STATE_MODELS[step](attempt=stopped.attempt + 1)]
+    attempt = next_attempt(run)
+    states: list[Stored] = [STATE_MODELS[step](attempt=stopped.attempt + 1), attempt]
     if step != run.step:
         # The stopped step keeps what it recorded (the mark step's in-flight entry) but not the stop.
         states.append(stopped.without("stopped"))
@@ -260,7 +280,11 @@ def _reopen(ctx: CloseContext, close_run_id: int) -> str:
         error=None,
         details_update=details_update(*states, cleared=[TransientState]),
     )
-    ctx.ledger.note(f"close:{close_run_id}", f"resumed at {step} after needing attention", ctx.connection)
+    ctx.ledger.note(
+        f"close:{close_run_id}",
+        f"attempt {attempt.number} started: resumed at {step} after attempt {attempt.number - 1} needed attention",
+        ctx.connection,
+    )
     return step
 
 
@@ -299,6 +323,8 @@ def open_close(
     """The open close run of the period (real or dry), or a new one at ``lookup``; returns
     ``(run, created)``. ``allow_closed`` given again is remembered on an existing run."""
     run, created = ledger.open_close_run(connection, period_name, allow_closed, dry_run, step=STEPS[0])
+    if created:
+        ledger.note(f"close:{run.id}", attempt_note(run, f"started at {run.step}"), connection)
     if not created and allow_closed and not closed_period_allowed(run):
         run = remember_allow_closed(ledger, run)
     return run, created

@@ -1,8 +1,9 @@
 """What each step of a close has recorded, typed: one pydantic model per step.
 
-A close run keeps each step's state in ``CloseRun.details[<step>]`` (a JSON column), beside two
-entries of the run's own: ``transient`` (the temporary failures in a row, :class:`TransientState`)
-and ``allow_closed`` (a flag, :func:`closed_period_allowed`). Nothing else in the close touches
+A close run keeps each step's state in ``CloseRun.details[<step>]`` (a JSON column), beside three
+entries of the run's own: ``run_attempt`` (which attempt of the run this is, :class:`AttemptState`),
+``transient`` (the temporary failures in a row, :class:`TransientState`) and ``allow_closed`` (a
+flag, :func:`closed_period_allowed`). Nothing else in the close touches
 ``details``: a step reads its state with :func:`step_state`, changes attributes (validated on
 assignment; a misspelt name is an error, not a silent ``None``) and writes it back whole with
 :func:`save_state`.
@@ -209,6 +210,16 @@ class DiscardState(JobState):
     key: ClassVar[str] = "discard"
     requested: bool = False
     cancelled: str | None = None
+
+
+class AttemptState(Stored):
+    """The run's attempt: 1 from its opening; reopening a run that needed attention starts the next
+    one (``started_at``, ISO 8601 UTC). Runs recorded before attempts were counted have none
+    stored and are on attempt 1 until they are reopened."""
+
+    key: ClassVar[str] = "run_attempt"
+    number: int = 1
+    started_at: str | None = None
 
 
 class TransientState(Stored):

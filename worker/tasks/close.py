@@ -1,7 +1,8 @@
 """The summary-GL close as a chain of thin Celery tasks, one per step of :mod:`shared.close`.
 
-``ledgerbridge.close.resume(close_run_id=, connection=)`` becomes the run's driver (its task id is
-the driver token) and enqueues the task of the run's recorded step. Each step task
+``ledgerbridge.close.resume(close_run_id=, connection=, reopen=)`` becomes the run's driver (its
+task id is the driver token) and enqueues the task of the run's recorded step (``reopen``: the
+stopped attempt the sender saw; a run already past it is not reopened again). Each step task
 (``ledgerbridge.close.lookup`` ... ``ledgerbridge.close.reconcile``, ``ledgerbridge.close.discard``)
 takes ``close_run_id``, ``connection`` and ``driver``, runs the step under the close lock, and:
 
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from shared import ports
+from shared.close.attempts import attempt_to_follow, reopens
 from shared.close.context import CloseContext
 from shared.close.driver import Resumed, chain_alive, drive_step, open_close, stuck_runs, take_over
 from shared.close.fanout import step_widths
@@ -117,12 +119,15 @@ def _drive(task: Task, step: str, close_run_id: int, connection: str, driver: st
 
 
 @app.task(bind=True, name="ledgerbridge.close.resume", **INFRA_RETRY)
-def resume(self: Task, *, close_run_id: int, connection: str | None = None) -> dict[str, Any]:
-    """Drive the run from its recorded step (reopening it if it needs attention)."""
+def resume(
+    self: Task, *, close_run_id: int, connection: str | None = None, reopen: int | None = None
+) -> dict[str, Any]:
+    """Drive the run from its recorded step (reopening it as its next attempt if it needs
+    attention and, when ``reopen`` is given, is still on that attempt)."""
     ctx = context(connection)
     run = ctx.ledger.get_close_run(close_run_id)
     driver = str(self.request.id or uuid.uuid4())
-    outcome = take_over(ctx, lock_for(ctx.connection, run.period_name), close_run_id, driver)
+    outcome = take_over(ctx, lock_for(ctx.connection, run.period_name), close_run_id, driver, reopen=reopen)
     if isinstance(outcome, Wait):
         raise self.retry(countdown=_countdown(outcome.seconds), max_retries=None)
     if isinstance(outcome, Resumed):
@@ -226,10 +231,13 @@ def sweep(*, connection: str | None = None, stale_after: float = 900.0) -> dict[
 @dataclass(frozen=True)
 class Started:
     """What ``start_close`` did: ``action`` is ``started`` (a new run), ``resumed`` (an existing
-    run re-driven) or ``attached`` (a live chain already drives it)."""
+    run re-driven) or ``attached`` (a live chain already drives it); ``attempt`` is the run's
+    attempt that this drives (:mod:`shared.close.attempts`): the next one when the run needed
+    attention, else the one it is on."""
 
     run: CloseRun
     action: str
+    attempt: int
 
 
 def start_close(connection: str, period_name: str, *, allow_closed: bool, dry_run: bool) -> Started:
@@ -242,6 +250,6 @@ def start_close(connection: str, period_name: str, *, allow_closed: bool, dry_ru
         and run.status == CloseStatus.RUNNING.value
         and chain_alive(lock_for(connection, period_name), run.id or 0)
     ):
-        return Started(run, "attached")
-    resume.apply_async(kwargs={"close_run_id": run.id, "connection": connection})
-    return Started(run, "started" if created else "resumed")
+        return Started(run, "attached", attempt_to_follow(run))
+    resume.apply_async(kwargs={"close_run_id": run.id, "connection": connection, "reopen": reopens(run)})
+    return Started(run, "started" if created else "resumed", attempt_to_follow(run))

@@ -9,6 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from shared.close.attempts import run_attempt
 from shared.close.state import journal_numbers
 from shared.mapping import journal_from_summary_entry, load_mapping
 
@@ -253,3 +254,50 @@ def test_dry_run_command_prints_what_would_be_posted_and_posts_nothing(make_env)
     assert {p["status"] for p in env.zuora_state("accounting-periods") if p["name"] == "December 2024"} == {
         "Open"
     }
+
+
+def test_close_wait_after_the_trial_balance_is_fixed_follows_the_new_attempt_to_done(make_env):
+    env = make_env()
+    message = (
+        "Error creating the trial balance: exchange rate from USD to GBP on 12/31/2024 is not available."
+    )
+    env.zuora_control("periods/December 2024/fail-trial-balance", {"message": message})
+    env.worker.start()
+    first = env.cli("close", "December 2024", "--wait", "--timeout", "60")
+    assert first.returncode == 1, first.stdout + first.stderr
+    stopped = env.ledger.latest_close_runs(env.connection)[0]
+    assert (stopped.status, stopped.step, run_attempt(stopped)) == ("needs_attention", "trial_balance", 1)
+    # Fixed in Zuora; the new trial balance takes a moment, as Zuora's does.
+    fixed = httpx.delete(f"{env.zuora.url}/_sandbox/periods/December 2024/fail-trial-balance", timeout=10)
+    assert fixed.status_code == 200, fixed.text
+    env.zuora_control("config", {"trial_balance": {"pending_seconds": 1.0, "processing_seconds": 1.0}})
+
+    second = env.cli("close", "December 2024", "--wait", "--timeout", "60")
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    run = env.ledger.get_close_run(stopped.id)
+    assert (run.status, run_attempt(run)) == ("done", 2)
+    assert second.stdout.startswith(
+        f"close run {run.id} resumed for 'December 2024' on {env.connection} as attempt 2\n"
+    )
+    assert f"close {run.id}: December 2024 ({env.connection}) - done, attempt 2" in second.stdout
+    assert (
+        f"done: close run {run.id} of 'December 2024' posted, marked and reconciled (attempt 2)"
+        in second.stdout
+    )
+    assert "needs attention" not in second.stdout + second.stderr
+    assert message not in second.stdout + second.stderr
+    assert_acumatica_holds_each_entry_once(env, run)
+    assert [n["event"] for n in env.webhook.received] == ["close.trial_balance_error", "close.completed"]
+    assert [e.message for e in env.audit(f"close:{run.id}") if e.kind == "note"] == [
+        "attempt 1: started at lookup",
+        f"attempt 1: stopped at trial_balance: {stopped.error}",
+        "attempt 2 started: resumed at trial_balance after attempt 1 needed attention",
+        "attempt 2: close finished (done)",
+    ]
+    status = env.cli("close-status", str(run.id))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "- done, attempt 2" in status.stdout
+    explained = env.cli("explain", f"close:{run.id}")
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert "attempt 2 started: resumed at trial_balance after attempt 1 needed attention" in explained.stdout
