@@ -243,6 +243,7 @@ def test_explain_close_run_shows_its_entries_and_notes(cli, seeded):
         "reconcile",
         "RECONCILIATION FAILED for 'December 2024'",
     )
+    assert run["attempt"] == 1
     assert [r["zuora_number"] for r in run["records"]] == ["JE-00000012"]
     assert [(e["kind"], e["message"]) for e in run["timeline"]] == [
         ("note", "stopped at reconcile: RECONCILIATION FAILED")
@@ -250,6 +251,7 @@ def test_explain_close_run_shows_its_entries_and_notes(cli, seeded):
     rich = cli("explain", f"close:{seeded.close_run_id}", LEDGERBRIDGE_CONNECTION=CONN).output
     assert f"close run {seeded.close_run_id} (acme)" in rich
     assert "JE-00000012" in rich and "needs_attention" in rich
+    assert any(line.split() == ["attempt", "1"] for line in rich.splitlines())
 
 
 def test_explain_other_connection_sees_only_its_records(cli, seeded):
