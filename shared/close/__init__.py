@@ -12,8 +12,8 @@ step to run next; each step is idempotent, records what it did in its typed stat
   ``self.retry(countdown=...)``, never a sleep);
 * ``Stop(reason)`` - a person must act: the run becomes ``needs_attention`` with ``reason`` as
   its error, the reason goes to the run's timeline and to the notifier. Running the close again
-  reopens the run at the stopped step (``post``/``mark``/``verify`` restart at ``check``, which
-  re-validates and un-parks fixed entries).
+  reopens the run at the stopped step as its next attempt (``post``/``mark``/``verify`` restart
+  at ``check``, which re-validates and un-parks fixed entries).
 
 A finished run is ``done`` (a dry run: ``dry_run``) and its step is ``FINISHED``.
 
@@ -38,6 +38,8 @@ module                  what it does
 :mod:`.verification`    steps 9-10: ``verify``, ``reconcile``
 :mod:`.driver`          one step per task under the close lock (``drive_step``, ``take_over``,
                         ``record_result``), ``open_close``, ``stuck_runs``, ``progress``
+:mod:`.attempts`        the run's attempt: which one it is on, which one a resume drives, when
+                        the attempt a caller follows has an outcome (``settled``)
 :mod:`.notices`         what Finance is told: needs attention, or done
 ======================  ======================================================================
 
