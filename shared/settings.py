@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # GET /metrics answers only a scraper presenting this bearer token (404 when it is not set).
     metrics_token: SecretStr | None = None
     notify_webhook_url: str | None = None
+    # A notice the webhook did not take is sent again this long after, doubling up to the max.
+    notify_retry_base_seconds: float = Field(default=10.0, ge=0.1)
+    notify_retry_max_seconds: float = Field(default=3600.0, ge=1)
 
     # Item-level sync (shared/item_level): beat intervals, the high-water-mark overlap, timeouts.
     pull_interval_seconds: int = Field(default=300, ge=1)

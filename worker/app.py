@@ -27,7 +27,13 @@ VISIBILITY_TIMEOUT = 3600
 PRIORITY_STEPS = [0, 3, 6, 9]
 BULK_PRIORITY = 3
 
-TASK_MODULES = ["worker.tasks.upkeep", "worker.tasks.close", "worker.tasks.pull", "worker.tasks.push"]
+TASK_MODULES = [
+    "worker.tasks.upkeep",
+    "worker.tasks.close",
+    "worker.tasks.pull",
+    "worker.tasks.push",
+    "worker.tasks.notices",
+]
 
 
 class UnsafeConfiguration(RuntimeError):

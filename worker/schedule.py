@@ -22,6 +22,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "kwargs": {"retention_days": settings.audit_retention_days},
             "options": {"expires": 3600},
         },
+        # The notice outbox: what a lost enqueue, a dead deliverer or a due retry left undelivered.
+        "deliver-notices": {
+            "task": "ledgerbridge.notices.deliver",
+            "schedule": timedelta(seconds=settings.sweep_interval_seconds),
+            "kwargs": {},
+            "options": {"expires": max(1, settings.sweep_interval_seconds)},
+        },
         **item_level_schedule(settings),
     }
 

@@ -25,6 +25,7 @@ log = logging.getLogger("ledgerbridge.dispatch")
 POST_BATCH = "ledgerbridge.pull.post_batch"
 MARK = "ledgerbridge.pull.mark"
 PROCESS_CALLOUTS = "ledgerbridge.push.callouts"
+DELIVER_NOTICES = "ledgerbridge.notices.deliver"
 
 # Marking waits this long after a posting so that more rows share one action/update call.
 MARK_DELAY_SECONDS = 2.0
@@ -113,6 +114,15 @@ def item_context(connection: str | None = None) -> ItemContext:
             settings, erp_concurrency=erp_concurrency, push_enabled=conn.takes_callouts
         ),
     )
+
+
+def deliver_notices_now() -> None:
+    """Enqueue the notice outbox's delivery (after a notice was committed). A broker that is down
+    loses nothing: the notice is in the ledger, and beat's ``deliver-notices`` sends it."""
+    try:
+        app.send_task(DELIVER_NOTICES, kwargs={}, retry=False)
+    except Exception as exc:
+        log.error("could not enqueue the delivery of a notice (beat will): %s", exc)
 
 
 def stream_lock(connection: str, stream: str) -> RunLock:

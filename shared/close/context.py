@@ -19,6 +19,7 @@ from shared.ledger.repo import Ledger
 from shared.mapping import Mapping as GlMapping
 from shared.mapping import MappingFileError, load_mapping
 from shared.notify import LogNotifier, Notifier
+from shared.outbox import RetryPolicy, deliver_due
 from shared.settings import Settings
 from shared.zuora.client import ZuoraClient
 
@@ -52,7 +53,9 @@ def throttled(call: Callable[[], None], every: float, clock: Callable[[], float]
 class CloseContext:
     """What the steps work with: the connection's Zuora client, ERP and ledger, the settings
     (mapping file, transaction types), a notifier, a clock, the lock heartbeat, and ``reached``,
-    called at each named point of the close (:mod:`shared.close.hooks`)."""
+    called at each named point of the close (:mod:`shared.close.hooks`). ``deliver_notices`` is
+    called after a notice was committed to the outbox (a worker enqueues its delivery task; left
+    None, the notices due are delivered at once through ``notifier``)."""
 
     connection: str
     zuora: ZuoraClient
@@ -72,7 +75,16 @@ class CloseContext:
     # The post step marks each entry it posts as soon as the entry is ``posted`` (False: the
     # mark step marks them all).
     mark_while_posting: bool = True
+    deliver_notices: Callable[[], None] | None = None
     _mapping: GlMapping | None = None
+
+    def notices_recorded(self) -> None:
+        """A notice was committed to the outbox: have it delivered (never raises for a failed
+        delivery; the outbox keeps the notice and beat tries again)."""
+        if self.deliver_notices is not None:
+            self.deliver_notices()
+            return
+        deliver_due(self.ledger, self.notifier, policy=RetryPolicy.from_settings(self.settings))
 
     @property
     def mark_width(self) -> int:

@@ -127,7 +127,8 @@ def run_step(ctx: CloseContext, run: CloseRun, step: str) -> StepResult:
 def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResult) -> CloseRun:
     """Commit a step's result on the run (and tell people when it stopped or finished): a Done
     merges its state into the step's, stamps ``done_at`` and moves the run on; a Stop records its
-    reason on the step and the run."""
+    reason on the step and the run. The notice of a finished or stopped run is committed with its
+    status (the notice outbox), then handed on for delivery."""
     run_id = run.id or 0
     model = STATE_MODELS[step]
     if isinstance(result, Done):
@@ -146,13 +147,14 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
             status=status,
             details_update=details_update(state.without("stopped"), cleared=cleared),
             error=None,
+            notice=notices.when_done(ctx) if status is not None else None,
         )
         if result.next_step == FINISHED:
             ctx.ledger.note(
                 f"close:{run_id}", attempt_note(updated, f"close finished ({updated.status})"), ctx.connection
             )
             if not updated.dry_run:
-                ctx.notifier.send(notices.completed(ctx, updated))
+                ctx.notices_recorded()
         return updated
     if isinstance(result, Stop):
         state = step_state(ctx.ledger.get_close_run(run_id), model)
@@ -162,13 +164,14 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
             status=result.status,
             error=result.reason if result.status == CloseStatus.NEEDS_ATTENTION.value else None,
             details_update=details_update(state),
+            notice=notices.when_stopped(ctx, result),
         )
         ctx.ledger.note(
             f"close:{run_id}", attempt_note(updated, f"stopped at {step}: {result.reason}"), ctx.connection
         )
         log.warning("close stopped", extra={"close_run": run_id, "step": step, "reason": result.reason})
         if result.status == CloseStatus.NEEDS_ATTENTION.value:
-            ctx.notifier.send(notices.needs_attention(ctx, updated, result))
+            ctx.notices_recorded()
         return updated
     return ctx.ledger.get_close_run(run_id)
 

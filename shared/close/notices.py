@@ -1,15 +1,43 @@
 """What the close tells Finance (through the connection's notifier): it needs attention, or it is
-done, with the counts and the reconciled totals."""
+done, with the counts and the reconciled totals.
+
+A notice is recorded in the ledger's notice outbox in the transaction that gives the run its new
+status (:func:`when_done`, :func:`when_stopped` are given to ``update_close_run``), and delivered
+after the commit (:mod:`shared.outbox`). Its dedupe key is the run, the status and the run's
+attempt: one notice per outcome of an attempt."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
+from shared.close.attempts import run_attempt
 from shared.close.context import CloseContext, cli_arg
 from shared.close.results import Stop
 from shared.close.state import ReconcileState, entries_to_post, skipped_entries, step_state
-from shared.ledger.models import CloseRun
+from shared.ledger.models import CloseRun, CloseStatus
+from shared.ledger.notices import NewNotice
 from shared.notify import Notice
+from shared.outbox import draft
+
+
+def recorded(notice: Notice, run: CloseRun) -> NewNotice:
+    """``notice`` as the outbox records it: one per (run, status, attempt)."""
+    return draft(notice, dedupe_key=f"close:{run.id}:{run.status}:attempt-{run_attempt(run)}")
+
+
+def when_done(ctx: CloseContext) -> Callable[[CloseRun], NewNotice | None]:
+    """The notice to record with a run's finishing status: :func:`completed`, for a real close."""
+    return lambda run: recorded(completed(ctx, run), run) if run.status == CloseStatus.DONE.value else None
+
+
+def when_stopped(ctx: CloseContext, stop: Stop) -> Callable[[CloseRun], NewNotice | None]:
+    """The notice to record with a stop: :func:`needs_attention`, when the run needs attention."""
+    return lambda run: (
+        recorded(needs_attention(ctx, run, stop), run)
+        if run.status == CloseStatus.NEEDS_ATTENTION.value
+        else None
+    )
 
 
 def needs_attention(ctx: CloseContext, run: CloseRun, stop: Stop) -> Notice:

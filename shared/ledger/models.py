@@ -320,4 +320,37 @@ class CalloutNotification(LedgerModel, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
 
 
+class NoticeOutbox(LedgerModel, table=True):
+    """A notice for people (Finance), written in the transaction of the change it reports and
+    delivered afterwards by ``ledgerbridge.notices.deliver``: at least once, each delivery carrying
+    the row's ``id`` so a receiver can drop a resend. ``dedupe_key`` makes the same change recorded
+    twice one notice. Undelivered while ``delivered_at`` is NULL; ``next_attempt_at`` is when it is
+    due (a delivery in progress holds it a lease into the future), ``attempts`` counts the claims
+    and ``last_error`` says why the last one failed."""
+
+    __tablename__ = "notice_outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe_key", name="uq_notice_outbox_dedupe_key"),
+        sa.Index(
+            "ix_notice_outbox_due",
+            "next_attempt_at",
+            sqlite_where=sa.text("delivered_at IS NULL"),
+            postgresql_where=sa.text("delivered_at IS NULL"),
+        ),
+        sa.Index("ix_notice_outbox_connection_id", "connection", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    connection: str = Field(sa_type=sa.String(64), nullable=False)
+    subject: str = Field(sa_type=sa.String(200), nullable=False)
+    event: str = Field(sa_type=sa.String(64), nullable=False)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    dedupe_key: str = Field(sa_type=sa.String(200), nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    delivered_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+
+
 LEDGER_TABLES = tuple(sorted(metadata.tables))

@@ -8,7 +8,7 @@ inside it, so the caller decides what commits together. Returned rows are detach
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
@@ -34,6 +34,7 @@ from shared.ledger.models import (
     metadata,
     utcnow,
 )
+from shared.ledger.notices import NewNotice, NoticeOutbox, add_notice
 from shared.ledger.refresh_tokens import RefreshTokenStore
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,11 @@ _FINISHED_CLOSE_STATUSES = frozenset(
 )
 
 
-class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
+class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox):
     """The ledger over one engine. Thread-safe: every method opens its own session. The audit trail
-    (:class:`AuditTrail`), the stored connections (:class:`ConnectionStore`) and the ERP's refresh
-    tokens (:class:`RefreshTokenStore`) are parts of it kept in modules of their own."""
+    (:class:`AuditTrail`), the stored connections (:class:`ConnectionStore`), the ERP's refresh
+    tokens (:class:`RefreshTokenStore`) and the notice outbox (:class:`NoticeOutbox`) are parts of
+    it kept in modules of their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -243,10 +245,13 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
         error: str | _Unset | None = UNSET,
         period_id: str | None = None,
         journal_run_number: str | None = None,
+        notice: Callable[[CloseRun], NewNotice | None] | None = None,
     ) -> CloseRun:
         """Change a close run; ``details_update`` is merged into ``details`` (top-level keys
         replaced). A finishing status (done, failed, dry_run) sets ``finished_at``; an open one
-        clears it. ``error=None`` clears the error; leaving it out keeps it."""
+        clears it. ``error=None`` clears the error; leaving it out keeps it. ``notice`` is given
+        the changed run and what it returns goes into the notice outbox in the same transaction
+        (:mod:`shared.ledger.notices`): the change and its notice commit together."""
         if status is not None and status not in {s.value for s in CloseStatus}:
             raise ValueError(f"unknown close status {status!r}; one of: {', '.join(CloseStatus)}")
         with session_scope(self.engine) as session:
@@ -268,6 +273,9 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore):
             if journal_run_number is not None:
                 run.journal_run_number = journal_run_number
             run.updated_at = now
+            new_notice = notice(run) if notice is not None else None
+            if new_notice is not None:
+                add_notice(session, new_notice, now=now)
             return run
 
     def get_close_run(self, run_id: int) -> CloseRun:

@@ -6,10 +6,13 @@ from shared.notify import Notice
 
 
 class RecordingNotifier:
-    """Keeps every notice in ``sent``."""
+    """Keeps every notice in ``sent`` (what :meth:`send` and :meth:`deliver` were given)."""
 
     def __init__(self) -> None:
         self.sent: list[Notice] = []
 
     def send(self, notice: Notice) -> None:
+        self.sent.append(notice)
+
+    def deliver(self, notice: Notice) -> None:
         self.sent.append(notice)

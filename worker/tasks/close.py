@@ -36,6 +36,7 @@ from shared.coordination.close_lock import CloseLock
 from shared.ledger.models import CloseRun, CloseStatus
 from shared.notify import Notifier, notifier_from_settings
 from worker.app import MAX_COUNTDOWN, app
+from worker.wiring import deliver_notices_now
 
 ERP_NAMES = {"acumatica": "Acumatica", "file": "the GL file export"}
 
@@ -69,6 +70,7 @@ def context(connection: str | None) -> CloseContext:
         ledger=ports.ledger(),
         settings=ports.settings(),
         notifier=_notifier(),
+        deliver_notices=deliver_notices_now,
         erp_name=ERP_NAMES.get(conn.erp_kind, conn.erp_kind),
         concurrency=post_width,
         mark_concurrency=mark_width,

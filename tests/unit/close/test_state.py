@@ -263,24 +263,32 @@ def test_a_stop_records_its_reason_on_the_steps_state():
         def note(self, *args) -> None:
             return None
 
-    class Notifier:
-        def __init__(self) -> None:
-            self.sent: list = []
+        def update_close_run(self, run_id: int, **changes) -> CloseRun:
+            # The notice is recorded with the status it reports (the ledger calls this in its transaction).
+            self.run.status = changes["status"]
+            self.notices.append(changes["notice"](self.run))
+            return super().update_close_run(run_id, **changes)
 
-        def send(self, notice) -> None:
-            self.sent.append(notice)
+    class Context(_Context):
+        handed_on = 0
+
+        def notices_recorded(self) -> None:
+            self.handed_on += 1
 
     ledger = Notes(old_run(OLD_DONE, id=5))
-    ctx = _Context(ledger)
+    ledger.notices = []
+    ctx = Context(ledger)
     ctx.connection = "c"
-    ctx.notifier = Notifier()
 
     record_result(ctx, ledger.run, "verify", Stop("2 misses"))
 
     (update,) = ledger.updates
     assert update["status"] == "needs_attention"
     assert update["details_update"] == {"verify": {**loads_json(OLD_DONE)["verify"], "stopped": "2 misses"}}
-    assert [n.event for n in ctx.notifier.sent] == ["close.needs_attention"]
+    assert [(n.event, n.subject, n.dedupe_key) for n in ledger.notices] == [
+        ("close.needs_attention", "close:5", "close:5:needs_attention:attempt-1")
+    ]
+    assert ctx.handed_on == 1
 
 
 def test_a_run_the_old_close_stopped_at_the_trial_balance_resumes_and_completes(harness):
