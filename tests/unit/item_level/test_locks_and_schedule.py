@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
 
+from shared.coordination.identity import machine, this_process
 from shared.coordination.run_lock import RunLock, lock_key
 from shared.settings import SettingsError, load_settings
 from worker.schedule import beat_schedule, item_level_schedule
@@ -18,6 +20,31 @@ def test_second_holder_is_refused_until_the_first_releases(fake_redis):
     assert not second.acquire()
     first.release()
     assert second.acquire()
+
+
+def test_a_lock_whose_holder_died_on_this_host_is_taken_at_once(fake_redis):
+    # A worker SIGKILLed mid-run would otherwise keep the run (a stream's marking, say) locked for the TTL.
+    key = lock_key("c1", "mark:refunds")
+    dead = f"{machine()}|{os.getpid()}|0.0|nonce"  # this pid, another start time: a recycled pid
+    fake_redis.set(key, dead, px=300_000)
+    lock = RunLock(fake_redis, "c1", "mark:refunds", ttl=300)
+    assert lock.acquire()
+    assert fake_redis.get(key) != dead.encode()
+    assert lock.extend()
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        pytest.param(lambda: "|".join(map(str, this_process())) + "|nonce", id="alive-here"),
+        pytest.param(lambda: f"elsewhere/pid:[1]|{os.getpid()}|0.0|nonce", id="another-host"),
+        pytest.param(lambda: "a-plain-token", id="foreign-format"),
+    ],
+)
+def test_a_lock_whose_holder_may_be_alive_is_left_to_it(fake_redis, holder):
+    key = lock_key("c1", "mark:refunds")
+    fake_redis.set(key, holder(), px=300_000)
+    assert not RunLock(fake_redis, "c1", "mark:refunds", ttl=300).acquire()
 
 
 def test_locks_of_other_streams_and_connections_are_independent(fake_redis):
