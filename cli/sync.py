@@ -209,7 +209,8 @@ def status(
     connection: ConnectionOpt = None,
 ) -> None:
     """Per stream: the mark and its lag, the last run, rows by state, records missed by the push
-    and by the mark, the last error; then the open close runs with their step."""
+    and by the mark, the last error; then the open close runs with their step, and the notices
+    for Finance not yet delivered (how many, since when, the last error)."""
     from shared import ports
     from shared.item_level.status import sync_status
     from shared.metrics import open_close_runs
@@ -217,6 +218,7 @@ def status(
     name = connection or ports.settings().connection
     report = sync_status(ports.ledger(), name)
     runs = open_close_runs(ports.ledger(), name)
+    notices = ports.ledger().undelivered_notices(name)
     now = datetime.now(UTC)
     lags = {row.stream: lag_seconds(row.mark, now) for row in report.streams}
     if as_json:
@@ -224,6 +226,7 @@ def status(
         for stream_row in data["streams"]:
             stream_row["lag_seconds"] = lags[stream_row["stream"]]
         data["close_runs"] = [close_run_json(run) for run in runs]
+        data["undelivered_notices"] = notices.as_dict()
         print_json(data)
         return
     console = out()
@@ -273,6 +276,13 @@ def status(
         _print_wide(console, closes)
     else:
         console.print("no open close runs")
+    if notices.count:
+        console.print(
+            f"[yellow]notices[/]: {notices.count} undelivered, the oldest from {stored_time(notices.oldest)}"
+            + (f"; last error: {escape(notices.last_error)}" if notices.last_error else "")
+        )
+    else:
+        console.print("notices: all delivered")
     for row in report.streams:
         if row.last_error:
             console.print(f"[yellow]{row.stream}[/]: last run: {escape(row.last_error)}")

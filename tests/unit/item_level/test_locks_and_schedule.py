@@ -126,3 +126,16 @@ def test_close_sweep_resumes_runs_stale_for_the_configured_time_and_looks_at_lea
 
     assert entry["kwargs"] == {"task": "ledgerbridge.close.sweep", "kwargs": {"stale_after": 20}}
     assert entry["schedule"] == timedelta(seconds=20)
+
+
+def test_beat_delivers_the_notices_left_undelivered_as_often_as_it_sweeps():
+    from worker.schedule import beat_schedule
+
+    entry = beat_schedule(load_settings(sweep_interval_seconds=7))["deliver-notices"]
+
+    assert (entry["task"], entry["kwargs"], entry["schedule"]) == (
+        "ledgerbridge.notices.deliver",
+        {},
+        timedelta(seconds=7),
+    )
+    assert entry["options"]["expires"] <= entry["schedule"].total_seconds()

@@ -97,3 +97,51 @@ def test_status_without_open_close_runs_says_so(ledger):
 
     assert result.exit_code == 0, result.output
     assert "no open close runs" in result.output
+
+
+def _undelivered_notice(ledger: Ledger, period: str, error: str | None) -> None:
+    from shared.ledger.notices import NewNotice
+
+    run, _ = ledger.open_close_run("acme", period, step="reconcile")
+    key = f"close:{run.id}:done:attempt-1"
+    notice = NewNotice(
+        connection="acme", subject=f"close:{run.id}", event="close.completed", dedupe_key=key, payload={}
+    )
+    ledger.update_close_run(run.id or 0, status="done", notice=lambda changed: notice)
+    if error is not None:
+        (row,) = ledger.notices_of(f"close:{run.id}")
+        claimed = ledger.claim_notice(row.id or 0, lease=60)
+        assert claimed is not None
+        ledger.notice_failed(row.id or 0, attempt=1, error=error, retry_at=datetime.now(UTC))
+
+
+def test_status_shows_the_undelivered_notices_with_the_oldest_and_the_last_error(ledger):
+    _undelivered_notice(ledger, "November 2024", None)
+    _undelivered_notice(ledger, "December 2024", "HTTP 500: webhook down")
+    oldest = ledger.undelivered_notices("acme").oldest
+    assert oldest is not None
+
+    table = status(ledger)
+    as_json = status(ledger, "--json")
+
+    assert table.exit_code == 0, table.output
+    assert (
+        f"notices: 2 undelivered, the oldest from {oldest:%Y-%m-%d %H:%M:%S}; last error: HTTP 500: webhook down"
+        in table.output
+    )
+    assert json.loads(as_json.output)["undelivered_notices"] == {
+        "count": 2,
+        "oldest": oldest.isoformat(),
+        "last_error": "HTTP 500: webhook down",
+    }
+
+
+def test_status_says_when_every_notice_is_delivered(ledger):
+    result = status(ledger)
+
+    assert "notices: all delivered" in result.output
+    assert json.loads(status(ledger, "--json").output)["undelivered_notices"] == {
+        "count": 0,
+        "oldest": None,
+        "last_error": None,
+    }
