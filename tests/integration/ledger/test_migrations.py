@@ -171,3 +171,46 @@ def test_0003_adds_the_refresh_token_table_to_a_ledger_at_0002_and_keeps_its_con
     assert current_revision(database_url) == HEAD
     assert (names, tokens) == (["acme"], 0)
     assert _diffs(database_url) == []
+
+
+def test_0005_adds_the_notice_outbox_to_a_ledger_at_0004_and_keeps_its_close_runs(database_url):
+    upgrade(database_url, "0004")
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO close_run (connection, period_name, step, status, allow_closed, dry_run, details,"
+                " created_at, updated_at) VALUES ('acme', 'December 2024', 'reconcile', 'done', false, false,"
+                " '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+    upgrade(database_url)
+    with engine.begin() as conn:
+        runs = conn.execute(sa.text("SELECT period_name, status FROM close_run")).all()
+        notices = conn.execute(sa.text("SELECT count(*) FROM notice_outbox")).scalar_one()
+    engine.dispose()
+
+    assert current_revision(database_url) == HEAD
+    assert ([tuple(r) for r in runs], notices) == ([("December 2024", "done")], 0)
+    assert _diffs(database_url) == []
+
+
+def test_0005_downgrades_to_0004_without_the_notice_outbox(database_url):
+    from alembic import command
+
+    from shared.ledger.db import BEGIN_OPTION, Begin
+    from shared.ledger.migrate import alembic_config
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{BEGIN_OPTION: Begin.CALLER})  # as upgrade(): env.py begins it
+            command.downgrade(alembic_config(connection=conn), "0004")
+            conn.commit()
+        tables = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+    assert current_revision(database_url) == "0004"
+    assert "notice_outbox" not in tables
