@@ -11,9 +11,10 @@ step to run next; each step is idempotent, records what it did in its typed stat
   failure); run the same step again after ``seconds`` (the worker turns this into
   ``self.retry(countdown=...)``, never a sleep);
 * ``Stop(reason)`` - a person must act: the run becomes ``needs_attention`` with ``reason`` as
-  its error, the reason goes to the run's timeline and to the notifier. Running the close again
-  reopens the run at the stopped step as its next attempt (``post``/``mark``/``verify`` restart
-  at ``check``, which re-validates and un-parks fixed entries).
+  its error, the reason goes to the run's timeline and to the notifier (through the notice
+  outbox). Running the close again reopens the run at the stopped step as its next attempt
+  (``post``/``mark``/``verify`` restart at ``check``, which re-validates and un-parks fixed
+  entries).
 
 A finished run is ``done`` (a dry run: ``dry_run``) and its step is ``FINISHED``.
 

@@ -8,7 +8,8 @@ takes ``close_run_id``, ``connection`` and ``driver``, runs the step under the c
 
 * ``Done`` - the result is committed; the next step's task is enqueued with the same driver;
 * ``Wait`` - ``self.retry(countdown=...)`` (capped at ``MAX_COUNTDOWN``), never a sleep;
-* ``Stop`` / ``Stale`` - the chain ends (a stop is on the run and was notified).
+* ``Stop`` / ``Stale`` - the chain ends (a stop is on the run, its notice in the outbox and its
+  delivery enqueued: ``ledgerbridge.notices.deliver``).
 
 Re-enqueueing ``resume`` after any crash continues at the recorded step; tasks of an older chain
 find another driver's token on the lock and end without doing anything.
