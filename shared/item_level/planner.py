@@ -9,8 +9,10 @@ at what the document depends on:
   posted, since its customer id is read from the account's payload;
 * the documents a payment, refund or credit memo applies to: an application is sent when the
   ledger has its target posted *and released* in the ERP (Acumatica applies only to open
-  documents); a target posted but not released, or not in the ledger, or in another state, is
-  left out and named under ``not_applied``.
+  documents). Where releasing is configured, a target whose release failed after its create is
+  released first, and the row waits while that keeps failing; without releasing, a target posted
+  but not released, or one not in the ledger, or in another state, is left out and named under
+  ``not_applied``.
 
 The *mode* decides what a dependency that is not there yet does:
 
@@ -177,9 +179,12 @@ def _plan(
 
 
 def _posted_first(ctx: ItemContext, mode: Mode, found: SyncRecord) -> SyncRecord | None:
-    """A pending or failed dependency after posting it first (posting, when it may go deeper);
-    as it is otherwise."""
-    if found.state not in (PENDING, FAILED) or not isinstance(mode, Post) or mode.post_first is None:
+    """A pending or failed dependency after posting it first, a posted one whose release failed
+    after releasing it first (posting, when it may go deeper); as it is otherwise."""
+    if not isinstance(mode, Post) or mode.post_first is None:
+        return found
+    unreleased = ctx.options.release and found.state in POSTED_STATES and not found.erp_released
+    if found.state not in (PENDING, FAILED) and not unreleased:
         return found
     assert found.id is not None
     mode.post_first(found.id)
@@ -295,6 +300,15 @@ def _applications(
             )
         elif found.state in POSTED_STATES and found.erp_released and found.zuora_number:
             applied.append(Application(natural_key=found.zuora_number, amount=amount, kind=target.kind))
+        elif found.state in POSTED_STATES and ctx.options.release and isinstance(mode, Post):
+            # Its release failed after its create: sent without it, this application would be
+            # lost for good. Releasing it is tried again (above) each time this row comes back.
+            waited = now - rec.created_at
+            return Wait(
+                f"waiting for {found.subject} (which this applies to) to be released in the ERP",
+                min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60)),
+                redispatch=True,
+            )
         elif found.state in POSTED_STATES:
             left_out.append({"target": found.zuora_number or target_id, "reason": "not released in the ERP"})
         else:

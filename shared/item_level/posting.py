@@ -54,11 +54,12 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlmodel import Session
 
 from shared.erp import fence
-from shared.erp.base import ArDocument, Customer, ErpRef
+from shared.erp.base import ArDocument, Customer, ErpRef, RefKind
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
@@ -82,6 +83,7 @@ from shared.ledger.states import (
     hold_in_doubt,
     mark_transferred,
     park,
+    record_release,
     reschedule,
     resume_in_doubt,
     retry,
@@ -221,6 +223,46 @@ def _call_erp(ctx: ItemContext, document: ItemDocument) -> ErpRef:
     return ref
 
 
+RELEASABLE: frozenset[str] = frozenset(
+    {ObjectType.INVOICE.value, ObjectType.DEBIT_MEMO.value, ObjectType.CREDIT_MEMO.value,
+     ObjectType.PAYMENT.value, ObjectType.REFUND.value}
+)  # fmt: skip
+
+
+def needs_release(ctx: ItemContext, rec: SyncRecord) -> bool:
+    """Whether ``rec`` is posted (or marked) but its document is not released, though releasing
+    is configured: its release failed after the create, and it is to be released again."""
+    return (
+        ctx.options.release
+        and rec.object_type in RELEASABLE
+        and rec.state in (POSTED, MARKED)
+        and bool(rec.erp_ref)
+        and not rec.erp_released
+    )
+
+
+def release_posted(ctx: ItemContext, rec: SyncRecord) -> SyncRecord:
+    """Release the document of a posted row whose release failed after its create (Acumatica
+    applies payments and credits only to released documents, so what applies to it waits for
+    this). The release re-reads the document's status on an error, so releasing again is safe.
+    Returns the row as it is now; an ERP that refuses again leaves it unreleased, for later."""
+    assert rec.id is not None and rec.erp_ref
+    record_id = rec.id
+    kind = cast(RefKind, rec.object_type)
+    try:
+        with audit_subject(rec.subject):
+            ctx.erp.release(ErpRef(kind=kind, key=rec.erp_ref, released=False))
+    except ApiError as exc:
+        log.warning("%s is still not released in the ERP: %s", rec.erp_ref, exc)
+        return rec
+    log.info("released %s in the ERP", rec.erp_ref)
+    for _ in range(2):  # a row marked meanwhile by another worker is read again, once
+        done = _apply(ctx, lambda s: record_release(s, record_id, now=ctx.now()))
+        if done is not None:
+            return done
+    return ctx.ledger.get_record_by_id(record_id) or rec
+
+
 # -- one row --------------------------------------------------------------------------------------
 
 
@@ -295,6 +337,8 @@ def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcom
         return PostOutcome(record_id, SKIPPED, None, f"{rec.object_type} is not an item-level record")
     with log_context(connection=ctx.connection, stream=stream.name, record_id=rec.subject):
         now = ctx.now()
+        if rec.state in (MARKED, POSTED) and needs_release(ctx, rec):
+            rec = release_posted(ctx, rec)
         if rec.state == MARKED:
             return PostOutcome(record_id, MARKED_OUTCOME, stream.name)
         if rec.state == POSTED:

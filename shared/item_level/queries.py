@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from shared.ledger.models import AuditEvent, AuditKind, CalloutNotification, SyncRecord
 from shared.ledger.repo import Ledger
-from shared.ledger.states import POSTED, POSTING
+from shared.ledger.states import MARKED, POSTED, POSTING
 
 # How a hold for a lost ERP answer starts its reason (posting.py writes it, settle_times reads it).
 LOST_ANSWER = "the ERP's answer was lost"
@@ -81,6 +81,28 @@ def due_rows(
                 col(SyncRecord.object_type).in_(sorted(set(object_types))),
             )
             .order_by(col(SyncRecord.next_attempt_at), col(SyncRecord.id))
+            .limit(limit)
+        )
+        return [RowKey(*row) for row in rows]
+
+
+def unreleased_rows(
+    ledger: Ledger, connection: str, object_types: Iterable[str], *, updated_before: datetime, limit: int
+) -> list[RowKey]:
+    """Posted or marked rows of these object types whose ERP document is not released (its
+    release failed after the create), unchanged since ``updated_before``, longest first."""
+    with ledger.reading() as session:
+        rows = session.execute(
+            sa.select(*_KEY_COLUMNS)
+            .where(
+                col(SyncRecord.connection) == connection,
+                col(SyncRecord.state).in_([POSTED, MARKED]),
+                col(SyncRecord.erp_released).is_(False),
+                col(SyncRecord.erp_ref).is_not(None),
+                col(SyncRecord.updated_at) < updated_before,
+                col(SyncRecord.object_type).in_(sorted(set(object_types))),
+            )
+            .order_by(col(SyncRecord.updated_at), col(SyncRecord.id))
             .limit(limit)
         )
         return [RowKey(*row) for row in rows]

@@ -3,7 +3,8 @@
 :func:`sweep` (beat, every ``LEDGERBRIDGE_SWEEP_INTERVAL_SECONDS``) re-drives the ledger rows whose
 task should have run by now: ``pending`` rows past the grace, ``posting`` rows past the posting
 timeout (in doubt: :func:`~shared.item_level.posting.post_one` looks them up in the ERP before
-anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked, and
+anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked,
+posted rows whose release failed after their create (where releasing is configured), and
 callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
 grace in the same transaction, so the next sweep does not send them again while they wait in the
 queue; and while a backlog waits in the broker (``BACKLOG_TASKS``), pending rows are not
@@ -28,9 +29,17 @@ from typing import Any
 from sqlmodel import Session
 
 from shared.item_level.context import ItemContext
+from shared.item_level.posting import RELEASABLE
 from shared.item_level.pull import ingest_rows
 from shared.item_level.push import MAX_CALLOUTS_PER_TASK
-from shared.item_level.queries import RowKey, due_rows, earliest_updated, known_zuora_ids, open_callouts
+from shared.item_level.queries import (
+    RowKey,
+    due_rows,
+    earliest_updated,
+    known_zuora_ids,
+    open_callouts,
+    unreleased_rows,
+)
 from shared.item_level.streams import STREAMS, Stream, for_object_type
 from shared.ledger.errors import IllegalTransition, TransitionConflict
 from shared.ledger.models import CalloutState
@@ -45,6 +54,8 @@ POST_CHUNK = 50
 # Tasks waiting in the broker from which on pending rows are taken to be queued, not lost (a few
 # beat tasks always come and go; a backlog of posting batches is thousands).
 BACKLOG_TASKS = 100
+# Released again per sweep at most: each is one ERP call from the posting task it is sent to.
+UNRELEASED_PER_SWEEP = 50
 
 
 @dataclass
@@ -54,6 +65,7 @@ class SweepSummary:
     failed: int = 0
     to_mark: list[str] = field(default_factory=list)
     callouts: int = 0
+    unreleased: int = 0
     more: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,6 +75,7 @@ class SweepSummary:
             "failed": self.failed,
             "to_mark": self.to_mark,
             "callouts": self.callouts,
+            "unreleased": self.unreleased,
             "more": self.more,
         }
 
@@ -119,6 +132,14 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         to_post += _each(ctx, failed, lambda s, i: retry(s, i, now=now))
         to_post += [r.id for r in in_doubt]
         summary.pending, summary.failed, summary.in_doubt = len(pending), len(failed), len(in_doubt)
+        if ctx.options.release:
+            # Posted, but the release after the create failed: posting the row again releases it.
+            unreleased = unreleased_rows(
+                ctx.ledger, ctx.connection, RELEASABLE, updated_before=now - ctx.options.sweep_grace,
+                limit=UNRELEASED_PER_SWEEP,
+            )  # fmt: skip
+            to_post += [r.id for r in unreleased]
+            summary.unreleased = len(unreleased)
         for start in range(0, len(to_post), POST_CHUNK):
             ctx.dispatch.post(ctx.connection, to_post[start : start + POST_CHUNK])
         streams = sorted(

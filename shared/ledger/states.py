@@ -544,3 +544,17 @@ def reschedule(
     return _move(
         session, rec, rec.state, rec.state, now, values=values, kind=AuditKind.NOTE.value, message=message
     )
+
+
+def record_release(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
+    """A posted or marked row's ERP document was released after its posting (its release had
+    failed then): ``erp_released`` becomes true, the state stays. Noted in the audit trail."""
+    rec = _load(session, record)
+    if rec.state not in (POSTED, MARKED) or not rec.erp_ref:
+        raise IllegalTransition(f"cannot record a release of {rec.subject} in state {rec.state}")
+    now = now or utcnow()
+    message = f"{rec.state}: {rec.erp_ref} released in the ERP"
+    return _move(
+        session, rec, rec.state, rec.state, now, values={"erp_released": True}, kind=AuditKind.NOTE.value,
+        message=message,
+    )  # fmt: skip

@@ -32,6 +32,7 @@ from shared.erp.base import (
 )
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.erp.file_export import FileExportErp
+from shared.errors import Transient
 from shared.item_level.context import ItemContext, Options
 from shared.ledger.db import dumps_json, loads_json
 from shared.ledger.migrate import upgrade
@@ -130,6 +131,7 @@ class FakeErp:
     calls: list[tuple[str, str]] = field(default_factory=list)
     script: list[Any] = field(default_factory=list)
     applications: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    release_failures: int = 0  # the next releases that fail (the document stays unreleased)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _number: int = 0
 
@@ -177,6 +179,9 @@ class FakeErp:
     def release(self, ref: ErpRef) -> ErpRef:
         with self._lock:
             self.calls.append(("release", ref.key))
+            if self.release_failures > 0:
+                self.release_failures -= 1
+                raise Transient("the release failed (HTTP 503)", api="fake", status=503)
         return ErpRef(ref.kind, ref.key, True)
 
     def find_document(self, kind: RefKind, natural_key: str, customer_id: str | None = None) -> ErpRef | None:

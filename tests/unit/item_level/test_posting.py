@@ -452,3 +452,51 @@ def test_a_ledger_error_in_a_batch_is_raised_after_every_row_of_its_level_finish
     with pytest.raises(LedgerError):
         post_records(h.ctx, [r.id for r in rows])
     assert sorted(finished) == sorted(r.id for r in rows[1:])
+
+
+def _paid_invoice(h: ItemHarness) -> tuple[dict, dict]:
+    """A payment of the sandbox applied to one invoice, and that invoice (Zuora rows)."""
+    application = next(a for a in h.rows("payment-applications") if a.get("InvoiceId"))
+    payment = next(p for p in h.rows("payments") if p["Id"] == application["PaymentId"])
+    invoice = next(i for i in h.rows("invoices") if i["Id"] == application["InvoiceId"])
+    return payment, invoice
+
+
+def test_a_failed_release_is_tried_again_before_a_payment_applies_to_the_document(tmp_path, fake_redis):
+    # Acumatica applies a payment only to a released invoice: posted without it, the application
+    # would be lost for good and the invoice would stay open in AR.
+    h = ItemHarness(tmp_path, fake_redis, options=Options(release=True, erp_concurrency=1))
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    payment, invoice = _paid_invoice(h)
+    h.erp.release_failures = 1
+    post_one(h.ctx, h.record("invoice", invoice["Id"]).id)
+    assert h.record("invoice", invoice["Id"]).erp_released is False  # created, its release failed
+
+    post_one(h.ctx, h.record("payment", payment["Id"]).id)
+
+    invoice_row = h.record("invoice", invoice["Id"])
+    assert (invoice_row.state, invoice_row.erp_released) == ("posted", True)
+    assert h.erp.calls.count(("release", invoice_row.erp_ref)) == 2
+    applied = h.erp.applications[payment["PaymentNumber"]]
+    assert [(a.natural_key, a.kind) for a in applied if a.natural_key == invoice["InvoiceNumber"]] == [
+        (invoice["InvoiceNumber"], "invoice")
+    ]
+    assert h.record("payment", payment["Id"]).state == "posted"
+
+
+def test_a_payment_waits_while_the_document_it_applies_to_cannot_be_released(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(release=True, erp_concurrency=1))
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    payment, invoice = _paid_invoice(h)
+    h.erp.release_failures = 2
+    post_one(h.ctx, h.record("invoice", invoice["Id"]).id)
+
+    outcome = post_one(h.ctx, h.record("payment", payment["Id"]).id)
+
+    row = h.record("payment", payment["Id"])
+    assert (row.state, row.erp_ref) == ("pending", None)
+    assert "to be released in the ERP" in (row.last_error or "")
+    assert outcome.outcome == "waiting"
+    assert ("create_payment", payment["PaymentNumber"]) not in h.erp.calls

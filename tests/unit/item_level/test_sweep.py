@@ -236,3 +236,29 @@ def test_mark_audit_never_reaches_behind_the_sync_horizon(harness):
 
     assert audit_marks(harness.ctx, INVOICES, window=timedelta(days=3650)) == 0
     assert all(harness.ledger.get_record(harness.connection, "invoice", r["Id"]) is None for r in old_posted)
+
+
+def test_a_posted_document_whose_release_failed_is_sent_to_be_released_again(tmp_path, fake_redis):
+    h = ItemHarness(
+        tmp_path,
+        fake_redis,
+        options=Options(
+            release=True, sweep_grace=GRACE, posting_timeout=timedelta(seconds=60), erp_concurrency=1
+        ),
+    )
+    pull_stream(h.ctx, INVOICES)
+    first = next(i for i in sorted(_sent(h)) if h.ledger.get_record_by_id(i).object_type == "invoice")
+    h.erp.release_failures = 1
+    post_one(h.ctx, first)
+    assert h.ledger.get_record_by_id(first).erp_released is False
+
+    assert sweep(h.ctx).unreleased == 0  # not before the grace
+    h.advance(GRACE.total_seconds() + 1)
+    summary = sweep(h.ctx)
+    assert (summary.unreleased, first in _sent(h)) == (1, True)
+
+    post_one(h.ctx, first)  # what the posting task the sweep sent does
+    row = h.ledger.get_record_by_id(first)
+    assert (row.state, row.erp_released) == ("posted", True)
+    h.advance(GRACE.total_seconds() + 1)
+    assert sweep(h.ctx).unreleased == 0
