@@ -5,8 +5,8 @@ objects; the answer has one result per object, in order, and partial success is 
 row is checked on its own: a success moves the ledger row ``posted -> marked``, a failure keeps
 it ``posted`` with the error and a later ``next_attempt_at`` (retried by the next mark run or the
 sweep, and visible in ``ledgerbridge status``). Credit and debit memos are not Actions objects:
-they take the bulk ``PUT /v1/credit-memos`` / ``PUT /v1/debit-memos`` (at most 50 memos, one
-result each), or, where a tenant refuses the bulk call, one ``PUT /v1/credit-memos/{id}`` each.
+they take the bulk ``PUT /v1/credit-memos/bulk`` / ``PUT /v1/debit-memos/bulk`` (at most 50
+memos, one result each), or, where a tenant refuses the bulk call, one ``PUT /v1/credit-memos/{id}`` each.
 
 Marking bumps the record's ``updatedDate`` in Zuora, so the next pull reads it again; the ledger
 knows it (same id, state ``marked``) and posts nothing. Setting ``Yes`` twice is harmless, so a
