@@ -23,6 +23,7 @@ import pytest
 import redis
 from celery import Celery
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from sandbox import acumatica as acumatica_sandbox
 from sandbox.server import ThreadedServer
@@ -40,22 +41,38 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 
 class Webhook:
-    """A loopback endpoint that records every JSON notice POSTed to it."""
+    """A loopback endpoint that records every JSON notice POSTed to it: ``posts`` all of them,
+    ``received`` those it took (answered 200). While ``down`` it answers 500 to each."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.posts: list[dict[str, Any]] = []
+        self.down = False
         app = FastAPI()
 
         @app.post("/hook")
-        async def hook(request: Request) -> dict[str, bool]:
-            self.received.append(json.loads(await request.body()))
-            return {"ok": True}
+        async def hook(request: Request) -> JSONResponse:
+            body = json.loads(await request.body())
+            self.posts.append(body)
+            if self.down:
+                return JSONResponse({"ok": False}, status_code=500)
+            self.received.append(body)
+            return JSONResponse({"ok": True})
 
         self.server = ThreadedServer(app).start()
         self.url = f"{self.server.url}/hook"
 
     def texts(self) -> list[str]:
         return [n["text"] for n in self.received]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The notices taken, once there are ``count`` (notices are delivered after the commit of
+        the status they report, by a task of their own)."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, f"{len(self.received)} notices delivered, not {count}"
+        return self.received
 
 
 class Worker:

@@ -89,7 +89,7 @@ def test_close_command_over_http_with_acumatica_and_a_real_worker(make_env, requ
     assert_acumatica_holds_each_entry_once(env, run)
     period = next(p for p in env.zuora_state("accounting-periods") if p["name"] == "December 2024")
     assert period["status"] == "Closed"
-    assert [n["event"] for n in env.webhook.received] == ["close.completed"]
+    assert [n["event"] for n in env.webhook.wait_for(1)] == ["close.completed"]
     assert env.webhook.texts()[0].startswith(
         f'ledgerbridge close of "December 2024" on {env.connection} is done (close run {run.id}): '
         f"{len(journal_numbers(run))} journal entries of journal run {run.journal_run_number} posted to Acumatica"
@@ -223,6 +223,7 @@ def test_close_command_exits_1_with_the_trial_balance_error_and_posts_nothing(ma
     )
     assert run.error == expected
     assert " ".join(result.stderr.split()) == f"needs attention: {expected}"
+    env.webhook.wait_for(1)
     assert env.webhook.texts() == [
         f'ledgerbridge close of "December 2024" on {env.connection} needs attention (close run {run.id}): '
         f"{expected}"
@@ -288,7 +289,7 @@ def test_close_wait_after_the_trial_balance_is_fixed_follows_the_new_attempt_to_
     assert "needs attention" not in second.stdout + second.stderr
     assert message not in second.stdout + second.stderr
     assert_acumatica_holds_each_entry_once(env, run)
-    assert [n["event"] for n in env.webhook.received] == ["close.trial_balance_error", "close.completed"]
+    assert [n["event"] for n in env.webhook.wait_for(2)] == ["close.trial_balance_error", "close.completed"]
     assert [e.message for e in env.audit(f"close:{run.id}") if e.kind == "note"] == [
         "attempt 1: started at lookup",
         f"attempt 1: stopped at trial_balance: {stopped.error}",
