@@ -31,6 +31,9 @@ from shared.zuora.client import ZuoraClient
 # record backlog ran at 78 records/s with 8 per process and 71 with 32 (the interpreter lock and
 # the ledger's write turns, not the ERP, set the pace there).
 MAX_POST_THREADS = 8
+# The shortest wait for a document a payment or credit applies to that the ledger has not seen yet:
+# short pull intervals would otherwise give up on it while a killed pull is being redone.
+APPLY_WAIT_FLOOR_SECONDS = 600
 
 
 class Dispatcher(Protocol):
@@ -94,8 +97,13 @@ class Options:
             erp_concurrency=max(1, min(erp_concurrency, MAX_POST_THREADS)),
             long_wait=timedelta(seconds=max(settings.sweep_grace_seconds, 60)),
             mark_retry=timedelta(seconds=max(settings.sweep_grace_seconds, 30)),
+            # A whole pull of the target's stream after the row came in ends the wait sooner
+            # (planner._pulled_since); this bounds it when pulls keep failing (killed workers).
             apply_wait=timedelta(
-                seconds=2 * max([settings.pull_interval_seconds, *settings.stream_intervals.values()])
+                seconds=max(
+                    APPLY_WAIT_FLOOR_SECONDS,
+                    2 * max([settings.pull_interval_seconds, *settings.stream_intervals.values()]),
+                )
             ),
             max_pages=settings.pull_max_pages,
         )
