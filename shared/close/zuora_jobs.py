@@ -72,7 +72,7 @@ def step_lookup(ctx: CloseContext, run: CloseRun) -> StepResult:
 
 
 def _trial_balance_error(run: CloseRun, message: str | None, *, after_close: bool) -> StopClose:
-    text = message or "(Zuora gave no message)"
+    text = (message or "").strip().rstrip(".") or "(Zuora gave no message)"  # one full stop after it
     if after_close:
         advice = (
             "The period is Closed; reopen it in Zuora, fix the cause (for example import the missing "

@@ -217,7 +217,7 @@ def test_close_command_exits_1_with_the_trial_balance_error_and_posts_nothing(ma
     assert result.returncode == 1, result.stdout + result.stderr
     run = env.ledger.latest_close_runs(env.connection)[0]
     expected = (
-        f'the trial balance of accounting period "December 2024" failed in Zuora before closing it: {message}. '
+        f'the trial balance of accounting period "December 2024" failed in Zuora before closing it: {message.rstrip(".")}. '
         "The period was not closed and nothing was posted or marked. Fix the cause in Zuora (for example "
         'import the missing exchange rate), then run `ledgerbridge close "December 2024"` again.'
     )

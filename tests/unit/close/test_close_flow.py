@@ -213,7 +213,7 @@ def test_trial_balance_error_stops_before_closing_and_posts_nothing(harness):
     assert run.status == "needs_attention"
     assert run.step == "trial_balance"
     assert run.error == (
-        f'the trial balance of accounting period "December 2024" failed in Zuora before closing it: {message}. '
+        f'the trial balance of accounting period "December 2024" failed in Zuora before closing it: {message.rstrip(".")}. '
         "The period was not closed and nothing was posted or marked. Fix the cause in Zuora (for example "
         'import the missing exchange rate), then run `ledgerbridge close "December 2024"` again.'
     )
