@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task, signals
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
 
 from shared.logs import configure_logging
 from shared.memory import release_free_heap
@@ -19,6 +21,16 @@ from shared.settings import get_settings
 
 # Longest retry countdown any task asks for, and the hard limit of one task run (seconds).
 MAX_COUNTDOWN = 600
+
+# The ledger or Redis unreachable: nothing was recorded, so the task itself is retried with backoff
+# (the close's steps and the notice deliveries are idempotent; a committed claim ends with its lease).
+INFRA_RETRY: dict[str, Any] = {
+    "autoretry_for": (OperationalError, RedisError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": None,
+}
 TASK_TIME_LIMIT = 900
 VISIBILITY_TIMEOUT = 3600
 # Redis keeps one list per priority step and serves step 0 first. Every task is sent at 0 except

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 
 from kombu.exceptions import ChannelError
 
@@ -17,6 +18,7 @@ from shared import ports
 from shared.coordination.run_lock import RunLock
 from shared.errors import RateLimited
 from shared.item_level.context import ItemContext, Options, mapping_from_settings
+from shared.notify import Notifier, notifier_from_settings
 from worker.app import BULK_PRIORITY, MAX_COUNTDOWN, app
 
 log = logging.getLogger("ledgerbridge.dispatch")
@@ -134,3 +136,10 @@ def retry_countdown(exc: Exception, retries: int) -> float:
     if isinstance(exc, RateLimited):
         return float(min(MAX_COUNTDOWN, max(1.0, exc.retry_after)))
     return float(min(MAX_COUNTDOWN, 5 * 2**retries))
+
+
+@lru_cache(maxsize=1)
+def notifier() -> Notifier:
+    """One notifier per process (its webhook client is kept open): the close's and the notice
+    deliveries'."""
+    return notifier_from_settings(ports.settings())

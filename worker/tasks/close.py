@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from celery import Task
-from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
 
 from shared import ports
 from shared.close.attempts import attempt_to_follow, reopens
@@ -35,27 +32,12 @@ from shared.close.results import FINISHED, Done, Stale, Stop, Wait
 from shared.connections import Connection
 from shared.coordination.close_lock import CloseLock
 from shared.ledger.models import CloseRun, CloseStatus
-from shared.notify import Notifier, notifier_from_settings
-from worker.app import MAX_COUNTDOWN, app
-from worker.wiring import deliver_notices_now
+from worker.app import INFRA_RETRY, MAX_COUNTDOWN, app
+from worker.wiring import deliver_notices_now, notifier
 
 ERP_NAMES = {"acumatica": "Acumatica", "file": "the GL file export"}
 
-# The ledger or Redis unreachable: nothing was recorded, so the task itself is retried with backoff
-# (every step is idempotent). API failures never get here: the steps turn them into Wait or Stop.
-INFRA_RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, RedisError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": None,
-}
-
-
-@lru_cache(maxsize=1)
-def _notifier() -> Notifier:
-    """One notifier per process (its webhook client is kept open)."""
-    return notifier_from_settings(ports.settings())
+# API failures never reach INFRA_RETRY: the steps turn them into Wait or Stop.
 
 
 def context(connection: str | None) -> CloseContext:
@@ -70,7 +52,7 @@ def context(connection: str | None) -> CloseContext:
         erp=ports.erp(conn),
         ledger=ports.ledger(),
         settings=ports.settings(),
-        notifier=_notifier(),
+        notifier=notifier(),
         deliver_notices=deliver_notices_now,
         erp_name=ERP_NAMES.get(conn.erp_kind, conn.erp_kind),
         concurrency=post_width,

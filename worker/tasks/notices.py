@@ -10,32 +10,14 @@ find it too). Any number of these may run at once: each notice is claimed by one
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from celery import Task
-from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
 
 from shared import ports
-from shared.notify import Notifier, notifier_from_settings
 from shared.outbox import RetryPolicy, deliver_due
-from worker.app import MAX_COUNTDOWN, app
-
-# The ledger unreachable: nothing was recorded (a claim that was committed ends with its lease).
-INFRA_RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, RedisError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": None,
-}
-
-
-@lru_cache(maxsize=1)
-def _notifier() -> Notifier:
-    """One notifier per process (its webhook client is kept open)."""
-    return notifier_from_settings(ports.settings())
+from worker.app import INFRA_RETRY, MAX_COUNTDOWN, app
+from worker.wiring import notifier
 
 
 @app.task(bind=True, name="ledgerbridge.notices.deliver", **INFRA_RETRY)
@@ -43,7 +25,7 @@ def deliver(self: Task, *, limit: int = 50) -> dict[str, Any]:
     """Deliver the due notices, up to ``limit``; go on at once while more are due, and retry
     when a delivery failed, at the time its next attempt is due."""
     report = deliver_due(
-        ports.ledger(), _notifier(), policy=RetryPolicy.from_settings(ports.settings()), limit=limit
+        ports.ledger(), notifier(), policy=RetryPolicy.from_settings(ports.settings()), limit=limit
     )
     if report.more:
         raise self.retry(countdown=0, max_retries=None)
