@@ -254,7 +254,10 @@ def release_posted(ctx: ItemContext, rec: SyncRecord) -> SyncRecord:
             ctx.erp.release(ErpRef(kind=kind, key=rec.erp_ref, released=False))
     except ApiError as exc:
         log.warning("%s is still not released in the ERP: %s", rec.erp_ref, exc)
-        return rec
+        # Noted, so the sweep sends it again only after its grace, not on each pass.
+        error = str(exc)
+        noted = _apply(ctx, lambda s: record_release(s, record_id, error=error, now=ctx.now()))
+        return noted or rec
     log.info("released %s in the ERP", rec.erp_ref)
     for _ in range(2):  # a row marked meanwhile by another worker is read again, once
         done = _apply(ctx, lambda s: record_release(s, record_id, now=ctx.now()))

@@ -546,15 +546,22 @@ def reschedule(
     )
 
 
-def record_release(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
-    """A posted or marked row's ERP document was released after its posting (its release had
-    failed then): ``erp_released`` becomes true, the state stays. Noted in the audit trail."""
+def record_release(
+    session: Session, record: RecordRef, *, error: str | None = None, now: datetime | None = None
+) -> SyncRecord:
+    """A posted or marked row's ERP document, whose release had failed after its create, was
+    released (``erp_released`` becomes true) or, with ``error``, failed to release again; the
+    state stays. Either is noted in the audit trail, and ``updated_at`` says when it was tried."""
     rec = _load(session, record)
     if rec.state not in (POSTED, MARKED) or not rec.erp_ref:
         raise IllegalTransition(f"cannot record a release of {rec.subject} in state {rec.state}")
     now = now or utcnow()
-    message = f"{rec.state}: {rec.erp_ref} released in the ERP"
+    if error is None:
+        values: dict[str, Any] = {"erp_released": True}
+        message = f"{rec.state}: {rec.erp_ref} released in the ERP"
+    else:
+        values = {}
+        message = f"{rec.state}: {rec.erp_ref} still not released in the ERP: {_clip(error)}"
     return _move(
-        session, rec, rec.state, rec.state, now, values={"erp_released": True}, kind=AuditKind.NOTE.value,
-        message=message,
-    )  # fmt: skip
+        session, rec, rec.state, rec.state, now, values=values, kind=AuditKind.NOTE.value, message=message
+    )

@@ -257,6 +257,17 @@ def test_a_posted_document_whose_release_failed_is_sent_to_be_released_again(tmp
     summary = sweep(h.ctx)
     assert (summary.unreleased, first in _sent(h)) == (1, True)
 
+    h.erp.release_failures = 1
+    post_one(h.ctx, first)  # the release fails again: noted, and not sent again before the grace
+    assert h.ledger.get_record_by_id(first).erp_released is False
+    assert (
+        "still not released in the ERP"
+        in h.ledger.timeline(h.ledger.get_record_by_id(first).subject)[-1].message
+    )
+    assert sweep(h.ctx).unreleased == 0
+    h.advance(GRACE.total_seconds() + 1)
+    assert sweep(h.ctx).unreleased == 1
+
     post_one(h.ctx, first)  # what the posting task the sweep sent does
     row = h.ledger.get_record_by_id(first)
     assert (row.state, row.erp_released) == ("posted", True)
