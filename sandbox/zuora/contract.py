@@ -601,6 +601,12 @@ class ZuoraChecker:
 
     api = API
 
+    def __init__(self) -> None:
+        # Reading the SDK's operations parses its API modules: seconds (over 30 on a busy
+        # machine). Done here, where the app is built, not in the event loop at the first request,
+        # which would hold every exchange of the sandbox meanwhile and time its clients out.
+        _by_method()
+
     def check_request(self, request: HttpRequest) -> Checked:
         op = find_operation(request.method, request.path)
         if op is None:
