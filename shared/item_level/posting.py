@@ -368,8 +368,17 @@ def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcom
 def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int) -> PostOutcome:
     assert rec.id is not None
     record_id = rec.id
+
     # Dependencies are posted inline, but only so deep (refund -> payment -> invoice -> account).
-    post_first = (lambda i: post_one(ctx, i, _depth=depth + 1)) if depth < MAX_DEPTH else None
+    def post_dependency(dependency_id: int) -> PostOutcome:
+        outcome = post_one(ctx, dependency_id, _depth=depth + 1)
+        if outcome.outcome == POSTED_OUTCOME and outcome.stream:
+            # Posted here, not by its own batch (which found it busy, or has not run yet): that
+            # batch would not ask for its marking, so ask now.
+            ctx.dispatch.mark(ctx.connection, outcome.stream)
+        return outcome
+
+    post_first = post_dependency if depth < MAX_DEPTH else None
     plan = planner.plan(ctx, stream, rec, rec.payload, planner.Post(post_first))
     if isinstance(plan, Wait):
         return _wait(ctx, rec, stream, plan)

@@ -315,6 +315,18 @@ def test_payment_posts_its_pending_invoice_first(harness):
     assert harness.record("invoice", application["InvoiceId"]).state == "posted"
 
 
+def test_a_document_posted_first_as_a_dependency_is_sent_to_be_marked(harness):
+    # Its own batch found it busy (or has not run): only the row that posted it can ask for marking.
+    pull_stream(harness.ctx, INVOICES)
+    pull_stream(harness.ctx, PAYMENTS)
+    payments = [harness.record("payment", p["Id"]).id for p in harness.rows("payments")]
+    harness.dispatch.marked.clear()
+
+    post_records(harness.ctx, payments)
+
+    assert {"invoices", "payments"} <= set(harness.dispatch.marked)
+
+
 def test_payment_waits_briefly_for_an_invoice_the_ledger_has_not_seen(harness):
     pull_stream(harness.ctx, PAYMENTS)  # the invoices stream has not run yet
     applied = {a["PaymentId"] for a in harness.rows("payment-applications")}
