@@ -298,6 +298,13 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
         if found is None and rec.recreate_after is not None and ctx.now() < rec.recreate_after:
             return _hold(ctx, rec, stream, "not in the ERP yet; the lost request may still be running")
     ref = found
+    if ref is not None and ctx.options.release and not ref.released and rec.object_type in RELEASABLE:
+        # Found unreleased: the lost answer was the create's, and its release never ran.
+        try:
+            with audit_subject(rec.subject):
+                ref = ctx.erp.release(ref)
+        except ApiError as exc:
+            log.warning("%s is in the ERP as %s but could not be released: %s", rec.subject, ref.key, exc)
 
     def settle(session: Session) -> SyncRecord:
         # The row as read before the lookup: its version check refuses the change if another

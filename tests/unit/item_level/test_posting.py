@@ -115,6 +115,24 @@ def test_lost_answer_is_looked_up_seconds_later_not_after_the_posting_timeout(ha
     assert settled.recreate_after is None
 
 
+def test_a_lost_create_found_unreleased_is_released_where_releasing_is_configured(harness):
+    # The answer lost was the create's: the release that follows it never ran.
+    row = _invoice_rows(harness)[0]
+    harness.ctx.options = Options(release=True, posting_timeout=timedelta(minutes=15))
+    harness.erp.script.append("commit-then-unknown")
+    assert post_one(harness.ctx, row.id).outcome == "in_doubt"
+    harness.advance(2)
+
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+
+    settled = harness.record("invoice", row.zuora_id)
+    assert (settled.erp_ref, settled.erp_released) == (
+        harness.erp.documents[("invoice", row.zuora_number)][0].key,
+        True,
+    )
+    assert ("release", settled.erp_ref) in harness.erp.calls
+
+
 def test_lost_answer_not_found_is_created_again_only_after_the_quiet_period(harness):
     row = _invoice_rows(harness)[0]
     post_one(harness.ctx, harness.record("account", row.account_id).id)
