@@ -303,10 +303,9 @@ def _applications(
         elif found.state in POSTED_STATES and ctx.options.release and isinstance(mode, Post):
             # Its release failed after its create: sent without it, this application would be
             # lost for good. Releasing it is tried again (above) each time this row comes back.
-            waited = now - rec.created_at
             return Wait(
                 f"waiting for {found.subject} (which this applies to) to be released in the ERP",
-                min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60)),
+                _growing_wait(ctx, now - rec.created_at),
                 redispatch=True,
             )
         elif found.state in POSTED_STATES:
@@ -333,10 +332,17 @@ def _wait_for_unknown(
     waited = now - rec.created_at
     if waited >= ctx.options.apply_wait or _pulled_since(ctx, object_type, rec):
         return None
-    delay = min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60))
     return Wait(
-        f"waiting for {object_type} {target_id} (which this applies to) to be synced", delay, redispatch=True
+        f"waiting for {object_type} {target_id} (which this applies to) to be synced",
+        _growing_wait(ctx, waited),
+        redispatch=True,
     )
+
+
+def _growing_wait(ctx: ItemContext, waited: timedelta) -> timedelta:
+    """How long a row that has waited ``waited`` for what it applies to waits next: half that,
+    between the short wait and a minute (short intervals at first)."""
+    return min(max(waited / 2, ctx.options.short_wait), timedelta(seconds=60))
 
 
 def _pulled_since(ctx: ItemContext, object_type: str, rec: SyncRecord) -> bool:

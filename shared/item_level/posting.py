@@ -214,13 +214,20 @@ def _call_erp(ctx: ItemContext, document: ItemDocument) -> ErpRef:
         ref = ctx.erp.create_document(document)
     else:
         ref = ctx.erp.create_payment(document)
-    if ctx.options.release and not ref.released:
-        try:
-            ref = ctx.erp.release(ref)
-        except ApiError as exc:
-            # The document exists; an unreleased one is still a posting. Finance releases it.
-            log.warning("created %s but could not release it: %s", ref.key, exc)
-    return ref
+    return _release_created(ctx, ref)
+
+
+def _release_created(ctx: ItemContext, ref: ErpRef) -> ErpRef:
+    """A document just created (or found after its create's answer was lost) released, where
+    releasing is configured. If the ERP refuses now, it stays unreleased, still a posting: what
+    applies to it releases it first, and the sweep sends it to be released again."""
+    if not ctx.options.release or ref.released:
+        return ref
+    try:
+        return ctx.erp.release(ref)
+    except ApiError as exc:
+        log.warning("created %s but could not release it: %s", ref.key, exc)
+        return ref
 
 
 RELEASABLE: frozenset[str] = frozenset(
@@ -298,13 +305,10 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
         if found is None and rec.recreate_after is not None and ctx.now() < rec.recreate_after:
             return _hold(ctx, rec, stream, "not in the ERP yet; the lost request may still be running")
     ref = found
-    if ref is not None and ctx.options.release and not ref.released and rec.object_type in RELEASABLE:
-        # Found unreleased: the lost answer was the create's, and its release never ran.
-        try:
-            with audit_subject(rec.subject):
-                ref = ctx.erp.release(ref)
-        except ApiError as exc:
-            log.warning("%s is in the ERP as %s but could not be released: %s", rec.subject, ref.key, exc)
+    if ref is not None:
+        # Found: the lost answer was the create's, and the release after it never ran.
+        with audit_subject(rec.subject):
+            ref = _release_created(ctx, ref)
 
     def settle(session: Session) -> SyncRecord:
         # The row as read before the lookup: its version check refuses the change if another

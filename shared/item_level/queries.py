@@ -249,22 +249,24 @@ def unfinished_count(
     ledger: Ledger, connection: str, object_types: Sequence[str], states: Sequence[str]
 ) -> int:
     """How many rows of these object types are in these states."""
-    with ledger.reading() as session:
-        value = session.exec(
-            select(sa.func.count())
-            .select_from(SyncRecord)
-            .where(
-                SyncRecord.connection == connection,
-                col(SyncRecord.object_type).in_(list(object_types)),
-                col(SyncRecord.state).in_(list(states)),
-            )
-        ).one()
-        return int(value)
+    return _count(ledger, connection, object_types, col(SyncRecord.state).in_(list(states)))
 
 
 def in_doubt_count(ledger: Ledger, connection: str, object_types: Sequence[str]) -> int:
     """How many rows of these object types are posting, in doubt: a worker lost the ERP's answer
     and looks them up (``recreate_after`` set)."""
+    return _count(
+        ledger,
+        connection,
+        object_types,
+        col(SyncRecord.state) == POSTING,
+        col(SyncRecord.recreate_after).is_not(None),
+    )
+
+
+def _count(
+    ledger: Ledger, connection: str, object_types: Sequence[str], *conditions: sa.ColumnElement[bool]
+) -> int:
     with ledger.reading() as session:
         value = session.exec(
             select(sa.func.count())
@@ -272,8 +274,7 @@ def in_doubt_count(ledger: Ledger, connection: str, object_types: Sequence[str])
             .where(
                 SyncRecord.connection == connection,
                 col(SyncRecord.object_type).in_(list(object_types)),
-                SyncRecord.state == POSTING,
-                col(SyncRecord.recreate_after).is_not(None),
+                *conditions,
             )
         ).one()
         return int(value)
