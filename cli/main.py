@@ -27,6 +27,7 @@ from cli import (
     sandbox,
     secrets,
     sync,
+    user,
 )
 from cli.output import err
 from shared.settings import SettingsError
@@ -49,6 +50,7 @@ COMMANDS = (
     explain,
     connection,
     replay,
+    user,
 )
 for commands in COMMANDS:
     commands.register(app)

@@ -152,6 +152,17 @@ class Settings(BaseSettings):
     item_release: bool = False
     audit_retention_days: int = Field(default=400, ge=1)
 
+    # The Finance console (worker/console, under /console of the web process).
+    # Signs its session cookies; without it the console answers 503 saying to set it.
+    console_secret: SecretStr | None = None
+    # A session unused for this long is over (sign in again).
+    console_session_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    # Cookies without the Secure flag: only for plain-http use off localhost (never in production).
+    console_insecure_cookies: bool = False
+    # Behind an authenticating reverse proxy: the header naming the signed-in user (for example
+    # X-Forwarded-User). Honoured only when set, and only for users that exist in the ledger.
+    console_trusted_user_header: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
@@ -203,6 +214,25 @@ class Settings(BaseSettings):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
         return None if value is None else value.rstrip("/")
+
+    @field_validator("console_secret")
+    @classmethod
+    def _check_console_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters (make one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return value
+
+    @field_validator("console_trusted_user_header")
+    @classmethod
+    def _check_trusted_header(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^[A-Za-z0-9-]+$", value.strip()):
+            raise ValueError("must be an HTTP header name such as X-Forwarded-User")
+        return value.strip()
 
     @field_validator("pull_stream_intervals")
     @classmethod

@@ -69,8 +69,11 @@ class AuditTrail:
                 extra={"api": first["api"], "method": first["method"], "url": first["url"]},
             )
 
-    def note(self, subject: str | None, message: str, connection: str | None = None) -> None:
-        """Add a free-text note to ``subject``'s timeline (who replayed it, why a close stopped ...)."""
+    def note(
+        self, subject: str | None, message: str, connection: str | None = None, *, actor: str | None = None
+    ) -> None:
+        """Add a free-text note to ``subject``'s timeline (who replayed it, why a close stopped ...);
+        ``actor`` is the console user who did it."""
         with session_scope(self.engine) as session:
             session.add(
                 AuditEvent(
@@ -79,6 +82,7 @@ class AuditTrail:
                     kind=AuditKind.NOTE.value,
                     subject=subject,
                     message=message,
+                    actor=actor,
                 )
             )
 

@@ -105,6 +105,22 @@ class CloseStatus(StrEnum):
 OPEN_CLOSE_STATUSES = (CloseStatus.RUNNING.value, CloseStatus.NEEDS_ATTENTION.value)
 
 
+class UserRole(StrEnum):
+    """A Finance console user's role, lowest first: each role can do what the ones before it can."""
+
+    VIEWER = "viewer"  # reads everything
+    PREPARER = "preparer"  # + retries parked and failed records
+    APPROVER = "approver"  # + approves or rejects a close awaiting approval
+    ADMIN = "admin"  # + everything
+
+    @property
+    def rank(self) -> int:
+        return list(UserRole).index(self)
+
+    def at_least(self, other: "UserRole") -> bool:
+        return self.rank >= other.rank
+
+
 class AuditKind(StrEnum):
     HTTP = "http"
     TRANSITION = "transition"
@@ -293,6 +309,30 @@ class AuditEvent(LedgerModel, table=True):
     response_headers: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
     response_body: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     message: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    # The console user who did it (sign-in, retry, approval, evidence download); None otherwise.
+    actor: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+
+
+class ConsoleUser(LedgerModel, table=True):
+    """A Finance console user (``ledgerbridge user add``). Only the argon2 hash of the password is
+    stored. ``failed_logins`` counts the wrong passwords since the last sign-in; past a few, sign-in
+    is refused until ``locked_until``."""
+
+    __tablename__ = "console_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=sa.String(64), nullable=False, unique=True)
+    role: str = Field(sa_type=sa.String(16), nullable=False)
+    password_hash: str = Field(sa_type=sa.Text, nullable=False)
+    disabled: bool = Field(default=False, nullable=False)
+    failed_logins: int = Field(default=0, nullable=False)
+    locked_until: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    last_login_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    password_changed_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    # Sessions issued before this (a sign-out, a new password, a disable) are no longer accepted.
+    sessions_after: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
 
 
 class CalloutNotification(LedgerModel, table=True):

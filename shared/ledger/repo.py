@@ -22,7 +22,7 @@ from sqlmodel import Session, col, func, select
 from shared.ledger.audit_trail import AuditTrail
 from shared.ledger.connection_store import ConnectionStore
 from shared.ledger.db import insert_ignoring_conflict, make_engine, session_scope
-from shared.ledger.errors import RecordNotFound
+from shared.ledger.errors import RecordNotFound, TransitionConflict
 from shared.ledger.models import (
     OPEN_CLOSE_STATUSES,
     CalloutNotification,
@@ -36,6 +36,7 @@ from shared.ledger.models import (
 )
 from shared.ledger.notices import NewNotice, NoticeOutbox, add_notice
 from shared.ledger.refresh_tokens import RefreshTokenStore
+from shared.ledger.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ _FINISHED_CLOSE_STATUSES = frozenset(
 )
 
 
-class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox):
+class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox, UserStore):
     """The ledger over one engine. Thread-safe: every method opens its own session. The audit trail
     (:class:`AuditTrail`), the stored connections (:class:`ConnectionStore`), the ERP's refresh
-    tokens (:class:`RefreshTokenStore`) and the notice outbox (:class:`NoticeOutbox`) are parts of
-    it kept in modules of their own."""
+    tokens (:class:`RefreshTokenStore`), the notice outbox (:class:`NoticeOutbox`) and the Finance
+    console's users (:class:`UserStore`) are parts of it kept in modules of their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -196,7 +197,7 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox):
         *,
         step: str = "start",
     ) -> tuple[CloseRun, bool]:
-        """The open run (running or needs_attention) of this period and kind (real or dry run),
+        """The open run (running, awaiting approval or needing attention) of this period and kind (real or dry run),
         or a new one at ``step``; returns ``(run, created)``. An existing run is returned as is -
         its flags are not changed. Concurrent calls get the same run (partial unique index)."""
         for attempt in (1, 2):
@@ -246,18 +247,25 @@ class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox):
         period_id: str | None = None,
         journal_run_number: str | None = None,
         notice: Callable[[CloseRun], NewNotice | None] | None = None,
+        expect_status: str | None = None,
     ) -> CloseRun:
         """Change a close run; ``details_update`` is merged into ``details`` (top-level keys
         replaced). A finishing status (done, failed, dry_run) sets ``finished_at``; an open one
         clears it. ``error=None`` clears the error; leaving it out keeps it. ``notice`` is given
         the changed run and what it returns goes into the notice outbox in the same transaction
-        (:mod:`shared.ledger.notices`): the change and its notice commit together."""
+        (:mod:`shared.ledger.notices`): the change and its notice commit together. With
+        ``expect_status``, the change is made only while the run still has that status (read under
+        the row lock): :class:`TransitionConflict` otherwise."""
         if status is not None and status not in {s.value for s in CloseStatus}:
             raise ValueError(f"unknown close status {status!r}; one of: {', '.join(CloseStatus)}")
         with session_scope(self.engine) as session:
             run = session.get(CloseRun, run_id, with_for_update=True)
             if run is None:
                 raise RecordNotFound(f"no close run with id {run_id}")
+            if expect_status is not None and run.status != expect_status:
+                raise TransitionConflict(
+                    f"close run {run_id} is {run.status} now, not {expect_status}: someone else changed it first"
+                )
             now = utcnow()
             if step is not None:
                 run.step = step
