@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
     """Add ``close`` and ``close-status`` to the ``ledgerbridge`` command."""
     app.command("close")(close)
     app.command("close-status")(close_status)
+    app.command("close-approve")(close_approve)
+    app.command("close-reject")(close_reject)
 
 
 STEP_TITLES = {
@@ -41,12 +43,15 @@ STATE_MARKS = {
     "running": "[yellow]…[/]",
     "stopped": "[bold red]✗[/]",
     "pending": "[dim]·[/]",
+    "awaiting": "[bold yellow]?[/]",
 }
 
 
 def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
     """One line about a step of a close run, from what the step recorded."""
     polls = f" ({st['polls']} polls)" if st.get("polls") else ""
+    if st.get("stopped") and run.status == "awaiting_approval":
+        return "checked; waits for approval (see below)"
     if st.get("stopped"):
         return "stopped (see below)"
     if step == "lookup":
@@ -114,6 +119,8 @@ def _close_table(run: Any, following: int | None = None) -> Table:
             state = "done" if st.get("done_at") else "skipped"
         elif index == current:
             state = "stopped" if run.status in ("needs_attention", "failed") else "running"
+            if run.status == "awaiting_approval":
+                state = "awaiting"
         else:
             state = "pending"
         steps_table.add_row(
@@ -184,6 +191,9 @@ def _show_outcome(run: Any, following: int | None = None) -> int:
             highlight=True,
         )
         return 1 if bad else 0
+    if run.status == "awaiting_approval":
+        _show_approval(run.id)
+        return 1
     if run.status in ("needs_attention", "failed"):
         errors.print(f"[bold red]needs attention{label}:[/] {escape(str(run.error))}")
         differences = dict(run.details.get("reconcile") or {}).get("differences") or []
@@ -238,24 +248,39 @@ def close(  # noqa: PLR0917 - typer turns each parameter into an argument or opt
         float, typer.Option(help="With --wait: give up watching after this many seconds.")
     ] = 0.0,
     connection: ConnectionOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who starts the close (kept on the run; that person may not approve it). "
+            "Default: LEDGERBRIDGE_USER, else the login name.",
+        ),
+    ] = None,
 ) -> None:
     """Close a Zuora accounting period end to end: trial balance, close, journal run, post each
     summary journal entry to the ERP once, mark it transferred, verify and reconcile.
 
     Prints the close run id. A close of a period that is already being closed attaches to it; a
     close of a period whose run needs attention resumes that run as its next attempt, and --wait
-    follows that attempt to its end. Exit codes with --wait (or --dry-run, which always waits):
-    0 done, 1 needs a person."""
+    follows that attempt to its end. On a connection with approval on, the close stops after its
+    check until an approver approves (`ledgerbridge close-approve RUN`). Exit codes with --wait (or
+    --dry-run, which always waits): 0 done, 1 needs a person (or an approval)."""
     from shared import ports
     from worker.tasks.close import start_close
 
     if not period.strip():
         raise fail("the period name must not be empty", 2)
     conn = ports.connection(connection)
-    started = start_close(conn.name, period, allow_closed=allow_closed, dry_run=dry_run)
+    started = start_close(
+        conn.name, period, allow_closed=allow_closed, dry_run=dry_run, started_by=as_user or _login_name()
+    )
     kind = "dry run" if dry_run else "close run"
     attempt = f" as attempt {started.attempt}" if started.attempt > 1 else ""
-    out().print(escape(f"{kind} {started.run.id} {started.action} for {period!r} on {conn.name}{attempt}"))
+    action = started.action.replace("_", " ")
+    out().print(escape(f"{kind} {started.run.id} {action} for {period!r} on {conn.name}{attempt}"))
+    if started.action == "awaiting_approval":
+        _show_approval(started.run.id or 0)
+        raise typer.Exit(1)
     if not (wait or dry_run):
         return
     run = _follow(started.run.id or 0, started.attempt, timeout)
@@ -301,3 +326,117 @@ def close_status(
     if run.status == "running":
         return
     raise typer.Exit(_show_outcome(run))
+
+
+def _login_name() -> str | None:
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("LEDGERBRIDGE_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _show_approval(run_id: int | None) -> None:
+    """What a run awaiting approval will post, with the previous period's figures, and how to
+    decide on it."""
+    from shared import ports
+    from shared.close.approval import approval_view
+
+    view = approval_view(ports.ledger(), run_id or 0)
+    console = out()
+    previous = (
+        f" (previous: {view.previous_period}, close run {view.previous_run_id})"
+        if view.previous_period
+        else ""
+    )
+    totals = table(
+        f"close run {view.run_id} will post{previous}",
+        ("account", "currency", "debit", "credit", "previous net", "change"),
+        right=("debit", "credit", "previous net", "change"),
+    )
+    for line in view.totals:
+        previous_net = (
+            ""
+            if line.previous_debit is None or line.previous_credit is None
+            else str(line.previous_debit - line.previous_credit)
+        )
+        change = "" if line.change is None else f"{line.change:+}"
+        totals.add_row(
+            *(
+                escape(str(c))
+                for c in (line.account, line.currency, line.debit, line.credit, previous_net, change)
+            )
+        )
+    console.print(totals)
+    for decision in view.decisions:
+        console.print(
+            escape(
+                f"{decision.at[:19]} attempt {decision.attempt}: {decision.decision} by {decision.user}: {decision.comment}"
+            )
+        )
+    if view.awaiting:
+        by = f", started by {view.started_by}" if view.started_by else ""
+        err().print(
+            f"[bold yellow]awaiting approval:[/] {len(view.entries)} journal entries{escape(by)}. An approver who "
+            f"did not start it runs `ledgerbridge close-approve {view.run_id} --as NAME --comment TEXT` "
+            f"(or `close-reject`), or decides in the console."
+        )
+
+
+def _decide(run_id: int, user: str, comment: str, *, approve: bool) -> None:
+    from shared import ports
+    from shared.close.approval import ApprovalRefused
+    from shared.ledger.errors import RecordNotFound
+    from shared.ledger.models import UserRole
+    from worker.approvals import decide_and_resume
+
+    ledger = ports.ledger()
+    account = ledger.get_user(user)
+    if account is None or account.disabled:
+        raise fail(
+            f"{user!r} is not an active ledgerbridge user; add approvers with "
+            "`ledgerbridge user add NAME --role approver`",
+            2,
+        )
+    if not UserRole(account.role).at_least(UserRole.APPROVER):
+        raise fail(f"{user} is a {account.role}; deciding on a close needs the approver or admin role", 2)
+    try:
+        run = decide_and_resume(ledger, run_id, user=user, approve=approve, comment=comment)
+    except RecordNotFound:
+        raise fail(f"there is no close run {run_id}", 2) from None
+    except ApprovalRefused as exc:
+        raise fail(str(exc), 1) from None
+    if approve:
+        out().print(escape(f"close run {run_id} approved by {user}; it goes on to post ({run.status})"))
+    else:
+        out().print(escape(f"close run {run_id} rejected by {user}; it needs a person: {run.error}"))
+
+
+RunArg = Annotated[int, typer.Argument(help="The close run id (ledgerbridge close-status lists them).")]
+AsOpt = Annotated[
+    str, typer.Option("--as", help="The approver deciding (a ledgerbridge user, approver or admin).")
+]
+
+
+def close_approve(
+    run_id: RunArg,
+    as_user: AsOpt,
+    comment: Annotated[
+        str, typer.Option("--comment", help="Why it may be posted (kept with the decision).")
+    ] = "",
+) -> None:
+    """Approve what a close awaiting approval will post; the close goes on to post it. The person
+    who started the close cannot approve it. Exit codes: 0 approved, 1 refused, 2 bad usage."""
+    _decide(run_id, as_user, comment, approve=True)
+
+
+def close_reject(
+    run_id: RunArg,
+    as_user: AsOpt,
+    comment: Annotated[str, typer.Option("--comment", help="What to fix (required).")],
+) -> None:
+    """Reject what a close awaiting approval would post; the run then needs a person, and running
+    the close again re-checks and asks for approval again."""
+    _decide(run_id, as_user, comment, approve=False)

@@ -13,6 +13,17 @@ from typing import Any, Literal
 
 from shared.settings import Settings
 
+ApprovalMode = Literal["none", "close", "all"]
+APPROVAL_MODES: tuple[ApprovalMode, ...] = ("none", "close", "all")
+
+
+def approval_mode(value: str) -> ApprovalMode:
+    """``value`` as an approval mode; ValueError naming the modes for anything else."""
+    for mode in APPROVAL_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"approval must be one of {', '.join(APPROVAL_MODES)}, not {value!r}")
+
 
 @dataclass(frozen=True)
 class ZuoraTarget:
@@ -72,6 +83,9 @@ class Connection:
     # The HMAC secrets this connection's callouts are signed with: the current one first, then the
     # previous one while a rotation is under way. Empty: the connection takes no callouts.
     callout_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Maker-checker (:mod:`shared.close.approval`): ``close`` stops each close after its check
+    # until an approver who did not start it approves; ``all`` also holds manual journal entries.
+    approval: ApprovalMode = "none"
 
     @property
     def takes_callouts(self) -> bool:
@@ -126,6 +140,7 @@ def default_connection(settings: Settings) -> Connection:
         acumatica=acumatica,
         file=file_target,
         callout_secrets=environment_callout_secrets(settings),
+        approval=settings.approval,
     )
 
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     acumatica_max_sessions: int = Field(default=2, ge=1)
 
     mapping_file: Path | None = None
+    # The default connection's maker-checker rule (shared.close.approval): none, close (a close
+    # waits after its check until a second person approves what it will post) or all.
+    approval: Literal["none", "close", "all"] = "none"
     journal_transaction_types: str | None = None
     callout_hmac_secret: SecretStr | None = None
     # While the default connection's callout secret is rotated: the one Zuora may still sign with.

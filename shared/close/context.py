@@ -76,6 +76,8 @@ class CloseContext:
     # mark step marks them all).
     mark_while_posting: bool = True
     deliver_notices: Callable[[], None] | None = None
+    # The connection's maker-checker rule (shared.close.approval): none, close or all.
+    approval: str = "none"
     _mapping: GlMapping | None = None
 
     def notices_recorded(self) -> None:

@@ -170,7 +170,7 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
             f"close:{run_id}", attempt_note(updated, f"stopped at {step}: {result.reason}"), ctx.connection
         )
         log.warning("close stopped", extra={"close_run": run_id, "step": step, "reason": result.reason})
-        if result.status == CloseStatus.NEEDS_ATTENTION.value:
+        if result.status in notices.TOLD:
             ctx.notices_recorded()
         return updated
     return ctx.ledger.get_close_run(run_id)

@@ -4,7 +4,9 @@
    ``SyncRecord(object_type="journal_entry", zuora_id=<JE number>)`` in ``pending``.
 6. ``check`` - debits equal credits (Decimal, exact), every accounting code and the currency are
    in the mapping file. A bad entry is parked with its reasons and the close stops before posting
-   anything; entries parked earlier that now pass go back to ``pending``. A dry run stops here
+   anything; entries parked earlier that now pass go back to ``pending``. On a connection that
+   asks for approval (:mod:`shared.close.approval`), a real close stops here ``awaiting_approval``
+   until an approver approves the journals it will post. A dry run stops here
    with a preview of what would be posted, then ``discard`` cancels its journal run (so the real
    close books the same transactions) and the run ends ``dry_run``.
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from shared.close.approval import approval_required, awaiting_reason
+from shared.close.approval import request as approval_request
 from shared.close.context import JE, POSTED_STATES, CloseContext, entry_rows, journal_run_number, rerun
 from shared.close.journals import journal_payload
 from shared.close.polling import job_started, wait_for_job
-from shared.close.results import FINISHED, Done, StepResult, StopClose
+from shared.close.results import FINISHED, Done, StepResult, Stop, StopClose
 from shared.close.state import (
     CheckState,
     DebitCredit,
@@ -25,6 +29,7 @@ from shared.close.state import (
     JournalRunState,
     PreviewEntry,
     PreviewLine,
+    details_update,
     journal_numbers,
     save_state,
     step_state,
@@ -32,7 +37,7 @@ from shared.close.state import (
 from shared.erp.base import Journal
 from shared.errors import Rejected
 from shared.ledger import states
-from shared.ledger.models import CloseRun, RecordSource, RecordState, SyncRecord
+from shared.ledger.models import CloseRun, CloseStatus, RecordSource, RecordState, SyncRecord
 from shared.mapping import Mapping as GlMapping
 from shared.mapping import MappingError, Unmapped, journal_from_summary_entry
 from shared.zuora.journal import JournalEntry
@@ -199,6 +204,17 @@ def step_check(ctx: CloseContext, run: CloseRun) -> StepResult:
             elif number not in bad and row.state == RecordState.FAILED.value:
                 states.retry(session, row.id or 0)
     checked = CheckState(entries=len(entries), skipped=skipped, bad=bad)
+    if not bad and approval_required(ctx.approval):
+        asked = approval_request(run, preview)
+        if asked is not None:
+            ctx.ledger.update_close_run(
+                run.id or 0, details_update=details_update(step_state(run, CheckState).merged(checked), asked)
+            )
+            return Stop(
+                awaiting_reason(run, asked),
+                event="close.awaiting_approval",
+                status=CloseStatus.AWAITING_APPROVAL.value,
+            )
     if bad:
         save_state(ctx, run, step_state(run, CheckState).merged(checked))
         lines = "; ".join(f"{n}: {' / '.join(r)}" for n, r in sorted(bad.items()))

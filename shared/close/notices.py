@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from shared.close.approval import awaiting_notice
 from shared.close.attempts import run_attempt
 from shared.close.context import CloseContext, cli_arg
 from shared.close.results import Stop
-from shared.close.state import ReconcileState, entries_to_post, skipped_entries, step_state
+from shared.close.state import ApprovalState, ReconcileState, entries_to_post, skipped_entries, step_state
 from shared.ledger.models import CloseRun, CloseStatus
 from shared.ledger.notices import NewNotice
 from shared.notify import Notice
@@ -32,12 +33,25 @@ def when_done(ctx: CloseContext) -> Callable[[CloseRun], NewNotice | None]:
 
 
 def when_stopped(ctx: CloseContext, stop: Stop) -> Callable[[CloseRun], NewNotice | None]:
-    """The notice to record with a stop: :func:`needs_attention`, when the run needs attention."""
-    return lambda run: (
-        recorded(needs_attention(ctx, run, stop), run)
-        if run.status == CloseStatus.NEEDS_ATTENTION.value
-        else None
-    )
+    """The notice to record with a stop: :func:`needs_attention` when the run needs attention, the
+    approvers' notice when it waits for approval."""
+
+    def notice(run: CloseRun) -> NewNotice | None:
+        if run.status == CloseStatus.NEEDS_ATTENTION.value:
+            return recorded(needs_attention(ctx, run, stop), run)
+        if run.status == CloseStatus.AWAITING_APPROVAL.value:
+            state = step_state(run, ApprovalState)
+            return draft(
+                awaiting_notice(run, state),
+                dedupe_key=f"close:{run.id}:awaiting_approval:{state.fingerprint}:{state.requested_at}",
+            )
+        return None
+
+    return notice
+
+
+# Stops that people are told of.
+TOLD = (CloseStatus.NEEDS_ATTENTION.value, CloseStatus.AWAITING_APPROVAL.value)
 
 
 def needs_attention(ctx: CloseContext, run: CloseRun, stop: Stop) -> Notice:

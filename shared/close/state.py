@@ -222,6 +222,44 @@ class AttemptState(Stored):
     started_at: str | None = None
 
 
+class AccountTotal(_Part):
+    """Debit and credit of one (ERP account, currency) over what a close will post."""
+
+    account: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+
+
+class ApprovalDecision(_Part):
+    """One person's decision on what a close will post (:mod:`shared.close.approval`)."""
+
+    user: str
+    decision: str  # approved | rejected
+    comment: str
+    at: str
+    attempt: int
+    # The fingerprint of each journal approved (none for a rejection).
+    journals: list[str]
+
+
+class ApprovalState(Stored):
+    """Maker-checker (:mod:`shared.close.approval`): who started the close, and - when the
+    connection asks for approval - what the close will post as the check left it (``entries``,
+    ``totals``, their ``fingerprint``), when that was asked, on which attempt, every decision
+    taken, and the fingerprint last approved (``approved``)."""
+
+    key: ClassVar[str] = "approval"
+    started_by: str | None = None
+    requested_at: str | None = None
+    attempt: int | None = None
+    fingerprint: str | None = None
+    entries: list[PreviewEntry] = Field(default_factory=list)
+    totals: list[AccountTotal] = Field(default_factory=list)
+    approved: str | None = None
+    decisions: list[ApprovalDecision] = Field(default_factory=list)
+
+
 class TransientState(Stored):
     """The temporary failures (5xx, timeouts, rate limits) of ``step`` in a row."""
 

@@ -10,7 +10,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget, acumatica_settings
+from shared.connections import (
+    AcumaticaTarget,
+    Connection,
+    FileTarget,
+    ZuoraTarget,
+    acumatica_settings,
+    approval_mode,
+)
 from shared.ledger.db import session_scope
 from shared.ledger.errors import ConnectionExists, UnknownConnection
 from shared.ledger.models import ConnectionRow, ErpRefreshToken, utcnow
@@ -117,7 +124,8 @@ def _split_connection(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]
             "requests_per_minute": z.requests_per_minute,
             "max_concurrent": z.max_concurrent,
             "timeout_seconds": z.timeout_seconds,
-        }
+        },
+        "approval": conn.approval,
     }
     secrets: dict[str, Any] = {"zuora_client_secret": z.client_secret}
     if conn.acumatica is not None:
@@ -173,4 +181,5 @@ def _join_connection(row: ConnectionRow, secrets: Mapping[str, Any]) -> Connecti
         acumatica=acumatica,
         file=file_target,
         callout_secrets=tuple(str(s) for s in secrets.get("callout_secrets") or ()),
+        approval=approval_mode(str(row.config.get("approval", "none"))),
     )

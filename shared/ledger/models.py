@@ -95,6 +95,9 @@ class RecordSource(StrEnum):
 
 class CloseStatus(StrEnum):
     RUNNING = "running"
+    # Stopped after ``check`` until an approver who did not start the close approves what it will
+    # post (the connection's ``approval`` setting); approval runs it again from ``check``.
+    AWAITING_APPROVAL = "awaiting_approval"
     DONE = "done"
     NEEDS_ATTENTION = "needs_attention"
     FAILED = "failed"
@@ -102,7 +105,11 @@ class CloseStatus(StrEnum):
 
 
 # A close run in one of these is not finished: re-enqueueing the close resumes it.
-OPEN_CLOSE_STATUSES = (CloseStatus.RUNNING.value, CloseStatus.NEEDS_ATTENTION.value)
+OPEN_CLOSE_STATUSES = (
+    CloseStatus.RUNNING.value,
+    CloseStatus.AWAITING_APPROVAL.value,
+    CloseStatus.NEEDS_ATTENTION.value,
+)
 
 
 class UserRole(StrEnum):
@@ -203,8 +210,8 @@ class CloseRun(LedgerModel, table=True):
             "period_name",
             "dry_run",
             unique=True,
-            sqlite_where=sa.text("status IN ('running', 'needs_attention')"),
-            postgresql_where=sa.text("status IN ('running', 'needs_attention')"),
+            sqlite_where=sa.text("status IN ('running', 'awaiting_approval', 'needs_attention')"),
+            postgresql_where=sa.text("status IN ('running', 'awaiting_approval', 'needs_attention')"),
         ),
         sa.Index("ix_close_run_connection_id", "connection", "id"),
     )

@@ -24,6 +24,7 @@ from typing import Any
 from celery import Task
 
 from shared import ports
+from shared.close.approval import record_maker
 from shared.close.attempts import attempt_to_follow, reopens
 from shared.close.context import CloseContext
 from shared.close.driver import Resumed, chain_alive, drive_step, open_close, stuck_runs, take_over
@@ -57,6 +58,7 @@ def context(connection: str | None) -> CloseContext:
         erp_name=ERP_NAMES.get(conn.erp_kind, conn.erp_kind),
         concurrency=post_width,
         mark_concurrency=mark_width,
+        approval=conn.approval,
     )
 
 
@@ -216,7 +218,8 @@ def sweep(*, connection: str | None = None, stale_after: float = 900.0) -> dict[
 @dataclass(frozen=True)
 class Started:
     """What ``start_close`` did: ``action`` is ``started`` (a new run), ``resumed`` (an existing
-    run re-driven) or ``attached`` (a live chain already drives it); ``attempt`` is the run's
+    run re-driven), ``attached`` (a live chain already drives it) or ``awaiting_approval`` (the
+    run waits for an approver; nothing was sent); ``attempt`` is the run's
     attempt that this drives (:mod:`shared.close.attempts`): the next one when the run needed
     attention, else the one it is on."""
 
@@ -225,11 +228,18 @@ class Started:
     attempt: int
 
 
-def start_close(connection: str, period_name: str, *, allow_closed: bool, dry_run: bool) -> Started:
+def start_close(
+    connection: str, period_name: str, *, allow_closed: bool, dry_run: bool, started_by: str | None = None
+) -> Started:
     """Open (or find) the period's close run and make sure a chain drives it: a second close of a
-    period being closed attaches to the running chain instead of starting another."""
+    period being closed attaches to the running chain instead of starting another. ``started_by``
+    (who asks) is kept on a new run: that person may not approve what it will post."""
     ledger = ports.ledger()
     run, created = open_close(ledger, connection, period_name, allow_closed=allow_closed, dry_run=dry_run)
+    if created:
+        run = record_maker(ledger, run, started_by)
+    if run.status == CloseStatus.AWAITING_APPROVAL.value:
+        return Started(run, "awaiting_approval", attempt_to_follow(run))
     if (
         not created
         and run.status == CloseStatus.RUNNING.value

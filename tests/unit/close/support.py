@@ -197,6 +197,7 @@ class Harness:
         self.concurrency = 1
         self.mark_concurrency: int | None = None
         self.mark_while_posting = True
+        self.approval = "none"
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -215,6 +216,7 @@ class Harness:
             concurrency=self.concurrency,
             mark_concurrency=self.mark_concurrency,
             mark_while_posting=self.mark_while_posting,
+            approval=self.approval,
         )
 
     def new_process(self) -> tuple[str, int, float]:
