@@ -18,6 +18,9 @@ missed-by-push, API calls, 429s and token requests per API) to a scraper that pr
 ``Authorization: Bearer <LEDGERBRIDGE_METRICS_TOKEN>``; without that setting it answers 404 (the
 metrics name connections and show what is open: they are not for the callout port's public).
 
+``/console`` serves the Finance console (:mod:`worker.console`): the pages for the people who run
+month-end, behind a sign-in.
+
 Everything the endpoint needs (settings, ledger, the enqueue function, the clock) is injectable
 through :func:`create_app`; the module-level ``app`` resolves them from the environment on the
 first request, so importing this module needs no configuration.
@@ -42,6 +45,8 @@ from shared.connections import environment_callout_secrets
 from shared.ledger.repo import Ledger
 from shared.ledger.secrets import SecretBox
 from shared.settings import Settings
+from worker.console import PREFIX as CONSOLE_PREFIX
+from worker.console import ConsoleDeps, create_console
 
 CALLOUT_PATH = "/zuora/callouts"
 Enqueue = Callable[[str, int], None]  # (connection, callout id)
@@ -115,9 +120,11 @@ def create_app(
     enqueue: Enqueue | None = None,
     clock: Callable[[], datetime] | None = None,
     redis: Any = None,
+    console: ConsoleDeps | None = None,
 ) -> FastAPI:
     """The receiver. Unset dependencies come from ``shared.ports`` on the first request
-    (``redis``: where ``GET /metrics`` reads the API counters)."""
+    (``redis``: where ``GET /metrics`` reads the API counters; ``console``: the Finance console's,
+    by default this app's settings and ledger)."""
     deps = _Deps(settings, ledger, enqueue, clock or (lambda: datetime.now(UTC)), redis)
 
     @asynccontextmanager
@@ -131,6 +138,18 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+    )
+
+    web.mount(
+        CONSOLE_PREFIX,
+        create_console(
+            console
+            or ConsoleDeps(
+                settings=lambda: deps.settings if deps.settings is not None else _settings(),
+                ledger=lambda: deps.ledger if deps.ledger is not None else _ledger(),
+                clock=deps.clock,
+            )
+        ),
     )
 
     @web.get("/healthz")
@@ -210,6 +229,12 @@ def _settings() -> Settings:
     from shared import ports
 
     return ports.settings()
+
+
+def _ledger() -> Ledger:
+    from shared import ports
+
+    return ports.ledger()
 
 
 async def _read_at_most(request: Request, limit: int) -> bytes | None:
