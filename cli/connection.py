@@ -12,6 +12,7 @@ probe's HTTP exchanges are audited under the subject ``connection:<name>``
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -22,7 +23,7 @@ from rich.markup import escape
 from cli.callout_secret import callout_secret
 from cli.common import ledger_at_head
 from cli.output import err, fail, out, print_json, table, usage_errors
-from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget
+from shared.connections import AcumaticaTarget, Connection, FileTarget, ZuoraTarget, approval_mode
 from shared.settings import ACUMATICA_ENDPOINTS, ZUORA_DATA_CENTRES, resolve_zuora_base_url
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
     group.command("remove")(connection_remove)
     group.command("test")(connection_test)
     group.command("callout-secret")(callout_secret)
+    group.command("approval")(connection_approval)
     app.add_typer(group, name="connection")
 
 
@@ -193,11 +195,23 @@ def connection_add(  # noqa: PLR0917 - typer turns each parameter into an option
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a stored connection of the same name.")
     ] = False,
+    approval: Annotated[
+        str,
+        typer.Option(
+            "--approval",
+            help="Maker-checker: none, close (each close waits after its check for an approver who did "
+            "not start it) or all.",
+        ),
+    ] = "none",
 ) -> None:
     """Store a connection (a Zuora tenant and its ERP target) in the ledger, secrets encrypted
     with LEDGERBRIDGE_SECRET_KEY. Secrets left out are prompted for with hidden input, so they
     stay out of the shell history. Check it afterwards with `ledgerbridge connection test NAME`."""
     _check_name(name)
+    try:
+        approval_rule = approval_mode(approval)
+    except ValueError as exc:
+        raise fail(f"--{exc}", 2) from None
     if erp == "acumatica" and acumatica_endpoint not in ACUMATICA_ENDPOINTS:
         raise fail(f"--acumatica-endpoint must be one of: {', '.join(ACUMATICA_ENDPOINTS)}", 2)
     if erp == "file" and any((acumatica_url, acumatica_username, acumatica_client_id)):
@@ -256,6 +270,7 @@ def connection_add(  # noqa: PLR0917 - typer turns each parameter into an option
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    conn = dataclasses.replace(conn, approval=approval_rule)
 
     from shared import ports
 
@@ -300,7 +315,9 @@ def connection_list(
         print_json(rows)
         return
     listed = table(
-        "connections", ("name", "source", "zuora", "client id", "erp", "target", "updated"), overflow=True
+        "connections",
+        ("name", "source", "zuora", "client id", "erp", "target", "approval", "updated"),
+        overflow=True,
     )
     for r in rows:
         if r["erp"] == "acumatica" and r["acumatica"]:
@@ -311,7 +328,7 @@ def connection_list(
         else:
             target = str(r["export_dir"] or "")
         zuora = r["zuora_base_url"] + (f" entity {r['zuora_entity_id']}" if r["zuora_entity_id"] else "")
-        cells = (r["name"], r["source"], zuora, r["zuora_client_id"], r["erp"], target)
+        cells = (r["name"], r["source"], zuora, r["zuora_client_id"], r["erp"], target, r["approval"])
         listed.add_row(*(escape(str(c)) for c in cells), (r["updated_at"] or "")[:19].replace("T", " "))
     if rows:
         out().print(listed)
@@ -395,3 +412,25 @@ def _ledger_or_none() -> Ledger | None:
         return ledger_at_head()
     except SchemaOutOfDate:
         return None
+
+
+def connection_approval(
+    name: Annotated[str, typer.Argument(help="A stored connection.")],
+    mode: Annotated[str, typer.Argument(help="none, close or all.")],
+) -> None:
+    """Set a stored connection's maker-checker rule: with close (or all), each close stops after its
+    check until an approver who did not start it approves (`ledgerbridge close-approve RUN`, or the
+    console). Closes already waiting keep waiting; a close started afterwards follows the new rule."""
+    from shared import ports
+
+    try:
+        rule = approval_mode(mode)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with usage_errors():
+        box = ports.secret_box()
+        ledger = ledger_at_head()
+        conn = ledger.get_connection(name, box)
+        ledger.add_connection(dataclasses.replace(conn, approval=rule), box, replace=True)
+        ledger.note(f"connection:{name}", f"approval set to {rule} (was {conn.approval})", name)
+    out().print(escape(f"connection {name}: approval {rule} (was {conn.approval})"))

@@ -54,6 +54,7 @@ def connection_summary(row: ConnectionRow) -> dict[str, Any]:
         "erp": row.erp_kind,
         "acumatica": a or None,
         "export_dir": (row.config.get("file") or {}).get("export_dir"),
+        "approval": row.config.get("approval", "none"),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
@@ -73,6 +74,7 @@ def environment_summary(conn: Connection) -> dict[str, Any]:
         "erp": conn.erp_kind,
         "acumatica": acumatica,
         "export_dir": str(conn.file.export_dir) if conn.file else None,
+        "approval": conn.approval,
         "created_at": None,
         "updated_at": None,
     }

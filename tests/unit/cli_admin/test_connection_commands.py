@@ -309,6 +309,7 @@ def test_connection_list_json_shows_every_connection_and_no_secret(cli, tmp_path
             "erp": "file",
             "acumatica": None,
             "export_dir": str((tmp_path / "gl").resolve()),
+            "approval": "none",
         },
         {
             "name": "acu",
@@ -330,6 +331,7 @@ def test_connection_list_json_shows_every_connection_and_no_secret(cli, tmp_path
                 "max_sessions": 2,
             },
             "export_dir": None,
+            "approval": "none",
         },
     ]
 
@@ -433,3 +435,18 @@ def test_stored_secrets_are_unreadable_with_another_key(cli, tmp_path):
 
     with pytest.raises(SecretKeyError):
         cli.ledger().get_connection("acme", cli.box(Fernet.generate_key().decode()))
+
+
+def test_connection_approval_sets_the_rule_and_refuses_an_unknown_one(cli, tmp_path):
+    add_file_connection(cli, "acme", tmp_path / "gl")
+
+    result = cli("connection", "approval", "acme", "close")
+
+    assert result.exit_code == 0, result.output
+    assert "connection acme: approval close (was none)" in result.output
+    listed = json.loads(cli("connection", "list", "--json").output)
+    assert [row["approval"] for row in listed] == ["close"]
+    bad = cli("connection", "approval", "acme", "sometimes")
+    assert bad.exit_code == 2
+    assert "approval must be one of none, close, all, not 'sometimes'" in bad.output
+    assert json.loads(cli("connection", "list", "--json").output)[0]["approval"] == "close"

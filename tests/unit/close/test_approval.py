@@ -69,7 +69,7 @@ def test_close_with_approval_stops_after_check_and_posts_nothing(harness):
 def test_the_starter_cannot_approve_and_a_rejection_needs_a_comment(harness):
     run = _awaiting(harness)
 
-    with pytest.raises(ApprovalRefused, match="maker started close run .* another approver must"):
+    with pytest.raises(ApprovalRefused, match=r"maker started close run .* another approver must"):
         decide(harness.ledger, run.id, user="maker", approve=True, comment="fine")
     with pytest.raises(ApprovalRefused, match="a rejection needs a comment"):
         decide(harness.ledger, run.id, user="checker", approve=False, comment="  ")
