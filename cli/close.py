@@ -272,7 +272,7 @@ def close(  # noqa: PLR0917 - typer turns each parameter into an argument or opt
         raise fail("the period name must not be empty", 2)
     conn = ports.connection(connection)
     started = start_close(
-        conn.name, period, allow_closed=allow_closed, dry_run=dry_run, started_by=as_user or _login_name()
+        conn.name, period, allow_closed=allow_closed, dry_run=dry_run, started_by=as_user or login_name()
     )
     kind = "dry run" if dry_run else "close run"
     attempt = f" as attempt {started.attempt}" if started.attempt > 1 else ""
@@ -328,7 +328,8 @@ def close_status(
     raise typer.Exit(_show_outcome(run))
 
 
-def _login_name() -> str | None:
+def login_name() -> str | None:
+    """Who runs this command: LEDGERBRIDGE_USER, else the login name."""
     import getpass
     import os
 
@@ -385,14 +386,10 @@ def _show_approval(run_id: int | None) -> None:
         )
 
 
-def _decide(run_id: int, user: str, comment: str, *, approve: bool) -> None:
-    from shared import ports
-    from shared.close.approval import ApprovalRefused
-    from shared.ledger.errors import RecordNotFound
+def approver(ledger: Any, user: str) -> None:
+    """Exit 2 unless ``user`` is an active ledgerbridge user with the approver or admin role."""
     from shared.ledger.models import UserRole
-    from worker.approvals import decide_and_resume
 
-    ledger = ports.ledger()
     account = ledger.get_user(user)
     if account is None or account.disabled:
         raise fail(
@@ -401,7 +398,17 @@ def _decide(run_id: int, user: str, comment: str, *, approve: bool) -> None:
             2,
         )
     if not UserRole(account.role).at_least(UserRole.APPROVER):
-        raise fail(f"{user} is a {account.role}; deciding on a close needs the approver or admin role", 2)
+        raise fail(f"{user} is a {account.role}; deciding needs the approver or admin role", 2)
+
+
+def _decide(run_id: int, user: str, comment: str, *, approve: bool) -> None:
+    from shared import ports
+    from shared.close.approval import ApprovalRefused
+    from shared.ledger.errors import RecordNotFound
+    from worker.approvals import decide_and_resume
+
+    ledger = ports.ledger()
+    approver(ledger, user)
     try:
         run = decide_and_resume(ledger, run_id, user=user, approve=approve, comment=comment)
     except RecordNotFound:

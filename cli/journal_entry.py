@@ -4,7 +4,7 @@ Zuora once (its Idempotency-Key is derived from its content)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
     """Add the ``journal-entry`` group to the ``ledgerbridge`` command."""
     group = typer.Typer(no_args_is_help=True, help="Manual summary journal entries in Zuora.")
     group.command("create")(journal_entry_create)
+    group.command("requests")(journal_entry_requests)
+    group.command("approve")(journal_entry_approve)
+    group.command("reject")(journal_entry_reject)
     app.add_typer(group, name="journal-entry")
 
 
@@ -31,10 +34,19 @@ def journal_entry_create(
         ),
     ] = False,
     connection: ConnectionOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who asks (on a connection with approval all). Default: LEDGERBRIDGE_USER or the login.",
+        ),
+    ] = None,
 ) -> None:
     """Validate a manual summary journal entry (listing every problem), then create it in Zuora
-    with an Idempotency-Key derived from its content; prints the new JE number.
-    Exit codes: 0 created (or valid with --dry-run), 1 invalid, 2 unreadable file or configuration."""
+    with an Idempotency-Key derived from its content; prints the new JE number. On a connection
+    with approval all, the valid entry waits for an approver instead (`journal-entry approve`).
+    Exit codes: 0 created or recorded for approval (or valid with --dry-run), 1 invalid, 2
+    unreadable file or configuration."""
     from shared import journal_entry, ports
     from shared.mapping import MappingFileError, load_mapping
 
@@ -51,7 +63,8 @@ def journal_entry_create(
         mapping = load_mapping(settings.mapping_file)
     except MappingFileError as exc:
         raise fail(str(exc), 2) from None
-    zuora = ports.zuora(ports.connection(connection))
+    conn = ports.connection(connection)
+    zuora = ports.zuora(conn)
     problems = journal_entry.check_entry(
         zuora, entry, mapping=mapping, home_currency_amounts=home_currency_amounts
     )
@@ -66,5 +79,135 @@ def journal_entry_create(
     if dry_run:
         out().print(escape(f"{file} is valid; nothing was created (--dry-run)"))
         return
+    if conn.approval == "all":
+        from cli.close import login_name
+        from shared.journal_requests import RequestRefused, request_entry
+
+        try:
+            request = request_entry(ports.ledger(), conn.name, entry, user=as_user or login_name() or "")
+        except RequestRefused as exc:
+            raise fail(str(exc), 2) from None
+        from worker.wiring import deliver_notices_now
+
+        deliver_notices_now()
+        out().print(
+            escape(
+                f"journal entry request {request.id} waits for approval (connection {conn.name} has approval all): "
+                f"an approver other than {request.requested_by} runs "
+                f"`ledgerbridge journal-entry approve {request.id} --as NAME`"
+            )
+        )
+        return
     number = zuora.journal_entries.create(dict(entry), idempotency_key=journal_entry.idempotency_parts(entry))
     out().print(number)
+
+
+def journal_entry_requests(
+    connection: ConnectionOpt = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only these: awaiting_approval, created ...")
+    ] = None,
+) -> None:
+    """List the manual journal entries asked for on a connection with approval all, newest first."""
+    from cli.output import stored_time, table
+    from shared import ports
+
+    name = connection or ports.settings().connection
+    shown = table(
+        f"journal entry requests of {name}",
+        ("id", "status", "period", "currency", "items", "asked by", "asked", "decided by", "JE", "problem"),
+    )
+    for row in ports.ledger().list_journal_requests(name, status=status):
+        entry = row.entry
+        cells = (
+            row.id,
+            row.status,
+            entry.get("accountingPeriodName", ""),
+            entry.get("currency", ""),
+            len(entry.get("journalEntryItems") or []),
+            row.requested_by,
+            stored_time(row.requested_at),
+            row.decided_by or "",
+            row.zuora_number or "",
+            row.error or "",
+        )
+        shown.add_row(*(escape(str(c)) for c in cells))
+    out().print(shown)
+
+
+def _decide(request_id: int, user: str, comment: str, *, approve: bool, connection: str | None) -> None:
+    from cli.close import approver
+    from shared import journal_entry, ports
+    from shared.journal_requests import CREATED, RequestRefused, decide_entry
+    from shared.ledger.errors import RecordNotFound
+    from shared.mapping import MappingFileError, load_mapping
+
+    ledger = ports.ledger()
+    approver(ledger, user)
+    try:
+        request = ledger.get_journal_request(request_id)
+    except RecordNotFound as exc:
+        raise fail(str(exc), 2) from None
+    settings = ports.settings()
+    if settings.mapping_file is None:
+        raise fail("LEDGERBRIDGE_MAPPING_FILE is not set: the entry is checked against it again", 2)
+    try:
+        mapping = load_mapping(settings.mapping_file)
+    except MappingFileError as exc:
+        raise fail(str(exc), 2) from None
+    zuora = ports.zuora(ports.connection(connection or request.connection))
+
+    def check(entry: Any) -> list[str]:
+        items = entry.get("journalEntryItems") or []
+        home = bool(items) and all("homeCurrencyAmount" in item for item in items)
+        return journal_entry.check_entry(zuora, entry, mapping=mapping, home_currency_amounts=home)
+
+    def create(entry: Any, key: tuple[str, str]) -> str:
+        return zuora.journal_entries.create(dict(entry), idempotency_key=key)
+
+    try:
+        row = decide_entry(
+            ledger, request_id, user=user, approve=approve, comment=comment, check=check, create=create
+        )
+    except RequestRefused as exc:
+        raise fail(str(exc), 1) from None
+    if row.status == CREATED:
+        out().print(
+            escape(
+                f"journal entry request {request_id} approved by {user}: created in Zuora as {row.zuora_number}"
+            )
+        )
+        out().print(row.zuora_number or "")
+        return
+    if approve:
+        err().print(escape(f"journal entry request {request_id} was approved but not created: {row.error}"))
+        raise typer.Exit(1)
+    out().print(escape(f"journal entry request {request_id} rejected by {user}"))
+
+
+RequestArg = Annotated[int, typer.Argument(help="The request id (journal-entry requests lists them).")]
+AsApprover = Annotated[
+    str, typer.Option("--as", help="The approver deciding (a ledgerbridge user, approver or admin).")
+]
+
+
+def journal_entry_approve(
+    request_id: RequestArg,
+    as_user: AsApprover,
+    comment: Annotated[str, typer.Option("--comment", help="Kept with the decision.")] = "",
+    connection: ConnectionOpt = None,
+) -> None:
+    """Approve a manual journal entry waiting for approval: it is checked again and created in
+    Zuora; prints the JE number. The person who asked for it cannot approve it.
+    Exit codes: 0 created, 1 refused or no longer valid, 2 bad usage."""
+    _decide(request_id, as_user, comment, approve=True, connection=connection)
+
+
+def journal_entry_reject(
+    request_id: RequestArg,
+    as_user: AsApprover,
+    comment: Annotated[str, typer.Option("--comment", help="What to fix (required).")],
+    connection: ConnectionOpt = None,
+) -> None:
+    """Reject a manual journal entry waiting for approval; nothing is created."""
+    _decide(request_id, as_user, comment, approve=False, connection=connection)

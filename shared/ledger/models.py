@@ -342,6 +342,29 @@ class ConsoleUser(LedgerModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
 
 
+class JournalEntryRequest(LedgerModel, table=True):
+    """A manual summary journal entry waiting for a second person (connections with approval
+    ``all``): the entry as checked, who asked, and how it ended - approved and created in Zuora
+    (``zuora_number``), rejected, or failed when it was created (``error``). ``fingerprint`` is the
+    entry's content digest, also its Idempotency-Key's."""
+
+    __tablename__ = "journal_entry_request"
+    __table_args__ = (sa.Index("ix_journal_entry_request_status", "connection", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(sa_type=sa.String(64), nullable=False)
+    status: str = Field(sa_type=sa.String(32), nullable=False)
+    entry: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
+    fingerprint: str = Field(sa_type=sa.String(80), nullable=False)
+    requested_by: str = Field(sa_type=sa.String(64), nullable=False)
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    decided_by: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    decided_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    comment: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    zuora_number: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+
+
 class CalloutNotification(LedgerModel, table=True):
     """A Zuora callout received by the web receiver; (connection, notification_id) and (connection,
     digest of the signed timestamp and body) each de-duplicate."""

@@ -23,6 +23,7 @@ from shared.ledger.audit_trail import AuditTrail
 from shared.ledger.connection_store import ConnectionStore
 from shared.ledger.db import insert_ignoring_conflict, make_engine, session_scope
 from shared.ledger.errors import RecordNotFound, TransitionConflict
+from shared.ledger.journal_requests import JournalRequestStore
 from shared.ledger.models import (
     OPEN_CLOSE_STATUSES,
     CalloutNotification,
@@ -52,11 +53,12 @@ _FINISHED_CLOSE_STATUSES = frozenset(
 )
 
 
-class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox, UserStore):
+class Ledger(AuditTrail, ConnectionStore, RefreshTokenStore, NoticeOutbox, UserStore, JournalRequestStore):
     """The ledger over one engine. Thread-safe: every method opens its own session. The audit trail
     (:class:`AuditTrail`), the stored connections (:class:`ConnectionStore`), the ERP's refresh
-    tokens (:class:`RefreshTokenStore`), the notice outbox (:class:`NoticeOutbox`) and the Finance
-    console's users (:class:`UserStore`) are parts of it kept in modules of their own."""
+    tokens (:class:`RefreshTokenStore`), the notice outbox (:class:`NoticeOutbox`), the Finance
+    console's users (:class:`UserStore`) and the manual journal entries awaiting approval
+    (:class:`JournalRequestStore`) are parts of it kept in modules of their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

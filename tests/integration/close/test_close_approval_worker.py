@@ -51,7 +51,7 @@ def test_a_close_waits_for_a_second_person_then_posts_what_was_approved(make_env
 
     by_preparer = env.cli("close-approve", str(run.id), "--as", "pat")
     assert by_preparer.returncode == 2
-    assert "pat is a preparer; deciding on a close needs the approver or admin role" in by_preparer.stderr
+    assert "pat is a preparer; deciding needs the approver or admin role" in by_preparer.stderr
     by_maker = env.cli("close-approve", str(run.id), "--as", "maya", "--comment", "mine")
     assert by_maker.returncode == 1
     assert "maya started close run" in by_maker.stderr and "another approver must" in by_maker.stderr
