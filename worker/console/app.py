@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -306,6 +307,19 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
                 "status": exc.status_code,
             },
             status_code=exc.status_code,
+        )
+
+    @console.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        wrong = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors())
+        message = f"The address or the form has a value the console does not understand ({wrong})."
+        if request.url.path.startswith(PREFIX + "/api/"):
+            return JSONResponse({"error": message}, status_code=422)
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"me": None, "csrf": "", "title": "Not understood", "message": message, "status": 422},
+            status_code=422,
         )
 
     @console.exception_handler(Exception)

@@ -122,7 +122,7 @@ def session_user(ledger: Ledger, session: Session) -> ConsoleUser | None:
     user = ledger.get_user(session.user)
     if user is None or user.disabled:
         return None
-    if user.sessions_after is not None and session.issued < user.sessions_after.timestamp():
+    if user.sessions_after is not None and session.issued <= user.sessions_after.timestamp():
         return None
     return user
 
