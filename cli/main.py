@@ -58,13 +58,29 @@ for commands in COMMANDS:
     commands.register(app)
 
 
+# ``ledgerbridge close approve 7`` is ``ledgerbridge close-approve 7`` (and so on): ``close`` itself
+# takes a period name, and no accounting period is called approve, reject, status or evidence.
+CLOSE_SUBCOMMANDS = ("approve", "reject", "status", "evidence")
+
+
+def with_close_subcommands(argv: list[str]) -> list[str]:
+    """``argv`` with ``close <sub>`` written as the command ``close-<sub>``."""
+    for index, word in enumerate(argv):
+        if word.startswith("-"):
+            continue  # a global option before the command
+        if word == "close" and index + 1 < len(argv) and argv[index + 1] in CLOSE_SUBCOMMANDS:
+            return [*argv[:index], f"close-{argv[index + 1]}", *argv[index + 2 :]]
+        return argv
+    return argv
+
+
 def main() -> None:
     """Console-script entry point: configuration problems exit 2 with the variable to fix; an API
     error no command handled exits 1 with its message."""
     from shared.errors import ApiError
 
     try:
-        app()
+        app(args=with_close_subcommands(sys.argv[1:]))
     except SettingsError as exc:
         err().print(f"[bold red]configuration error:[/] {escape(str(exc))}")
         sys.exit(2)
