@@ -4,7 +4,7 @@ Zuora once (its Idempotency-Key is derived from its content)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -135,40 +135,19 @@ def journal_entry_requests(
     out().print(shown)
 
 
-def _decide(request_id: int, user: str, comment: str, *, approve: bool, connection: str | None) -> None:
+def _decide(request_id: int, user: str, comment: str, *, approve: bool) -> None:
     from cli.close import approver
-    from shared import journal_entry, ports
-    from shared.journal_requests import CREATED, RequestRefused, decide_entry
+    from shared import ports
+    from shared.journal_requests import CREATED, RequestRefused
     from shared.ledger.errors import RecordNotFound
-    from shared.mapping import MappingFileError, load_mapping
+    from worker.approvals import decide_journal_request
 
     ledger = ports.ledger()
     approver(ledger, user)
     try:
-        request = ledger.get_journal_request(request_id)
+        row = decide_journal_request(ledger, request_id, user=user, approve=approve, comment=comment)
     except RecordNotFound as exc:
         raise fail(str(exc), 2) from None
-    settings = ports.settings()
-    if settings.mapping_file is None:
-        raise fail("LEDGERBRIDGE_MAPPING_FILE is not set: the entry is checked against it again", 2)
-    try:
-        mapping = load_mapping(settings.mapping_file)
-    except MappingFileError as exc:
-        raise fail(str(exc), 2) from None
-    zuora = ports.zuora(ports.connection(connection or request.connection))
-
-    def check(entry: Any) -> list[str]:
-        items = entry.get("journalEntryItems") or []
-        home = bool(items) and all("homeCurrencyAmount" in item for item in items)
-        return journal_entry.check_entry(zuora, entry, mapping=mapping, home_currency_amounts=home)
-
-    def create(entry: Any, key: tuple[str, str]) -> str:
-        return zuora.journal_entries.create(dict(entry), idempotency_key=key)
-
-    try:
-        row = decide_entry(
-            ledger, request_id, user=user, approve=approve, comment=comment, check=check, create=create
-        )
     except RequestRefused as exc:
         raise fail(str(exc), 1) from None
     if row.status == CREATED:
@@ -195,19 +174,17 @@ def journal_entry_approve(
     request_id: RequestArg,
     as_user: AsApprover,
     comment: Annotated[str, typer.Option("--comment", help="Kept with the decision.")] = "",
-    connection: ConnectionOpt = None,
 ) -> None:
     """Approve a manual journal entry waiting for approval: it is checked again and created in
     Zuora; prints the JE number. The person who asked for it cannot approve it.
     Exit codes: 0 created, 1 refused or no longer valid, 2 bad usage."""
-    _decide(request_id, as_user, comment, approve=True, connection=connection)
+    _decide(request_id, as_user, comment, approve=True)
 
 
 def journal_entry_reject(
     request_id: RequestArg,
     as_user: AsApprover,
     comment: Annotated[str, typer.Option("--comment", help="What to fix (required).")],
-    connection: ConnectionOpt = None,
 ) -> None:
     """Reject a manual journal entry waiting for approval; nothing is created."""
-    _decide(request_id, as_user, comment, approve=False, connection=connection)
+    _decide(request_id, as_user, comment, approve=False)

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[3]
 COMMANDS = {
     "close": None,
     "close-status": None,
+    "close-approve": None,
+    "close-reject": None,
+    "close-evidence": None,
     "sync": None,
     "status": None,
     "demo": None,
@@ -29,9 +32,10 @@ COMMANDS = {
     "sandbox": ["zuora", "acumatica"],
     "secrets": ["generate-key", "rotate"],
     "period": ["show"],
-    "journal-entry": ["create"],
+    "journal-entry": ["create", "requests", "approve", "reject"],
     "mapping": ["check"],
-    "connection": ["add", "list", "remove", "test", "callout-secret"],
+    "connection": ["add", "list", "remove", "test", "callout-secret", "approval"],
+    "user": ["add", "list", "set-role", "disable", "enable", "password"],
 }
 
 
