@@ -39,7 +39,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlmodel import col, func, select
 
-from shared.close.state import ReconcileLine, ReconcileState, stored_state
+from shared.close.approval import approval_view
+from shared.close.state import ApprovalState, ReconcileLine, ReconcileState, step_state, stored_state
 from shared.connection_list import list_connections
 from shared.exchange import REDACTED, SECRET_KEYS
 from shared.ledger.models import AuditEvent, AuditKind, CloseRun, SyncRecord
@@ -61,7 +62,8 @@ FILE_DESCRIPTIONS: dict[str, str] = {
     ),
     "timeline.json": "the same timeline as JSON, one object per close run with its events",
     "approvals.csv": (
-        "who started each close run, and each approval or rejection of it: who, when, their comment"
+        "who started each close run, when its approval was asked for (with the fingerprint of what it "
+        "would post), and each approval or rejection of it: who, when, on which attempt, their comment"
     ),
     "reconciliation.csv": (
         "the reconcile step's table per close run: debit and credit per ERP account and currency in "
@@ -80,7 +82,7 @@ FILE_DESCRIPTIONS: dict[str, str] = {
 MAPPING_DESCRIPTION = "the mapping file in force when the pack was generated, byte for byte"
 
 TIMELINE_COLUMNS = ("close_run", "at", "kind", "actor", "api", "method", "url", "status", "message")
-APPROVAL_COLUMNS = ("close_run", "event", "by", "at", "comment", "status_after")
+APPROVAL_COLUMNS = ("close_run", "attempt", "event", "by", "at", "comment")
 RECONCILIATION_COLUMNS = (
     "close_run",
     "account",
@@ -98,6 +100,7 @@ EXCEPTION_COLUMNS = (
     "subject",
     "number",
     "raised_at",
+    "raised_by",
     "where",
     "reason",
     "resolved_at",
@@ -249,47 +252,46 @@ def _timeline(ledger: Ledger, runs: Sequence[CloseRun]) -> tuple[list[dict[str, 
 # -- approvals ------------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def approval_rows(run: CloseRun) -> list[dict[str, Any]]:
-    """Who started the run and every decision on it, from ``details["approval"]``: a mapping with
-    ``started_by`` / ``started_at`` and a ``decisions`` list (each ``decision``/``by``/``at``/
-    ``comment``), or a single decision recorded flat (``decision``, ``by``, ``at``, ``comment``)."""
-    stored = run.details.get("approval")
-    if not isinstance(stored, Mapping):
-        return []
+def approval_rows(ledger: Ledger, run: CloseRun) -> list[dict[str, Any]]:
+    """Who started the run, when its approval was asked for (with the fingerprint of what it
+    would post), and every decision on it, as the approval module shows them
+    (:func:`shared.close.approval.approval_view`)."""
+    view = approval_view(ledger, run.id or 0)
     rows: list[dict[str, Any]] = []
-    started_by = stored.get("started_by") or stored.get("preparer")
-    if started_by:
+    if view.started_by:
         rows.append(
             {
                 "close_run": run.id,
+                "attempt": 1,
                 "event": "started",
-                "by": _text(started_by),
-                "at": _text(stored.get("started_at")),
+                "by": view.started_by,
+                "at": _iso(run.created_at),
                 "comment": "",
-                "status_after": "",
             }
         )
-    decisions = stored.get("decisions")
-    if not isinstance(decisions, list):
-        decisions = [stored] if stored.get("decision") or stored.get("decided_by") else []
-    for item in decisions:
-        if not isinstance(item, Mapping):
-            continue
+    if view.requested_at:
         rows.append(
             {
                 "close_run": run.id,
-                "event": _text(item.get("decision") or item.get("event") or item.get("status")),
-                "by": _text(item.get("by") or item.get("decided_by") or item.get("user")),
-                "at": _text(item.get("at") or item.get("decided_at")),
-                "comment": _text(item.get("comment")),
-                "status_after": _text(item.get("status_after")),
+                "attempt": step_state(run, ApprovalState).attempt or "",
+                "event": "approval requested",
+                "by": "",
+                "at": view.requested_at,
+                "comment": f"{len(view.entries)} journal entries, fingerprint {view.fingerprint}",
             }
         )
-    return rows
+    rows += [
+        {
+            "close_run": run.id,
+            "attempt": decision.attempt,
+            "event": decision.decision,
+            "by": decision.user,
+            "at": decision.at,
+            "comment": decision.comment,
+        }
+        for decision in view.decisions
+    ]
+    return sorted(rows, key=lambda row: str(row["at"]))
 
 
 # -- reconciliation -------------------------------------------------------------------------------
@@ -326,28 +328,36 @@ def reconciliation_rows(run: CloseRun) -> list[dict[str, Any]]:
 
 _STOP_NOTE = re.compile(r"^(?:attempt \d+: )?stopped at (?P<step>[a-z_]+): (?P<reason>.*)$", re.DOTALL)
 _RESUME_NOTE = re.compile(r"^attempt \d+ started: ")
+_REJECTED_NOTE = re.compile(r"^(?:attempt \d+: )?(?P<text>rejected by .*)$", re.DOTALL)
+# The reason a run stopped to wait for approval gives (shared.close.approval.awaiting_reason).
+_AWAITING_APPROVAL = re.compile(r"^\d+ journal entries are checked and wait for approval")
 _FINISHED_NOTE = re.compile(r"^(?:attempt \d+: )?close finished \((?P<status>[a-z_]+)\)$")
 _PROBLEM_STATES = ("parked", "failed")
 _TRANSITION = re.compile(r"^(?P<old>[a-z_]+) -> (?P<new>[a-z_]+)(?:: (?P<detail>.*))?$", re.DOTALL)
 
 
 def _run_exceptions(run: CloseRun, events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
-    """Each stop of the run, resolved by the note of the attempt that resumed it (or by the run
-    finishing)."""
+    """Each stop of the run that needed a person, and each rejection of what it would post, resolved
+    by the note of the attempt that resumed it (or by the run finishing). A stop to wait for
+    approval is not an exception: ``approvals.csv`` has it."""
     rows: list[dict[str, Any]] = []
     open_row: dict[str, Any] | None = None
     for event in events:
         if event.kind != AuditKind.NOTE.value or not event.message:
             continue
         stop = _STOP_NOTE.match(event.message)
-        if stop:
+        rejected = _REJECTED_NOTE.match(event.message)
+        if stop and _AWAITING_APPROVAL.search(stop["reason"]):
+            continue
+        if stop or rejected:
             open_row = {
                 "close_run": run.id,
                 "subject": f"close:{run.id}",
                 "number": run.journal_run_number or "",
                 "raised_at": _iso(event.at),
-                "where": f"step {stop['step']}",
-                "reason": stop["reason"],
+                "raised_by": actor_of(event),
+                "where": f"step {stop['step']}" if stop else "approval",
+                "reason": stop["reason"] if stop else rejected["text"] if rejected else "",
                 "resolved_at": "",
                 "resolved_by": "",
                 "resolution": "",
@@ -391,6 +401,7 @@ def _record_exceptions(
                 "subject": record.subject,
                 "number": record.zuora_number or record.zuora_id,
                 "raised_at": _iso(event.at),
+                "raised_by": actor_of(event),
                 "where": moved["new"],
                 "reason": moved["detail"] or "",
                 "resolved_at": "",
@@ -638,7 +649,7 @@ def build_evidence_pack(
     reconciliation: list[dict[str, Any]] = []
     exceptions: list[dict[str, Any]] = []
     for run in runs:
-        approvals += approval_rows(run)
+        approvals += approval_rows(ledger, run)
         reconciliation += reconciliation_rows(run)
         exceptions += exception_rows(ledger, run, ledger.timeline(f"close:{run.id}"))
     files = [

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from shared.close.state import ReconcileState, journal_numbers, step_state
+from shared.close.approval import decide, record_maker
+from shared.close.state import ApprovalState, ReconcileState, journal_numbers, step_state
 from shared.connections import AcumaticaTarget, Connection, ZuoraTarget
 from shared.evidence import NoCloseRun, build_evidence_pack, difference
 from shared.ledger.migrate import upgrade
@@ -231,6 +232,46 @@ def test_the_pack_of_a_close_that_stopped_and_was_resumed(harness):
         assert pack.contains(secret) == [], f"a secret is in {pack.contains(secret)}"
 
 
+def test_the_pack_names_who_started_rejected_and_approved_a_close(harness):
+    harness.approval = "close"
+    run_id = harness.open(PERIOD)
+    write_mapping(harness.mapping_path)  # every code mapped: the close stops only for approval
+    record_maker(harness.ledger, harness.ledger.get_close_run(run_id), "maker")
+    assert harness.drive(run_id).status == "awaiting_approval"
+    decide(harness.ledger, run_id, user="checker", approve=False, comment="revenue looks short")
+    assert harness.drive(run_id).status == "awaiting_approval"  # attempt 2, asked again
+    decide(harness.ledger, run_id, user="second", approve=True, comment="matches the sub-ledger")
+    run = harness.drive(run_id)
+    assert run.status == "done", run.error
+    settings = load_settings(connection=harness.connection, mapping_file=harness.mapping_path)
+
+    pack = Pack(build_evidence_pack(harness.ledger, settings, harness.connection, PERIOD, generated_by="ana"))
+
+    approvals = pack.rows("approvals.csv")
+    assert [(a["event"], a["by"], a["attempt"], a["comment"]) for a in approvals] == [
+        ("started", "maker", "1", ""),
+        ("rejected", "checker", "1", "revenue looks short"),
+        ("approval requested", "", "2", approvals[2]["comment"]),
+        ("approved", "second", "2", "matches the sub-ledger"),
+    ]
+    fingerprint = step_state(run, ApprovalState).fingerprint
+    assert (
+        approvals[2]["comment"]
+        == f"{len(step_state(run, ApprovalState).entries)} journal entries, fingerprint {fingerprint}"
+    )
+    assert [a["at"] for a in approvals] == sorted(a["at"] for a in approvals)
+    # The rejection needed a person and the next attempt answered it; waiting for approval did not.
+    (rejection,) = pack.rows("exceptions.csv")
+    assert (rejection["where"], rejection["raised_by"]) == ("approval", "checker")
+    assert rejection["reason"] == "rejected by checker: revenue looks short"
+    assert rejection["resolution"] == "attempt 2 started: resumed at check after attempt 1 needed attention"
+    decided = [(r["actor"], r["message"]) for r in pack.rows("timeline.csv") if r["actor"]]
+    assert decided == [
+        ("checker", "attempt 1: rejected by checker: revenue looks short"),
+        ("second", "attempt 2: approved by second: matches the sub-ledger"),
+    ]
+
+
 def test_no_secret_of_a_stored_connection_appears_in_its_pack(harness, tmp_path):
     settings = secret_settings(harness, harness.mapping_path)
     assert settings.secret_key is not None
@@ -345,7 +386,7 @@ def test_the_command_writes_the_pack_of_a_close_a_worker_ran(close_env, tmp_path
     run = close_env.ledger.latest_close_runs(close_env.connection)[0]
     out = tmp_path / "pack" / "evidence.zip"
 
-    result = close_env.cli("close-evidence", PERIOD, "--out", str(out), "--as", "controller")
+    result = close_env.cli("close", "evidence", PERIOD, "--out", str(out), "--as", "controller")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(out) in result.stdout
