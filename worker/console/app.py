@@ -90,10 +90,17 @@ def _evidence(
     return build_evidence_pack(ledger, settings, connection, period_name, generated_by=generated_by)
 
 
+def _decide_request(ledger: Ledger, request_id: int, *, user: str, approve: bool, comment: str) -> Any:
+    from worker.approvals import decide_journal_request
+
+    return decide_journal_request(ledger, request_id, user=user, approve=approve, comment=comment)
+
+
 def _refused_types() -> tuple[type[Exception], ...]:
     from shared.close.approval import ApprovalRefused
+    from shared.journal_requests import RequestRefused
 
-    return (ApprovalRefused,)
+    return (ApprovalRefused, RequestRefused)
 
 
 @dataclass
@@ -109,6 +116,7 @@ class ConsoleDeps:
     retry: Callable[[str, SyncRecord, str], Any] = _retry
     approval_view: Callable[[Ledger, int], Any] = _approval_view
     decide: Callable[..., Any] = _decide
+    decide_request: Callable[..., Any] = _decide_request
     evidence: Callable[..., bytes] = _evidence
     refused: Callable[[], tuple[type[Exception], ...]] = _refused_types
 
@@ -571,6 +579,80 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
         request: Request, run_id: int, csrf_token: str = Form(""), comment: str = Form("")
     ) -> Response:
         return decide(request, run_id, csrf_token, comment, approve=False)
+
+    # -- manual journal entries waiting for approval (approval all) -----------------------------
+
+    def requests_page(
+        request: Request,
+        me: Visit,
+        connection: str | None,
+        *,
+        error: str | None,
+        done: str | None,
+        status: int,
+    ) -> Response:
+        ledger = deps.ledger()
+        names = views.connections(ledger, settings().connection)
+        name = connection or (names[0] if names else settings().connection)
+        return render(
+            request,
+            "journal_requests.html",
+            {
+                "requests": ledger.list_journal_requests(name),
+                "connection": name,
+                "connections": names,
+                "can_decide": me.can(UserRole.APPROVER),
+                "error": error,
+                "done": done,
+            },
+            me=me,
+            status=status,
+        )
+
+    @console.get("/journal-requests")
+    def journal_requests(request: Request, connection: str | None = None) -> Response:
+        me = visit(request)
+        return requests_page(request, me, connection, error=None, done=None, status=200)
+
+    @console.post("/journal-requests/{request_id}/decide")
+    def decide_request(
+        request: Request,
+        request_id: int,
+        csrf_token: str = Form(""),
+        comment: str = Form(""),
+        decision: str = Form(""),
+    ) -> Response:
+        me = visit(request, UserRole.APPROVER)
+        check_csrf(me, csrf_token)
+        if decision not in ("approve", "reject"):
+            raise ConsoleError(422, "Not understood", "Choose approve or reject.")
+        ledger = deps.ledger()
+        try:
+            row = ledger.get_journal_request(request_id)
+        except RecordNotFound:
+            raise ConsoleError(
+                404, "No such request", f"There is no journal entry request {request_id}."
+            ) from None
+        try:
+            done = deps.decide_request(
+                ledger, request_id, user=me.name, approve=decision == "approve", comment=comment.strip()
+            )
+        except deps.refused() as exc:
+            return requests_page(request, me, row.connection, error=str(exc), done=None, status=409)
+        audit(
+            f"journal-request:{request_id}",
+            f"console: {decision} by {me.name} ({done.status})",
+            connection=row.connection,
+            actor=me.name,
+        )
+        words = {
+            "created": f"Request {request_id} was approved and created in Zuora as {done.zuora_number}.",
+            "rejected": f"Request {request_id} was rejected.",
+            "failed": f"Request {request_id} was approved but no longer passes its check: {done.error}",
+        }
+        return requests_page(
+            request, me, row.connection, error=None, done=words.get(done.status, done.status), status=200
+        )
 
     # -- parked and failed records ---------------------------------------------------------------
 

@@ -46,6 +46,15 @@ class Recorder:
     previews: list[str] = field(default_factory=list)
     retries: list[tuple[str, str, str]] = field(default_factory=list)
     packs: list[dict[str, Any]] = field(default_factory=list)
+    created: list[tuple[dict[str, Any], tuple[str, str]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def check_entry(self, entry: Any) -> list[str]:
+        return list(self.problems)
+
+    def create_entry(self, entry: Any, key: tuple[str, str]) -> str:
+        self.created.append((dict(entry), key))
+        return f"JE-{len(self.created):08d}"
 
     def preview(self, connection: str, record: SyncRecord) -> Preview:
         self.previews.append(record.subject)
@@ -100,6 +109,19 @@ class Console:
 
             return record_decision(ledger, run_id, user=user, approve=approve, comment=comment)
 
+        def decide_request(ledger: Ledger, request_id: int, *, user: str, approve: bool, comment: str) -> Any:
+            from shared.journal_requests import decide_entry
+
+            return decide_entry(
+                ledger,
+                request_id,
+                user=user,
+                approve=approve,
+                comment=comment,
+                check=self.recorder.check_entry,
+                create=self.recorder.create_entry,
+            )
+
         deps = ConsoleDeps(
             settings=lambda: chosen,
             ledger=lambda: self.ledger,
@@ -107,6 +129,7 @@ class Console:
             preview=self.recorder.preview,
             retry=self.recorder.retry,
             decide=decide,
+            decide_request=decide_request,
             evidence=self.recorder.evidence,
         )
         app = create_app(settings=chosen, ledger=self.ledger, enqueue=lambda *_: None, console=deps)

@@ -14,6 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from pydantic import SecretStr
 
 from shared.close.state import PreviewEntry, PreviewLine, ReconcileLine, ReconcileState, details_update
+from shared.journal_requests import request_entry
 from shared.ledger.models import AuditEvent, CloseStatus, SyncRecord, UserRole, utcnow
 from tests.integration.console.conftest import PASSWORD, Console, csrf_of
 from worker.console import auth
@@ -30,6 +31,7 @@ GET_ROUTES = [
     "/console/records/acme/invoices/inv-parked",
     f"/console/periods/acme/{PERIOD}",
     f"/console/periods/acme/{PERIOD}/evidence.zip",
+    "/console/journal-requests",
 ]
 API_ROUTES = ["/console/api/overview", "/console/api/closes/{run}"]
 POST_ROUTES = {
@@ -37,6 +39,7 @@ POST_ROUTES = {
     "/console/records/acme/invoices/inv-parked/retry": UserRole.PREPARER,
     "/console/closes/{run}/approve": UserRole.APPROVER,
     "/console/closes/{run}/reject": UserRole.APPROVER,
+    "/console/journal-requests/1/decide": UserRole.APPROVER,
 }
 
 
@@ -130,6 +133,7 @@ def run_id(console: Console) -> int:
     )
     add_record(console, "inv-failed", state="failed", error="the ERP answered 500 Internal Server Error")
     add_record(console, "inv-done", state="marked", error=None)
+    request_entry(console.ledger, "acme", MANUAL_ENTRY, user="pat")  # request 1, asked by pat
     return awaiting_run(console)
 
 
@@ -550,3 +554,48 @@ def test_nothing_secret_appears_on_any_page(console, run_id):
         body = client.get(path).text
         for secret in forbidden:
             assert secret not in body, (path, secret[:8])
+
+
+# -- manual journal entries waiting for approval ------------------------------------------------------
+
+MANUAL_ENTRY = {
+    "accountingPeriodName": PERIOD,
+    "journalEntryDate": "2024-12-31",
+    "currency": "USD",
+    "notes": "Year-end bonus accrual",
+    "journalEntryItems": [
+        {"accountingCodeName": "Bonus Expense", "type": "Debit", "amount": "1250.00"},
+        {"accountingCodeName": "Accrued Liabilities", "type": "Credit", "amount": "1250.00"},
+    ],
+}
+
+
+def test_manual_entries_wait_for_an_approver_other_than_the_asker(console, run_id):
+    console.ledger.set_user_role("pat", UserRole.APPROVER)
+    asker = console.sign_in("pat")
+    page = asker.get("/console/journal-requests?connection=acme")
+    assert page.status_code == 200
+    assert "Year-end bonus accrual" in page.text and "Bonus Expense" in page.text
+    assert 'data-testid="approve-request"' not in page.text  # pat asked for it
+    token = csrf_of(page.text)
+    refused = asker.post(
+        "/console/journal-requests/1/decide", data={"csrf_token": token, "decision": "approve", "comment": ""}
+    )
+    assert refused.status_code == 409 and "pat asked for journal entry request 1" in refused.text
+    assert console.recorder.created == []
+
+    checker = console.sign_in("abe")
+    page = checker.get("/console/journal-requests?connection=acme")
+    assert 'data-testid="approve-request"' in page.text
+    done = checker.post(
+        "/console/journal-requests/1/decide",
+        data={"csrf_token": csrf_of(page.text), "decision": "approve", "comment": "agreed with payroll"},
+    )
+
+    assert done.status_code == 200
+    assert "Request 1 was approved and created in Zuora as JE-00000001." in done.text
+    (created, key) = console.recorder.created[0]
+    assert created["notes"] == "Year-end bonus accrual" and key[0] == "manual-journal-entry"
+    row = console.ledger.get_journal_request(1)
+    assert (row.status, row.decided_by, row.comment) == ("created", "abe", "agreed with payroll")
+    assert ("journal-request:1", "console: approve by abe (created)", "abe") in actions(console)
