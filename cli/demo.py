@@ -37,21 +37,43 @@ def demo(
         ),
     ] = 1.0,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Celery worker processes.")] = 2,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="After the report, keep everything up for the Finance console until Ctrl-C."
+        ),
+    ] = False,
+    approval: Annotated[
+        str,
+        typer.Option(
+            help="The demo connection's approval rule: none, or close (the close waits for the demo's "
+            "approver to approve it in the console; use with --serve)."
+        ),
+    ] = "none",
 ) -> None:
     """Run the main job end to end against the sandboxes and print a report.
 
     Starts both sandboxes, Celery workers, beat and the callout receiver; seeds a month; runs the
-    item-level sync, fires callouts, runs the period close; stops everything on exit or Ctrl-C.
-    Exit code 0 when every document and journal entry is posted once, marked and reconciled.
+    item-level sync, fires callouts, runs the period close; prints the Finance console's address
+    and its users' passwords (made for the run); stops everything on exit or Ctrl-C (with --serve,
+    only on Ctrl-C). Exit code 0 when every document and journal entry is posted once, marked and
+    reconciled.
     """
     require_sandbox()
     from cli.demo_run import run_demo
     from cli.demo_stack import DEMO_SIZES, DemoError, DemoOptions
     from shared import ports
 
+    if approval not in ("none", "close"):
+        raise fail(f"--approval must be none or close, not {approval!r}", 2)
     sizes = {k: max(1, round(v * scale)) if k in SCALED else v for k, v in DEMO_SIZES.items()}
     opts = DemoOptions(
-        workdir=workdir.resolve(), redis_url=ports.settings().redis_url, sizes=sizes, workers=workers
+        workdir=workdir.resolve(),
+        redis_url=ports.settings().redis_url,
+        sizes=sizes,
+        workers=workers,
+        serve=serve,
+        approval=approval,
     )
     try:
         code = run_demo(opts, out(highlight=True))

@@ -5,6 +5,7 @@ print a report of what reached Acumatica, checked against the ledger and Zuora."
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import redis
 from rich.console import Console
 
 from cli.demo_stack import (
+    DEMO_USERS,
     DemoError,
     DemoOptions,
     Stack,
@@ -51,6 +53,59 @@ def _run_cli(stack: Stack, console: Console, *args: str, timeout: float) -> int:
         ).returncode
     except subprocess.TimeoutExpired:
         raise DemoError(f"`ledgerbridge {' '.join(args)}` did not finish within {timeout:.0f}s") from None
+
+
+def add_console_users(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Make the demo's Finance console users (:data:`DEMO_USERS`) with ``ledgerbridge user add``,
+    each with a password made for this run; returns ``{name: (role, password)}``."""
+    users: dict[str, tuple[str, str]] = {}
+    for name, role in DEMO_USERS:
+        password = secrets.token_urlsafe(12)
+        made = subprocess.run(
+            ledgerbridge_argv("user", "add", name, "--role", role, "--password-stdin"),
+            env=env,
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise DemoError(f"`ledgerbridge user add {name}` failed: {(made.stderr or made.stdout).strip()}")
+        users[name] = (role, password)
+    return users
+
+
+ROLE_NOTES = {
+    "approver": "approves or rejects closes",
+    "preparer": "retries parked and failed records",
+}
+
+
+def print_console(
+    console: Console, web_url: str, users: dict[str, tuple[str, str]], *, serving: bool
+) -> None:
+    """Where the Finance console is and whom to sign in as."""
+    console.rule("Finance console")
+    console.print(f"[bold]{web_url}/console/[/]")
+    for index, (name, (role, password)) in enumerate(users.items()):
+        lead = "sign in as" if index == 0 else "        or"
+        note = ROLE_NOTES.get(role, role)
+        console.print(f"  {lead} [bold]{name}[/] / [bold]{password}[/]  ({role}: {note})")
+    if serving:
+        console.print("The demo's processes stay up for the console until Ctrl-C.")
+    else:
+        console.print("It stops with the demo, now; `scripts/demo --serve` keeps everything up until Ctrl-C.")
+
+
+def serve_until_interrupted(stack: Stack) -> None:
+    """Keep the stack running (the console, workers, beat) until Ctrl-C or SIGTERM."""
+    try:
+        while True:
+            stack.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return
 
 
 def _fire_callouts(zuora_url: str, count: int) -> list[str]:
@@ -135,6 +190,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         write_env_file(opts.workdir / "env", stack.env)
         _clean_redis(opts.redis_url, "demo", stack.env["LEDGERBRIDGE_QUEUE"])
         upgrade(stack.env["LEDGERBRIDGE_DATABASE_URL"])
+        users = add_console_users(stack.env)
 
         stack.spawn("web", [sys.executable, "-m", "uvicorn", "worker.web:app", "--host", "127.0.0.1",
                             "--port", str(web_port), "--log-level", "warning"])  # fmt: skip
@@ -165,7 +221,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
 
         console.rule(f"period close: {opts.period}")
         close_code = _run_cli(stack, console, "close", opts.period, "--wait", "--timeout", str(opts.timeout),
-                              timeout=opts.timeout + 30)  # fmt: skip
+                              "--as", "preparer", timeout=opts.timeout + 30)  # fmt: skip
         stack.check_alive()
         ok = report(
             stack.env,
@@ -174,7 +230,13 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             web_url=web_url,
             elapsed=time.monotonic() - started,
         )
-        return 0 if ok and sync_code == 0 and close_code == 0 and pushed == len(pushed_ids) else 1
+        # With approval on, the close rightly stops awaiting approval (its command exits 1 then).
+        close_ok = close_code == 0 or (opts.approval != "none" and close_code == 1 and ok)
+        code = 0 if ok and sync_code == 0 and close_ok and pushed == len(pushed_ids) else 1
+        print_console(console, web_url, users, serving=opts.serve)
+        if opts.serve:
+            serve_until_interrupted(stack)
+        return code
 
 
 def _seed_summary(body: Any) -> str:
@@ -243,6 +305,7 @@ def report(
     console.print(docs)
 
     closed_ok = False
+    awaiting = False
     if runs:
         run = runs[0]
         entries = counts.get(("journal_entry", "marked"), 0)
@@ -274,16 +337,27 @@ def report(
                 _money(line["zuora_credit"]),
                 "[green]yes[/]" if same else "[red]NO[/]",
             )
-        console.print(recon)
+        if lines:
+            console.print(recon)
         closed_ok = run.status == "done" and bool(lines) and entries == posted_total
+        if run.status == "awaiting_approval":
+            awaiting = True
+            closed_ok = entries == 0  # nothing is posted before the approval
+            console.print(
+                f"The close awaits approval: sign in to the Finance console as an approver (below) and "
+                f"approve close run {run.id}; it then posts, marks, verifies and reconciles."
+            )
     else:
         console.print("[red]no close run was recorded[/]")
 
-    verdict = (
-        "[green]everything posted once, marked and reconciled[/]"
-        if all_synced and closed_ok
-        else ("[red]something needs a person: see `ledgerbridge status` and `ledgerbridge close-status`[/]")
-    )
+    if all_synced and closed_ok and awaiting:
+        verdict = "[green]every document posted once and marked; the close awaits its approval[/]"
+    elif all_synced and closed_ok:
+        verdict = "[green]everything posted once, marked and reconciled[/]"
+    else:
+        verdict = (
+            "[red]something needs a person: see `ledgerbridge status` and `ledgerbridge close-status`[/]"
+        )
     console.print(f"\n{verdict} in {elapsed:.0f}s.")
     console.print(
         "Where to look next: the ledger stays in the work folder. Load the demo's settings with\n"
@@ -292,6 +366,8 @@ def report(
         "  ledgerbridge status                 per stream: mark, lag, counts by state; open close runs\n"
         "  ledgerbridge close-status           the close run, step by step\n"
         "  ledgerbridge explain INV00000001    any record's timeline, every API call it took\n"
+        '  ledgerbridge close evidence "December 2024" --out evidence.zip\n'
+        "                                      the close's evidence pack (timeline, approvals, ...)\n"
         "In production, Flower (Procfile `flower`) lists every task and retry, and the web process\n"
         f"serves ledgerbridge's metrics at /metrics (this run: {web_url}/metrics)."
     )

@@ -10,6 +10,7 @@ credentials through :mod:`cli.sandbox` when it is called.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -182,6 +183,8 @@ DEMO_SIZES: dict[str, Any] = {
 }
 DEMO_PERIOD = "December 2024"
 DEMO_CALLOUT_DOCUMENTS = 40
+# The Finance console's users the demo makes (name, role), each with a password made for the run.
+DEMO_USERS = (("controller", "approver"), ("preparer", "preparer"))
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,11 @@ class DemoOptions:
     workers: int = 2
     concurrency: int = 4
     timeout: float = 600.0
+    # Keep the stack up after the report, for the Finance console, until Ctrl-C.
+    serve: bool = False
+    # The demo connection's maker-checker rule (LEDGERBRIDGE_APPROVAL): with "close" the period
+    # close waits, after its check, for the demo's approver.
+    approval: str = "none"
 
 
 def demo_env(opts: DemoOptions, *, zuora_url: str, acumatica_url: str, web_port: int) -> dict[str, str]:
@@ -226,6 +234,9 @@ def demo_env(opts: DemoOptions, *, zuora_url: str, acumatica_url: str, web_port:
         LEDGERBRIDGE_ACUMATICA_MAX_CONCURRENT="8",
         LEDGERBRIDGE_MAPPING_FILE=str(mapping),
         LEDGERBRIDGE_CALLOUT_HMAC_SECRET=Fernet.generate_key().decode(),
+        # Signs the Finance console's session cookies (made for this run only).
+        LEDGERBRIDGE_CONSOLE_SECRET=secrets.token_urlsafe(48),
+        LEDGERBRIDGE_APPROVAL=opts.approval,
         LEDGERBRIDGE_PULL_INTERVAL_SECONDS="30",
         LEDGERBRIDGE_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
