@@ -104,9 +104,15 @@ def take(url: str, password: str, run_id: int, *, out: Path, profile: Path, chro
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(overview), full_page=True)
             page.goto(f"{url}/console/closes/{run_id}")
-            page.wait_for_selector('[data-testid="approval"]')
+            panel = page.wait_for_selector('[data-testid="approval"]')
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(approval), full_page=True)
+            box = panel.bounding_box()
+            assert box is not None
+            # The run's status, its steps and the approval panel; the entries and timeline below are left out.
+            bottom = box["y"] + box["height"] + 16
+            page.screenshot(
+                path=str(approval), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": bottom}
+            )
         finally:
             context.close()
     return [overview, approval]
