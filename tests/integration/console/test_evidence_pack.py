@@ -305,6 +305,8 @@ def test_no_secret_of_a_stored_connection_appears_in_its_pack(harness, tmp_path)
     assert config["connection"]["source"] == "ledger"
     assert config["connection"]["acumatica"]["tenant"] == "EMEA"
     assert config["connection"]["zuora_base_url"] == "https://rest.eu.zuora.com"
+    assert config["connection"]["approval"] == "none"
+    assert config["settings"]["approval"] == "none"
     leaked = {
         value: pack.contains(value)
         for value in (
