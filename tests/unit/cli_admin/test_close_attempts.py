@@ -46,7 +46,9 @@ def resume_later(
     threads: list[threading.Thread] = []
 
     def install(ledger: Ledger, effect: Callable[[Ledger, CloseRun], None] | None) -> None:
-        def start_close(connection: str, period: str, *, allow_closed: bool, dry_run: bool) -> object:
+        def start_close(
+            connection: str, period: str, *, allow_closed: bool, dry_run: bool, started_by: str | None = None
+        ) -> object:
             run, _ = ledger.open_close_run(connection, period, step="lookup")
             if effect is not None:
                 timer = threading.Timer(0.3, effect, args=(ledger, run))
