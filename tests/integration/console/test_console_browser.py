@@ -1,6 +1,7 @@
 """The Finance console in a real browser: Playwright drives Debian's chromium (``scripts/browser``
 installs it; Playwright's own browser download is never used), headless, against the real stack:
-both sandboxes over loopback HTTP, real Redis, a SQLite ledger, a real Celery worker process and
+both sandboxes over loopback HTTP, real Redis, a SQLite ledger (and PostgreSQL for the approval
+story), a real Celery worker process and
 the web process (uvicorn, the Procfile's ``worker.web:app``) with the console's secret set. Users
 are made with ``ledgerbridge user add``; closes are started with ``ledgerbridge close``.
 
@@ -283,13 +284,23 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def make_stack(tmp_path, redis_url) -> Iterator[Callable[..., Stack]]:
+def ledger_url(request, tmp_path) -> str | None:
+    """The stack's ledger: SQLite unless a test asks for PostgreSQL (``indirect`` parametrization);
+    a database of its own, dropped after the stack is stopped."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return None
+
+
+@pytest.fixture
+def make_stack(tmp_path, redis_url, ledger_url) -> Iterator[Callable[..., Stack]]:
     made: list[tuple[CloseEnv, Stack]] = []
 
     def build(**extra_env: str) -> Stack:
         directory = tmp_path / f"stack{len(made)}"
         directory.mkdir()
-        env = CloseEnv(directory, redis_url, f"sqlite:///{directory / 'ledger.db'}", erp="acumatica")
+        url = ledger_url or f"sqlite:///{directory / 'ledger.db'}"
+        env = CloseEnv(directory, redis_url, url, erp="acumatica")
         stack = Stack(env, **extra_env)
         made.append((env, stack))
         return stack.start()
@@ -409,9 +420,12 @@ def test_sign_in_with_the_password_from_user_add_and_a_wrong_one_refused(make_st
     assert_no_secret(stack, page)
 
 
+@pytest.mark.parametrize(
+    "ledger_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 @keeps_artifacts
 def test_a_close_awaiting_approval_is_refused_to_its_preparer_approved_by_a_second_user_and_its_evidence_downloaded(
-    make_stack, browser, tmp_path
+    make_stack, browser, tmp_path, ledger_url
 ):
     stack = make_stack(LEDGERBRIDGE_APPROVAL="close")
     users = {
