@@ -1,9 +1,9 @@
 """The Finance console in a real browser: Playwright drives Debian's chromium (``scripts/browser``
 installs it; Playwright's own browser download is never used), headless, against the real stack:
 both sandboxes over loopback HTTP, real Redis, a SQLite ledger (and PostgreSQL for the approval
-story), a real Celery worker process and
-the web process (uvicorn, the Procfile's ``worker.web:app``) with the console's secret set. Users
-are made with ``ledgerbridge user add``; closes are started with ``ledgerbridge close``.
+story), a real Celery worker process and the web process (uvicorn, the Procfile's
+``worker.web:app``) with the console's secret set. Users are made with ``ledgerbridge user add``;
+closes are started with ``ledgerbridge close``.
 
 The stories: signing in (and a wrong password refused); a close on a connection with approval on
 stops awaiting approval, the user who started it is refused, a preparer cannot approve, a second
