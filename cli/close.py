@@ -50,8 +50,9 @@ STATE_MARKS = {
 def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
     """One line about a step of a close run, from what the step recorded."""
     polls = f" ({st['polls']} polls)" if st.get("polls") else ""
-    if st.get("stopped") and run.status == "awaiting_approval":
-        return "checked; waits for approval (see below)"
+    if step == "check" and run.status == "awaiting_approval" and "entries" in st:
+        skipped = len(st.get("skipped") or {})
+        return f"{st['entries'] - skipped} ok, {skipped} skipped; waiting for approval (see below)"
     if st.get("stopped"):
         return "stopped (see below)"
     if step == "lookup":

@@ -158,7 +158,8 @@ def record_result(ctx: CloseContext, run: CloseRun, step: str, result: StepResul
         return updated
     if isinstance(result, Stop):
         state = step_state(ctx.ledger.get_close_run(run_id), model)
-        state.stopped = result.reason
+        if result.status != CloseStatus.AWAITING_APPROVAL.value:
+            state.stopped = result.reason  # a wait for approval is not a stop of the step
         updated = ctx.ledger.update_close_run(
             run_id,
             status=result.status,

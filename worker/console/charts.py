@@ -24,7 +24,7 @@ def throughput_svg(chart: Chart, *, label: str) -> Markup:
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top_posted = max(chart.posted) if any(chart.posted) else 1
     lags = [v for v in chart.lag if v is not None]
-    top_lag = max(lags) if lags else 1.0
+    top_lag = (max(lags) if lags else 0.0) or 1.0  # all-zero lags: no division by zero
     slot = inner_w / hours
     parts: list[str] = []
     total = sum(chart.posted)

@@ -89,3 +89,16 @@ def test_reasons_group_records_that_failed_the_same_way():
         and format_lag(7260) == "2h01m"
         and format_lag(3 * 86400) == "3d"
     )
+
+
+def test_the_chart_draws_hours_whose_median_lag_is_zero():
+    from datetime import UTC, datetime
+
+    from worker.console.charts import throughput_svg
+    from worker.console.views import Chart
+
+    svg = throughput_svg(
+        Chart(start=datetime(2026, 12, 7, tzinfo=UTC), posted=[3, 0], lag=[0.0, None]), label="x"
+    )
+
+    assert svg.startswith("<svg") and "</svg>" in svg
