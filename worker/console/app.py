@@ -179,6 +179,7 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["prefix"] = PREFIX
     templates.env.filters["urlpart"] = lambda value: quote(str(value), safe="")
+    templates.env.filters["money"] = views.money
     console.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def settings() -> Settings:

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -459,3 +459,16 @@ def reconciliation(ledger: Ledger, connection: str, period_name: str) -> Reconci
     return Reconciliation(
         connection, period_name, runs[0] if runs else None, [], [], [run_summary(r) for r in runs]
     )
+
+
+def money(value: object) -> str:
+    """An amount as Finance reads it: thousands grouped, at least two decimals, never rounded
+    (``9936`` -> ``9,936.00``, ``1460.145`` -> ``1,460.145``); anything else as it is."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    places = max(2, -int(amount.as_tuple().exponent))
+    return f"{amount:,.{places}f}"

@@ -386,7 +386,7 @@ def test_the_close_run_page_lists_steps_and_what_the_approval_will_post(console,
     for testid in ("close-run", "close-steps", "close-status", "approval"):
         assert f'data-testid="{testid}"' in page
     assert "waiting for approval" in page and "Started by <strong>pat</strong>" in page
-    assert "JE-00000001" in page and "1200.00" in page
+    assert "JE-00000001" in page and "1,200.00" in page
     assert 'data-testid="approve"' not in page  # a viewer sees the panel, not the form
     live = client.get(f"/console/api/closes/{run_id}").json()
     assert live["values"]["status"] == "awaiting approval"

@@ -4,6 +4,9 @@ the chart and the reason filter."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
 
 from worker.console import auth
 from worker.console.app import safe_next
@@ -102,3 +105,21 @@ def test_the_chart_draws_hours_whose_median_lag_is_zero():
     )
 
     assert svg.startswith("<svg") and "</svg>" in svg
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Decimal("9936"), "9,936.00"),
+        (Decimal("1460.14"), "1,460.14"),
+        (Decimal("12441.9"), "12,441.90"),
+        (Decimal("0.125"), "0.125"),
+        (Decimal("-60.00"), "-60.00"),
+        (Decimal("0"), "0.00"),
+        ("n/a", "n/a"),
+    ],
+)
+def test_amounts_are_grouped_with_two_decimals_and_never_rounded(value, shown):
+    from worker.console.views import money
+
+    assert money(value) == shown
