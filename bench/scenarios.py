@@ -165,17 +165,75 @@ class Plan:
         )
 
 
+PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def procfile_worker(procfile: Path = PROCFILE) -> tuple[dict[str, str], list[str]]:
+    """The Procfile's ``worker`` command as ``(environment, celery arguments)``: the variables it
+    sets and the arguments after ``celery``, each ``${NAME:-default}`` taken at its default."""
+    import re
+    import shlex
+
+    for line in procfile.read_text().splitlines():
+        if line.startswith("worker:"):
+            words = shlex.split(line.removeprefix("worker:"))
+            break
+    else:
+        raise BenchError(f"{procfile} has no worker command")
+    words = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", w) for w in words]
+    env: dict[str, str] = {}
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    if not words or words[0] != "celery":
+        raise BenchError(f"the Procfile's worker command does not run celery: {line}")
+    return env, words[1:]
+
+
+def procfile_concurrency(args: Sequence[str]) -> int:
+    """The pool size the Procfile's worker arguments give (celery's own default is the CPU count)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--concurrency="):
+            return int(arg.partition("=")[2])
+        if arg in ("--concurrency", "-c") and i + 1 < len(args):
+            return int(args[i + 1])
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Tuning:
-    """How ledgerbridge is deployed for the bench (what was found best on 2 cores)."""
+    """How ledgerbridge is deployed for the bench: ``pool="procfile"`` runs the Procfile's own worker
+    command line (prefork and its concurrency, as production does); ``prefork``/``threads`` run
+    the bench's own (``concurrency`` children or threads per worker)."""
 
     workers: int = 2
-    # Threads, not prefork: the work is I/O-bound and on 2 cores the prefork children's extra
-    # processes cost more than the GIL (push at 50/s: p50 0.6 s with 16 threads vs 5.6 s with
-    # 4 prefork children per worker, measured on this machine).
+    # The bench's own shape: threads, not prefork. On SQLite and 2 cores the prefork children's
+    # extra processes cost more than the GIL (push at 50/s: p50 0.6 s with 16 threads vs 5.6 s
+    # with 4 prefork children per worker, measured on this machine).
     concurrency: int = 16
     pool: str = "threads"
     erp_concurrency: int = 32  # fleet-wide Acumatica requests in flight when no licence limits them
+
+    @classmethod
+    def procfile(cls) -> Tuning:
+        """The Procfile's worker command: prefork with its concurrency."""
+        return cls(pool="procfile", concurrency=procfile_concurrency(procfile_worker()[1]))
+
+    def worker_command(self) -> tuple[dict[str, str], list[str]]:
+        """``(environment, arguments after celery)`` of one worker, before its queue and name."""
+        if self.pool == "procfile":
+            env, args = procfile_worker()
+            if procfile_concurrency(args) == self.concurrency:
+                return env, args
+            # Another pool size asked for (``--concurrency``): the Procfile's command with it instead.
+            args = [a for a in args if not a.startswith("--concurrency=")]
+            return env, [*args, f"--concurrency={self.concurrency}"]
+        return {}, ["-A", "worker.app", "worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
+                    "--loglevel", "INFO"]  # fmt: skip
+
+    @property
+    def pool_kind(self) -> str:
+        return "prefork" if self.pool == "procfile" else self.pool
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -421,6 +479,7 @@ class Fleet:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.bench = bench
+        self.name = name
         self.stack = demo.Stack(workdir=bench.workdir / name, env={})
         self.stack.workdir.mkdir(parents=True, exist_ok=True)
         self.connection = f"bench-{name}-{uuid.uuid4().hex[:6]}"
@@ -437,6 +496,8 @@ class Fleet:
             LEDGERBRIDGE_ZUORA_REQUESTS_PER_MINUTE="40000",
             LEDGERBRIDGE_PULL_INTERVAL_SECONDS="3600",
             LEDGERBRIDGE_LOG_LEVEL="INFO",
+            # Each process of the fleet counts its ledger statements into this folder.
+            LEDGERBRIDGE_LEDGER_STATEMENTS_DIR=str(self.stack.workdir / "ledger-statements"),
         )
         base.update(env or {})
         self.stack.env = base
@@ -451,13 +512,17 @@ class Fleet:
 
     def start_workers(self) -> None:
         tuning = self.bench.tuning
-        for i in range(tuning.workers):
-            self.stack.spawn(
-                f"worker-{i}",
-                [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", self.env["LEDGERBRIDGE_QUEUE"],
-                 "-n", f"{self.connection}-{i}@%h", "--pool", tuning.pool, "--concurrency", str(tuning.concurrency),
-                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            )  # fmt: skip
+        env, args = tuning.worker_command()
+        self.stack.env = {**self.env, **env}
+        try:
+            for i in range(tuning.workers):
+                self.stack.spawn(
+                    f"worker-{i}",
+                    [sys.executable, "-m", "celery", *args, "-Q", self.env["LEDGERBRIDGE_QUEUE"],
+                     "-n", f"{self.connection}-{i}@%h", "--without-gossip", "--without-mingle"],
+                )  # fmt: skip
+        finally:
+            self.stack.env = self.env
         self._wait_workers(tuning.workers)
 
     def _wait_workers(self, expected: int) -> None:
@@ -549,6 +614,15 @@ class Fleet:
             seconds = time.monotonic() - started
         return code, seconds, sampler
 
+    def statement_counts(self, *, wait: bool = True) -> dict[str, Any]:
+        """What this fleet's processes asked of the ledger so far (summed over their files);
+        ``wait`` lets running processes write their latest counts first."""
+        from shared.ledger.statements import FLUSH_SECONDS, read_totals
+
+        if wait:
+            time.sleep(2 * FLUSH_SECONDS + 0.2)  # the processes write their counts twice a second
+        return read_totals(Path(self.env["LEDGERBRIDGE_LEDGER_STATEMENTS_DIR"]))
+
     def ledger(self) -> Any:
         from shared.ledger.repo import Ledger
 
@@ -558,6 +632,15 @@ class Fleet:
         """Stop every process; forget the run's Redis keys (and its PostgreSQL database, unless
         ``--keep``)."""
         self.stack.stop()
+        import sqlalchemy as sa
+
+        counted = self.statement_counts(wait=False)
+        try:
+            counted["records"] = states_total(ledger_counts(self))
+        except sa.exc.SQLAlchemyError as exc:  # a scenario that failed may leave no ledger to count
+            counted["records"] = None
+            counted["records_error"] = f"{type(exc).__name__}: {exc}"
+        self.bench.statements[self.name] = counted
         import redis
 
         client = redis.Redis.from_url(self.bench.redis_url)
@@ -914,6 +997,31 @@ class Bench:
     console: Console
     database: str = "sqlite"
     keep: bool = False
+    # What each fleet of the scenario running asked of the ledger, by fleet name (see Fleet.stop).
+    statements: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def shape(self) -> dict[str, Any]:
+        """What the scenario runs on: the ledger, the worker processes and their pool."""
+        tuning = self.tuning
+        env, args = tuning.worker_command()
+        return {
+            "ledger": "sqlite" if self.database == "sqlite" else "postgresql",
+            "workers": tuning.workers,
+            "pool": tuning.pool_kind,
+            "concurrency": tuning.concurrency,
+            "worker_command": " ".join([*(f"{k}={v}" for k, v in env.items()), "celery", *args]),
+            "procfile": tuning.pool == "procfile",
+        }
+
+    def shape_text(self) -> str:
+        shape = self.shape()
+        text = (
+            f"{'PostgreSQL' if shape['ledger'] == 'postgresql' else 'SQLite'} ledger, {shape['workers']} workers "
+            f"x {shape['pool']} {shape['concurrency']}"
+        )
+        return text + (
+            " (the Procfile's worker command)" if shape["procfile"] else " (the bench's own worker command)"
+        )
 
     def database_url(self, folder: Path, connection: str) -> str:
         """A fresh ledger: a SQLite file in ``folder``, or a new database on the PostgreSQL server
@@ -1884,18 +1992,55 @@ def run_bench(bench: Bench, scenarios: Sequence[str], *, out: Path, command: str
     }
     for name in scenarios:
         started = time.monotonic()
+        bench.statements = {}
         try:
             result = RUNNERS[name](bench)
         except (BenchError, demo.DemoError, OSError, httpx.HTTPError, subprocess.SubprocessError) as exc:
             result = ScenarioResult(name, "", status="error")
             result.notes.append(f"{type(exc).__name__}: {exc}")
         result.figures["scenario_seconds"] = round(time.monotonic() - started, 1)
+        result.setup = f"{result.setup}; {bench.shape_text()}" if result.setup else bench.shape_text()
+        result.figures["shape"] = bench.shape()
+        add_statement_rows(result, bench.statements)
         report["scenarios"][name] = result.as_dict()
         print_result(bench.console, result)
         out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+STATEMENTS_LISTED = 15
+
+
+def add_statement_rows(result: ScenarioResult, fleets: Mapping[str, Mapping[str, Any]]) -> None:
+    """What each fleet asked of the ledger, per ledger record of its run: statements, round trips,
+    transactions, connection checkouts and pings; the figures keep the most frequent statements."""
+    figures: dict[str, Any] = {}
+    for fleet, counted in fleets.items():
+        records = counted.get("records")
+        by_statement = counted.get("by_statement", {})
+        top = sorted(by_statement.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
+        per: dict[str, float | None] = {}
+        for figure in ("statements", "round_trips", "commits", "checkouts", "pings"):
+            per[figure] = rounded(ratio(counted.get(figure), records), 2)
+        figures[fleet] = {
+            **{k: v for k, v in counted.items() if k != "by_statement"},
+            "per_record": per,
+            "top_statements": [
+                {"statement": text, "statements": n, "round_trips": trips}
+                for text, (n, trips) in top[:STATEMENTS_LISTED]
+            ],
+        }
+        suffix = "" if len(fleets) == 1 else f" ({fleet})"
+        result.row(f"ledger statements/record{suffix}", per["statements"], None)
+        result.row(f"ledger round trips/record{suffix}", per["round_trips"], None)
+        result.row(
+            f"ledger commits / checkouts / pings per record{suffix}",
+            f"{per['commits']} / {per['checkouts']} / {per['pings']}",
+            None,
+        )
+    result.figures["ledger_statements"] = figures
 
 
 def _cell(value: Any) -> str:
@@ -1960,9 +2105,19 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             typer.Option("--workdir", help="Logs and ledgers of every process (default: a temp folder)."),
         ] = None,
         concurrency: Annotated[
-            int, typer.Option(help="Celery pool size of each of the 2 workers.")
-        ] = Tuning.concurrency,
-        pool: Annotated[str, typer.Option(help="Celery pool: prefork or threads.")] = Tuning.pool,
+            int | None,
+            typer.Option(
+                help="Celery pool size of each of the 2 workers (default: the Procfile's with --pool procfile, "
+                f"else {Tuning.concurrency})."
+            ),
+        ] = None,
+        pool: Annotated[
+            str,
+            typer.Option(
+                help="procfile (the Procfile's worker command: prefork), or the bench's own command with "
+                "prefork or threads."
+            ),
+        ] = Tuning.pool,
         database: Annotated[
             str,
             typer.Option(
@@ -1977,10 +2132,12 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             unknown
             or size not in ("tiny", "full")
             or duration_scale <= 0
-            or pool not in ("prefork", "threads")
+            or pool not in ("procfile", "prefork", "threads")
+            or (concurrency is not None and concurrency < 1)
         ):
             err.print(f"[bold red]error:[/] unknown scenario {unknown}; one of {', '.join(SCENARIOS)}; "
-                      "--size tiny|full; --duration-scale > 0; --pool prefork|threads")  # fmt: skip
+                      "--size tiny|full; --duration-scale > 0; --pool procfile|prefork|threads; "
+                      "--concurrency >= 1")  # fmt: skip
             raise typer.Exit(2)
         folder = workdir or Path(tempfile.gettempdir()) / f"ledgerbridge-bench-{uuid.uuid4().hex[:6]}"
         if folder.exists():
@@ -1993,9 +2150,7 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             redis_proc = demo.ensure_redis(redis_url, folder, console)
             if redis_proc is not None:
                 stack.procs["redis-server"] = redis_proc
-            runner = Bench(
-                plan, Tuning(concurrency=concurrency, pool=pool), folder, redis_url, console, database
-            )
+            runner = Bench(plan, tuning_for(pool, concurrency), folder, redis_url, console, database)
             console.rule(f"[bold]ledgerbridge bench[/] ({size}; logs in {folder})")
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
@@ -2008,6 +2163,16 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
         statuses = [s["status"] for s in report["scenarios"].values()]
         if any(s in ("failed", "error") for s in statuses):
             raise typer.Exit(1)
+
+
+def tuning_for(pool: str, concurrency: int | None) -> Tuning:
+    """The bench's deployment for ``--pool`` and ``--concurrency`` (None: the pool's default)."""
+    base = Tuning.procfile() if pool == "procfile" else Tuning(pool=pool)
+    if concurrency is None:
+        return base
+    from dataclasses import replace
+
+    return replace(base, concurrency=concurrency)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from shared import jsoncodec
+from shared.ledger.statements import count_statements
 
 # The JSON columns go through the product's one codec (exact decimals, ISO dates).
 dumps_json = jsoncodec.dumps
@@ -185,11 +186,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             turns = _WriteTurns(wait=BUSY_TIMEOUT_SECONDS)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         _begin_sqlite_transactions(engine, turns)
+        count_statements(engine)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True, **pooled, **common)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, **pooled, **common)
+        count_statements(engine)
+        return engine
     raise ValueError(
         f"unsupported ledger database {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///path or postgresql+psycopg://user@host/db"

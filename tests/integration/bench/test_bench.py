@@ -208,3 +208,39 @@ def test_bench_command_refuses_an_unknown_scenario(tmp_path):
 
     assert result.exit_code == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_procfile_shape_runs_the_procfiles_worker_command(tmp_path):
+    env, args = bench.procfile_worker()
+    tuning = bench.Tuning.procfile()
+
+    assert args[:3] == ["-A", "worker.app", "worker"]
+    assert "-E" in args
+    assert env == {"MALLOC_ARENA_MAX": "2"}
+    assert tuning.pool_kind == "prefork"
+    assert tuning.concurrency == bench.procfile_concurrency(args) == 4
+    assert tuning.worker_command() == (env, args)
+    assert "--concurrency=8" in bench.tuning_for("procfile", 8).worker_command()[1]
+    shaped = bench.Bench(
+        plan=bench.Plan.for_size("tiny"),
+        tuning=tuning,
+        workdir=tmp_path,
+        redis_url="redis://127.0.0.1:6379/0",
+        console=Console(),
+        database="postgresql://postgres@127.0.0.1/postgres",
+    )
+    assert shaped.shape_text() == "PostgreSQL ledger, 2 workers x prefork 4 (the Procfile's worker command)"
+
+
+def test_statement_rows_are_per_record_of_each_fleet():
+    result = bench.ScenarioResult("backlog", "setup")
+    counted = {"records": 10, "statements": 55, "round_trips": 80, "commits": 20, "checkouts": 21, "pings": 19,
+               "by_statement": {"COMMIT": [0, 20], "SELECT 1": [5, 5]}}  # fmt: skip
+    bench.add_statement_rows(result, {"backlog": counted})
+
+    rows = {figure: ours for figure, ours, _base in result.rows}
+    assert rows["ledger statements/record"] == 5.5
+    assert rows["ledger round trips/record"] == 8.0
+    assert rows["ledger commits / checkouts / pings per record"] == "2.0 / 2.1 / 1.9"
+    top = result.figures["ledger_statements"]["backlog"]["top_statements"]
+    assert [t["statement"] for t in top] == ["COMMIT", "SELECT 1"]
