@@ -330,6 +330,7 @@ def test_record_exchange_stores_the_exchange_on_its_subject(ledger):
         "response_headers": {"Content-Type": "application/json"},
         "response_body": '{"id":"abc"}',
         "message": None,
+        "actor": None,  # an API exchange is the process's, not a person's
     }
 
 
