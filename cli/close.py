@@ -24,19 +24,6 @@ def register(app: typer.Typer) -> None:
     app.command("close-reject")(close_reject)
 
 
-STEP_TITLES = {
-    "lookup": "look up the period",
-    "trial_balance": "trial balance",
-    "close_period": "close the period",
-    "journal_run": "journal run",
-    "fetch": "fetch journal entries",
-    "check": "check entries",
-    "post": "post to the ERP",
-    "mark": "mark transferred",
-    "verify": "verify",
-    "reconcile": "reconcile",
-    "discard": "cancel the dry run's journal run",
-}
 STATE_MARKS = {
     "done": "[green]✓[/]",
     "skipped": "[dim]-[/]",
@@ -45,46 +32,6 @@ STATE_MARKS = {
     "pending": "[dim]·[/]",
     "awaiting": "[bold yellow]?[/]",
 }
-
-
-def _step_detail(step: str, st: dict[str, Any], run: Any, prog: Any) -> str:
-    """One line about a step of a close run, from what the step recorded."""
-    polls = f" ({st['polls']} polls)" if st.get("polls") else ""
-    if step == "check" and run.status == "awaiting_approval" and "entries" in st:
-        skipped = len(st.get("skipped") or {})
-        return f"{st['entries'] - skipped} ok, {skipped} skipped; waiting for approval (see below)"
-    if st.get("stopped"):
-        return "stopped (see below)"
-    if step == "lookup":
-        return f"{st['period_id']} ({st.get('status')})" if st.get("period_id") else ""
-    if step in ("trial_balance", "close_period"):
-        if st.get("skipped"):
-            return str(st["skipped"])
-        if st.get("done_at"):
-            if step == "close_period":
-                return "closed, trial balance completed"
-            return "completed" + polls if st.get("ours") else "already completed before this close"
-        return f"waiting{polls}" if st.get("requested") or st.get("polls") else ""
-    if step == "journal_run":
-        number = st.get("number") or ""
-        return f"{number} {st.get('status') or ('waiting' + polls if number else '')}".strip()
-    if step == "fetch":
-        return f"{st['count']} entries in {st['pages']} page(s)" if "count" in st else ""
-    if step == "check" and "entries" in st:
-        bad, skipped = len(st.get("bad") or {}), len(st.get("skipped") or {})
-        return f"{st['entries'] - bad - skipped} ok, {skipped} skipped, {bad} with problems"
-    if step == "post" and prog.entries:
-        doubt = f", {prog.in_doubt} in doubt" if prog.in_doubt else ""
-        return f"{prog.posted}/{prog.entries} posted{doubt}"
-    if step == "mark" and prog.entries:
-        return f"{prog.marked}/{prog.entries} marked transferredToAccounting=Yes"
-    if step == "verify" and st.get("done_at"):
-        return f"{st.get('entries', 0)} entries Yes in Zuora, each with an ERP reference"
-    if step == "reconcile" and st.get("done_at"):
-        return f"{len(st.get('lines') or [])} account lines match to the cent"
-    if step == "discard" and st.get("done_at"):
-        return f"journal run {st.get('cancelled')} cancelled" if st.get("cancelled") else "nothing to cancel"
-    return ""
 
 
 def _attempt_label(run: Any, following: int | None) -> str:
@@ -102,31 +49,20 @@ def _close_table(run: Any, following: int | None = None) -> Table:
     """The step list of a close run with each step's state and progress (``following``: the
     attempt a waiting command follows)."""
     from shared import ports
-    from shared.close.driver import progress
-    from shared.close.results import steps_of
+    from shared.close.step_lines import step_lines
 
-    prog = progress(ports.ledger(), run)
-    steps = steps_of(run)
-    current = steps.index(run.step) if run.step in steps else len(steps)
     kind = "dry run" if run.dry_run else "close"
     title = f"{kind} {run.id}: {run.period_name} ({run.connection}) - {run.status}"
     steps_table = Table(title=escape(title + _attempt_label(run, following)), title_justify="left")
     steps_table.add_column("", width=1)
     steps_table.add_column("step")
     steps_table.add_column("detail")
-    for index, step in enumerate(steps):
-        st = dict(run.details.get(step) or {})
-        if index < current:
-            state = "done" if st.get("done_at") else "skipped"
-        elif index == current:
-            state = "stopped" if run.status in ("needs_attention", "failed") else "running"
-            if run.status == "awaiting_approval":
-                state = "awaiting"
-        else:
-            state = "pending"
-        steps_table.add_row(
-            STATE_MARKS[state], STEP_TITLES.get(step, step), escape(_step_detail(step, st, run, prog))
-        )
+    for line in step_lines(ports.ledger(), run):
+        # The reason of a stop is printed whole below the table.
+        detail = "stopped (see below)" if line.detail.startswith("stopped: ") else line.detail
+        if line.state == "awaiting":
+            detail += "; waiting for approval (see below)"
+        steps_table.add_row(STATE_MARKS[line.state], escape(line.title), escape(detail))
     return steps_table
 
 

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from shared.close.step_lines import step_lines
 from shared.item_level.streams import for_object_type
 from shared.ledger.errors import RecordNotFound
 from shared.ledger.models import ConsoleUser, SyncRecord, UserRole
@@ -32,7 +33,6 @@ from shared.ledger.repo import Ledger
 from shared.settings import Settings
 from worker.console import auth, views
 from worker.console.charts import throughput_svg
-from worker.console.steps import step_lines
 
 PREFIX = "/console"
 HERE = Path(__file__).parent

@@ -1,6 +1,6 @@
-"""A close run's steps as ``ledgerbridge close-status`` lists them: each step's title, its state
-(done, skipped, running, stopped, waiting for approval, pending) and one line of detail from
-what the step recorded in ``close_run.details``."""
+"""A close run's steps as people see them (``ledgerbridge close-status`` and the Finance console):
+each step's title, its state (done, skipped, running, stopped, waiting for approval, pending) and
+one line of detail from what the step recorded in ``close_run.details``."""
 
 from __future__ import annotations
 
