@@ -24,6 +24,7 @@ from rich.table import Table
 from cli.common import ConnectionOpt
 from cli.output import fail, out, print_json, stored_time, table
 from shared.ledger.states import FAILED, PARKED, PENDING, POSTED, POSTING, STATES
+from shared.metrics import format_lag, lag_seconds
 
 if TYPE_CHECKING:
     from shared.item_level.pull import PageProgress
@@ -39,26 +40,6 @@ def parse_since(text: str) -> datetime:
     """An ISO-8601 date or datetime; without an offset it is UTC."""
     parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def lag_seconds(mark: datetime | None, now: datetime) -> float | None:
-    """How far a stream's mark is behind ``now`` (None before its first mark). The mark stays at
-    least the pull overlap behind the last run's start, so a healthy stream lags by about the
-    overlap plus the pull interval."""
-    return None if mark is None else round(max(0.0, (now - mark).total_seconds()), 3)
-
-
-def format_lag(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 120:
-        return f"{whole}s"
-    if whole < 2 * 3600:
-        return f"{whole // 60}m"
-    if whole < 2 * 86400:
-        return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"
-    return f"{whole // 86400}d"
 
 
 def close_run_json(run: Any) -> dict[str, Any]:

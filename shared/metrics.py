@@ -352,3 +352,25 @@ __all__ = [
     "render",
     "status_class",
 ]
+
+
+def lag_seconds(mark: datetime | None, now: datetime) -> float | None:
+    """How far a stream's mark is behind ``now`` (None before its first mark). The mark stays at
+    least the pull overlap behind the last run's start, so a healthy stream lags by about the
+    overlap plus the pull interval."""
+    return None if mark is None else round(max(0.0, (now - mark).total_seconds()), 3)
+
+
+def format_lag(seconds: float | None) -> str:
+    """A lag as people read it (``status`` and the console): 45s, 12m, 3h05m, 2d; ``-`` before a
+    mark."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 2 * 3600:
+        return f"{whole // 60}m"
+    if whole < 2 * 86400:
+        return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"
+    return f"{whole // 86400}d"

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from markupsafe import Markup, escape
 
-from worker.console.views import Chart, format_lag
+from shared.metrics import format_lag
+from worker.console.views import Chart
 
 WIDTH, HEIGHT = 480, 140
 LEFT, RIGHT, TOP, BOTTOM = 36, 40, 10, 22

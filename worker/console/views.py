@@ -22,7 +22,7 @@ from shared.item_level.streams import STREAMS, for_object_type
 from shared.ledger import states
 from shared.ledger.models import CloseRun, CloseStatus, ObjectType, SyncRecord
 from shared.ledger.repo import Ledger
-from shared.metrics import known_connections
+from shared.metrics import format_lag, known_connections, lag_seconds
 
 FINISHED = (CloseStatus.DONE.value, CloseStatus.FAILED.value, CloseStatus.DRY_RUN.value)
 STATUS_WORDS = {
@@ -43,24 +43,6 @@ JE = ObjectType.JOURNAL_ENTRY.value
 def when(value: datetime | None) -> str:
     """``YYYY-MM-DD HH:MM:SS`` as stored (UTC); empty for None."""
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def format_lag(seconds: float | None) -> str:
-    """A lag as ``ledgerbridge status`` prints it: 45s, 12m, 3h05m, 2d; ``-`` before a mark."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    if whole < 120:
-        return f"{whole}s"
-    if whole < 2 * 3600:
-        return f"{whole // 60}m"
-    if whole < 2 * 86400:
-        return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"
-    return f"{whole // 86400}d"
-
-
-def lag_seconds(mark: datetime | None, now: datetime) -> float | None:
-    return None if mark is None else max(0.0, (now - mark).total_seconds())
 
 
 def status_words(status: str) -> str:

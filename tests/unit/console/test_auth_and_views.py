@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from shared.metrics import format_lag
 from worker.console import auth
 from worker.console.app import safe_next
 from worker.console.charts import throughput_svg
-from worker.console.views import Chart, format_lag, reason_of
+from worker.console.views import Chart, reason_of
 
 SECRET = "a console secret of more than thirty-two characters"
 IDLE = timedelta(minutes=480)

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.sync import format_lag, lag_seconds
 from shared import ports
 from shared.ledger.repo import Ledger
+from shared.metrics import format_lag, lag_seconds
 
 
 def status(ledger: Ledger, *args: str):
