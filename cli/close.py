@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import ConnectionOpt
+from cli.common import ApproverOpt, ConnectionOpt
 from cli.output import err, fail, out, stored_time, table
 
 
@@ -359,14 +359,11 @@ def _decide(run_id: int, user: str, comment: str, *, approve: bool) -> None:
 
 
 RunArg = Annotated[int, typer.Argument(help="The close run id (ledgerbridge close-status lists them).")]
-AsOpt = Annotated[
-    str, typer.Option("--as", help="The approver deciding (a ledgerbridge user, approver or admin).")
-]
 
 
 def close_approve(
     run_id: RunArg,
-    as_user: AsOpt,
+    as_user: ApproverOpt,
     comment: Annotated[
         str, typer.Option("--comment", help="Why it may be posted (kept with the decision).")
     ] = "",
@@ -378,7 +375,7 @@ def close_approve(
 
 def close_reject(
     run_id: RunArg,
-    as_user: AsOpt,
+    as_user: ApproverOpt,
     comment: Annotated[str, typer.Option("--comment", help="What to fix (required).")],
 ) -> None:
     """Reject what a close awaiting approval would post; the run then needs a person, and running

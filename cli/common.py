@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 ConnectionOpt = Annotated[
     str | None, typer.Option("--connection", "-c", help="Connection name (default: LEDGERBRIDGE_CONNECTION).")
 ]
+# Who decides on something waiting for approval (a close, a manual journal entry).
+ApproverOpt = Annotated[
+    str, typer.Option("--as", help="The approver deciding (a ledgerbridge user, approver or admin).")
+]
 
 
 def ledger_at_head() -> Ledger:

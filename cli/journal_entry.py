@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.common import ConnectionOpt
+from cli.common import ApproverOpt, ConnectionOpt
 from cli.output import err, fail, out
 
 
@@ -165,14 +165,11 @@ def _decide(request_id: int, user: str, comment: str, *, approve: bool) -> None:
 
 
 RequestArg = Annotated[int, typer.Argument(help="The request id (journal-entry requests lists them).")]
-AsApprover = Annotated[
-    str, typer.Option("--as", help="The approver deciding (a ledgerbridge user, approver or admin).")
-]
 
 
 def journal_entry_approve(
     request_id: RequestArg,
-    as_user: AsApprover,
+    as_user: ApproverOpt,
     comment: Annotated[str, typer.Option("--comment", help="Kept with the decision.")] = "",
 ) -> None:
     """Approve a manual journal entry waiting for approval: it is checked again and created in
@@ -183,7 +180,7 @@ def journal_entry_approve(
 
 def journal_entry_reject(
     request_id: RequestArg,
-    as_user: AsApprover,
+    as_user: ApproverOpt,
     comment: Annotated[str, typer.Option("--comment", help="What to fix (required).")],
 ) -> None:
     """Reject a manual journal entry waiting for approval; nothing is created."""
