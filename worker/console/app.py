@@ -246,6 +246,18 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
             samesite="strict",
         )
 
+    def set_login_cookie(response: Response, cookie: str) -> None:
+        """The sign-in form's own CSRF cookie (the form has no session yet)."""
+        response.set_cookie(
+            auth.LOGIN_COOKIE,
+            cookie,
+            max_age=auth.LOGIN_FORM_SECONDS,
+            path=PREFIX,
+            secure=secure(),
+            httponly=True,
+            samesite="strict",
+        )
+
     def render(
         request: Request, template: str, context: dict[str, Any], *, me: Visit | None, status: int = 200
     ) -> Response:
@@ -365,15 +377,7 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
             "login.html",
             {"me": None, "csrf": token, "next": safe_next(next), "error": None, "username": ""},
         )
-        response.set_cookie(
-            auth.LOGIN_COOKIE,
-            cookie,
-            max_age=auth.LOGIN_FORM_SECONDS,
-            path=PREFIX,
-            secure=secure(),
-            httponly=True,
-            samesite="strict",
-        )
+        set_login_cookie(response, cookie)
         return response
 
     @console.post("/login")
@@ -416,15 +420,7 @@ def create_console(deps: ConsoleDeps) -> FastAPI:
                 },
                 status_code=401,
             )
-            response.set_cookie(
-                auth.LOGIN_COOKIE,
-                cookie,
-                max_age=auth.LOGIN_FORM_SECONDS,
-                path=PREFIX,
-                secure=secure(),
-                httponly=True,
-                samesite="strict",
-            )
+            set_login_cookie(response, cookie)
             return response
         session = auth.new_session(outcome.user.name, deps.clock().timestamp())
         audit("console:login", "signed in", connection=None, actor=outcome.user.name)
