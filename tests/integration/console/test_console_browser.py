@@ -25,7 +25,6 @@ import io
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +41,7 @@ from cryptography.fernet import Fernet
 
 from shared.ledger.models import RecordState, SyncRecord
 from tests.integration.close.conftest import ROOT, CloseEnv
+from tests.support.browser import CHROMIUM_FLAGS, chromium_path
 from tests.unit.close.support import write_mapping
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -49,16 +49,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 PERIOD = "December 2024"
 UNMAPPED = "Subscription Revenue"
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
 
 # Secrets of the stack's connection and processes: no page may show any of them.
@@ -274,13 +264,7 @@ class Browser:
 
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        pytest.fail(
-            "chromium is not installed: run scripts/browser (it runs apt-get install -y chromium "
-            "chromium-driver); this test does not skip"
-        )
-    return path
+    return chromium_path()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,19 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.browser import CHROMIUM_FLAGS, chromium_path
+
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER, PASSWORD = "ops", "s3cret-flower:pw"
 TASK = "ledgerbridge.upkeep.prune_audit"
 
@@ -56,13 +47,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        pytest.fail(
-            "chromium is not installed: run scripts/browser (it runs apt-get install -y chromium "
-            "chromium-driver); this test does not skip"
-        )
-    return path
+    return chromium_path()
 
 
 @dataclass
