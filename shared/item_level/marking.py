@@ -29,7 +29,7 @@ from shared.item_level.context import ItemContext
 from shared.item_level.queries import RowKey, markable
 from shared.item_level.streams import Stream
 from shared.ledger.errors import IllegalTransition, TransitionConflict
-from shared.ledger.states import mark_transferred, reschedule
+from shared.ledger.states import mark_transferred, mark_transferred_many, reschedule
 from shared.logs import log_context
 from shared.zuora.actions import MAX_OBJECTS_PER_CALL, RowResult
 from shared.zuora.transfers import MAX_MEMOS_PER_CALL
@@ -85,8 +85,7 @@ def _record(ctx: ItemContext, done: Sequence[RowKey], failed: Sequence[tuple[Row
 
     try:
         with ctx.ledger.session() as session:
-            for row in done:
-                mark(session, row)
+            mark_transferred_many(session, ctx.connection, {row.id: row.subject for row in done}, now=now)
             for row, error in failed:
                 defer(session, row, error)
         return len(done)

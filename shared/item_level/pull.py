@@ -41,7 +41,7 @@ from shared.item_level.queries import known_zuora_ids, records_by_zuora_ids
 from shared.item_level.streams import ACCOUNTS, Stream
 from shared.ledger.errors import TransitionConflict
 from shared.ledger.models import RecordSource
-from shared.ledger.states import FAILED, PARKED, PENDING, upsert_pulled
+from shared.ledger.states import FAILED, PARKED, PENDING, Pulled, upsert_pulled_page
 from shared.logs import log_context
 from shared.memory import release_free_heap
 from shared.zuora.object_query import MAX_PAGE_SIZE
@@ -233,24 +233,29 @@ def _upsert_page(
     with ctx.ledger.session() as session:
         for batch_stream, batch_rows, batch_source in batches:
             own = batch_stream is stream and batch_rows is rows
-            for row in batch_rows:
-                record, is_new = upsert_pulled(
-                    session,
-                    connection=ctx.connection,
-                    object_type=batch_stream.object_type,
+            pulled = [
+                Pulled(
                     zuora_id=str(row["id"]),
                     zuora_number=batch_stream.number_of(row),
                     zuora_updated=updated_of(row),
                     payload=row,
                     account_id=batch_stream.account_of(row),
-                    source=batch_source,
-                    now=now,
                 )
-                assert record.id is not None
+                for row in batch_rows
+            ]
+            upserted = upsert_pulled_page(
+                session,
+                connection=ctx.connection,
+                object_type=batch_stream.object_type,
+                rows=pulled,
+                source=batch_source,
+                now=now,
+            )
+            for row, one, (record_id, is_new) in zip(batch_rows, pulled, upserted, strict=True):
                 if own:
-                    result.record_ids[record.zuora_id] = record.id
+                    result.record_ids[one.zuora_id] = record_id
                 if is_new:
-                    result.new_ids.append(record.id)
+                    result.new_ids.append(record_id)
                     if own and batch_stream.fires_callout(row):
                         result.new_pushable.append(updated_of(row))
 

@@ -8,6 +8,7 @@ and sets the JSON codec that keeps amounts exact.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -31,6 +32,7 @@ loads_json = jsoncodec.loads
 POOL_SIZE = 24
 BUSY_TIMEOUT_SECONDS = 30
 POOL_OVERFLOW = 24
+PING_AFTER_IDLE_SECONDS = 1.0
 
 # The execution option (engine, connection or session) that chooses a :class:`Begin`.
 BEGIN_OPTION = "ledger_begin"
@@ -191,7 +193,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = sa.create_engine(parsed, pool_pre_ping=True, **pooled, **common)
+        # The most recently returned connection first (LIFO): the ones a busy process keeps using
+        # stay warm, and only those that sat idle are pinged (see _ping_when_idle).
+        engine = sa.create_engine(parsed, pool_use_lifo=True, **pooled, **common)
+        _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
         count_statements(engine)
         return engine
     raise ValueError(
@@ -200,16 +205,56 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+def _ping_when_idle(engine: Engine, seconds: float) -> None:
+    """Ping a pooled PostgreSQL connection before handing it out only when it sat in the pool
+    ``seconds`` or longer; a dead one is replaced by a new connection.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip before each transaction,
+    one in four of a posted record's. A connection dies while idle (the server restarted, a proxy
+    or firewall dropped it) and a restart takes longer than ``seconds``, so a connection that
+    was in use a moment ago is alive; should one die in that moment, the statement fails with a
+    disconnect error, SQLAlchemy discards every connection of the pool, and the task retries."""
+    key = "ledger_idle_since"
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[key] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(key)
+        if since is None or time.monotonic() - since < seconds:
+            return  # new, or returned a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(f"the ledger connection was dropped while idle: {exc}") from exc
+
+
+def _autocommit(engine: Engine) -> Engine:
+    """``engine`` in autocommit (the same pool; the pool sets the mode back when a connection
+    returns), made once per engine and kept on it."""
+    found: Engine | None = getattr(engine, "_ledger_autocommit", None)
+    if found is None:
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine._ledger_autocommit = found  # type: ignore[attr-defined]
+    return found
+
+
 @contextmanager
 def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """A session whose transaction commits when the block ends and rolls back if it raises.
 
     Objects stay readable after the block (``expire_on_commit=False``), so repository methods
     can return them. ``read_only`` begins it as :attr:`Begin.READ` on SQLite: it reads beside the
-    writer instead of queueing for the write lock, and cannot write.
+    writer instead of queueing for the write lock, and cannot write. On PostgreSQL a read-only
+    session runs its statements in autocommit: at PostgreSQL's READ COMMITTED (the ledger's) each
+    statement sees what was committed when it started either way, and no BEGIN and COMMIT go to
+    the server around them (two round trips of three for a one-query read).
     """
     options: dict[str, Any] = {BEGIN_OPTION: Begin.READ} if read_only else {}
-    session = Session(engine, expire_on_commit=False, execution_options=options)
+    bind = _autocommit(engine) if read_only and engine.dialect.name == "postgresql" else engine
+    session = Session(bind, expire_on_commit=False, execution_options=options)
     try:
         yield session
         session.commit()

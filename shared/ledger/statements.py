@@ -9,9 +9,9 @@ What is counted, per process:
 * ``statements``: statements the server executes - one per ``execute``, one per parameter set of
   an ``executemany``;
 * ``round_trips``: the waits for the server's answer - one per ``execute`` or ``executemany``
-  (psycopg pipelines the parameter sets), plus one for each ``BEGIN`` psycopg sends before the first
-  statement of a PostgreSQL transaction, one per ``COMMIT`` or ``ROLLBACK`` that had a transaction
-  to end, and one per pre-ping (a ``SELECT 1`` in autocommit);
+  (psycopg pipelines the parameter sets), plus one for each ``BEGIN`` psycopg sends before the
+  first statement of a PostgreSQL transaction (none in autocommit), one per ``COMMIT`` or
+  ``ROLLBACK`` that had a transaction to end, and one per ping (a ``SELECT 1`` in autocommit);
 * ``transactions`` (commits and rollbacks sent), ``checkouts`` of a pooled connection, ``pings``
   and ``connects`` (new connections);
 * ``by_statement``: ``{the SQL (its head and tail when longer than 240 characters): [statements,
@@ -138,7 +138,9 @@ def count_statements(engine: Engine) -> None:
     implicit_begin = engine.dialect.name == "postgresql"  # psycopg sends BEGIN itself
 
     def begin_trips(dbapi_connection: Any) -> int:
-        return 1 if implicit_begin and not _in_transaction(dbapi_connection) else 0
+        if not implicit_begin or getattr(dbapi_connection, "autocommit", False):
+            return 0  # in autocommit psycopg sends each statement alone
+        return 0 if _in_transaction(dbapi_connection) else 1
 
     @event.listens_for(engine, "before_cursor_execute")
     def _execute(  # noqa: PLR0917 - SQLAlchemy's signature for this event

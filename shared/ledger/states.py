@@ -15,7 +15,11 @@ Every function takes a Session and a record (or its id), validates the transitio
 table (:class:`IllegalTransition` otherwise), writes the state and the bookkeeping columns as one
 UPDATE guarded by the row's optimistic-lock ``version`` - so a concurrent change by another worker
 is detected here as :class:`TransitionConflict` (the session must then be rolled back) - and
-appends an ``AuditEvent(kind="transition")`` row. Nothing commits: the caller owns the transaction, and
+appends an ``AuditEvent(kind="transition")`` row. The hot transitions given an id (pending ->
+posting, posting -> posted, posted -> marked) skip the read: their UPDATE is guarded by the state
+the table allows them from, which it checks under the row's lock, and returns the row; a row in
+another state is then read and refused (or moved) as any other. A pulled page
+(:func:`upsert_pulled_page`) and a marked batch (:func:`mark_transferred_many`) are set-based. Nothing commits: the caller owns the transaction, and
 before an ERP create the caller commits ``begin_posting`` on its own, so a crash leaves the row
 visibly in doubt (see ARCHITECTURE.md, "The ledger is the truth").
 
@@ -27,14 +31,16 @@ in doubt; a worker that lost the ERP's answer sets a lookup seconds away instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from shared.backoff import exponential, full_jitter
 from shared.ledger.db import insert_ignoring_conflict
@@ -163,6 +169,40 @@ def _move(
     _write(session, rec, changes)
     text = message if message is not None else f"{old} -> {new}" + (f": {detail}" if detail else "")
     _audit(session, now, rec.connection, kind, rec.subject, message=text)
+    return rec
+
+
+def _move_by_id(
+    session: Session,
+    record: RecordRef,
+    old: str,
+    new: str,
+    now: datetime,
+    *,
+    values: Mapping[str, Any],
+    detail: str | None = None,
+) -> SyncRecord | None:
+    """``old -> new`` for a row given by id, without reading it first: one UPDATE guarded by the
+    state (taking the row's lock, as the read ``FOR UPDATE`` did) that returns the row, then the
+    audit line. None when ``record`` is not an id or the row is not in ``old`` (gone, or in
+    another state): the caller then reads it and refuses or moves it as before."""
+    if not isinstance(record, int):
+        return None
+    changes = {**values, "state": new, "updated_at": now}
+    if new != POSTING:
+        changes["recreate_after"] = None  # held in doubt only while posting
+    statement = (
+        sa.update(SyncRecord)
+        .where(col(SyncRecord.id) == record, col(SyncRecord.state) == old)
+        .values(**changes, version=col(SyncRecord.version) + 1)
+        .returning(SyncRecord)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    rec = session.scalars(statement).first()
+    if rec is None:
+        return None
+    text = f"{old} -> {new}" + (f": {detail}" if detail else "")
+    _audit(session, now, rec.connection, AuditKind.TRANSITION.value, rec.subject, message=text)
     return rec
 
 
@@ -328,6 +368,147 @@ def upsert_pulled(
     return existing, False
 
 
+@dataclass(frozen=True)
+class Pulled:
+    """One fetched Zuora record for :func:`upsert_pulled_page` (the fields :func:`upsert_pulled` takes)."""
+
+    zuora_id: str
+    zuora_number: str | None
+    zuora_updated: datetime | None
+    payload: Mapping[str, Any]
+    account_id: str | None
+
+
+PAGE_CHUNK = 500  # rows per multi-row INSERT (17 parameters a row: well within both databases' limits)
+
+
+def upsert_pulled_page(
+    session: Session,
+    *,
+    connection: str,
+    object_type: str,
+    rows: Sequence[Pulled],
+    source: str,
+    now: datetime | None = None,
+) -> list[tuple[int, bool]]:
+    """:func:`upsert_pulled` for a page of one object type, set-based: one SELECT of the keys
+    the ledger has, one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` of the others and one
+    multi-row INSERT of their audit lines (per 500 rows), then the usual refresh of each known row
+    the page brings newer (one versioned UPDATE each). Returns ``(ledger id, is_new)`` per row, in
+    order. A page that names one record twice is upserted row by row (the later one wins, as it
+    would have)."""
+    if object_type not in {t.value for t in ObjectType}:
+        raise ValueError(f"unknown object type {object_type!r}; one of: {', '.join(ObjectType)}")
+    if source not in {s.value for s in RecordSource}:
+        raise ValueError(f"unknown record source {source!r}; one of: {', '.join(RecordSource)}")
+    now = now or utcnow()
+    if len({r.zuora_id for r in rows}) != len(rows):
+        done = []
+        for r in rows:
+            record, is_new = upsert_pulled(
+                session, connection=connection, object_type=object_type, zuora_id=r.zuora_id,
+                zuora_number=r.zuora_number, zuora_updated=r.zuora_updated, payload=r.payload,
+                account_id=r.account_id, source=source, now=now,
+            )  # fmt: skip
+            assert record.id is not None
+            done.append((record.id, is_new))
+        return done
+    known = _known_rows(session, connection, object_type, [r.zuora_id for r in rows])
+    fresh = [r for r in rows if r.zuora_id not in known]
+    inserted: dict[str, int] = {}
+    for start in range(0, len(fresh), PAGE_CHUNK):
+        chunk = fresh[start : start + PAGE_CHUNK]
+        values = [
+            {
+                "connection": connection,
+                "object_type": object_type,
+                "zuora_id": r.zuora_id,
+                "zuora_number": r.zuora_number,
+                "account_id": r.account_id,
+                "zuora_updated": r.zuora_updated,
+                "state": PENDING,
+                "attempts": 0,
+                "erp_released": False,
+                "next_attempt_at": now + PENDING_GRACE,
+                "source": source,
+                "period_name": None,
+                "close_run_id": None,
+                "payload": dict(r.payload),
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in chunk
+        ]
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = (
+            insert(SYNC_RECORDS)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["connection", "object_type", "zuora_id"])
+            .returning(SYNC_RECORDS.c.id, SYNC_RECORDS.c.zuora_id)
+        )
+        inserted.update({str(zuora_id): int(i) for i, zuora_id in session.execute(statement)})
+    if inserted:
+        message = f"new -> {PENDING} ({source})"
+        session.execute(
+            sa.insert(AUDIT_EVENTS),
+            [
+                {"at": now, "connection": connection, "kind": AuditKind.TRANSITION.value,
+                 "subject": f"{object_type}:{zuora_id}", "message": message}
+                for zuora_id in (r.zuora_id for r in fresh) if zuora_id in inserted
+            ],
+        )  # fmt: skip
+    raced = [r.zuora_id for r in fresh if r.zuora_id not in inserted]
+    if raced:  # another worker inserted these between our read and our insert
+        known.update(_known_rows(session, connection, object_type, raced))
+    done = []
+    for r in rows:
+        if r.zuora_id in inserted:
+            done.append((inserted[r.zuora_id], True))
+            continue
+        existing = known[r.zuora_id]
+        newer = (r.zuora_updated is None and existing.zuora_updated is None) or (
+            r.zuora_updated is not None
+            and (existing.zuora_updated is None or r.zuora_updated > existing.zuora_updated)
+        )
+        if newer:
+            changes = {
+                "payload": dict(r.payload),
+                "zuora_updated": r.zuora_updated,
+                "zuora_number": r.zuora_number or existing.zuora_number,
+                "account_id": r.account_id or existing.account_id,
+                "updated_at": now,
+            }
+            result = session.execute(
+                sa.update(SYNC_RECORDS)
+                .where(SYNC_RECORDS.c.id == existing.id, SYNC_RECORDS.c.version == existing.version)
+                .values(**changes, version=existing.version + 1)
+            )
+            if cast(Any, result).rowcount != 1:
+                raise TransitionConflict(
+                    f"{object_type}:{r.zuora_id} was changed by another worker since it was read; "
+                    "roll back and reload it"
+                )
+        done.append((existing.id, False))
+    return done
+
+
+def _known_rows(
+    session: Session, connection: str, object_type: str, zuora_ids: Sequence[str]
+) -> dict[str, Any]:
+    """``{zuora_id: (id, zuora_id, zuora_updated, zuora_number, account_id, version)}`` of the
+    ledger's rows among ``zuora_ids``."""
+    c = SYNC_RECORDS.c
+    found: dict[str, Any] = {}
+    for start in range(0, len(zuora_ids), PAGE_CHUNK):
+        chunk = list(zuora_ids[start : start + PAGE_CHUNK])
+        query = sa.select(c.id, c.zuora_id, c.zuora_updated, c.zuora_number, c.account_id, c.version).where(
+            c.connection == connection, c.object_type == object_type, c.zuora_id.in_(chunk)
+        )
+        found.update({str(row.zuora_id): row for row in session.execute(query)})
+    return found
+
+
 def begin_posting(
     session: Session,
     record: RecordRef,
@@ -339,11 +520,19 @@ def begin_posting(
 ) -> SyncRecord:
     """pending -> posting (or posted|marked -> posting with ``force``). Commit this before the
     ERP create. A forced re-post forgets the previous ERP reference (kept in the audit message)."""
+    if not force:
+        now = now or utcnow()
+        values: dict[str, Any] = {"next_attempt_at": now + timeout}
+        if erp_payload is not None:
+            values["posted_payload"] = dict(erp_payload)
+        moved = _move_by_id(session, record, PENDING, POSTING, now, values=values)
+        if moved is not None:
+            return moved
     rec = _load(session, record)
     old = _check(rec, POSTING, force=force)
     now = now or utcnow()
     detail = None
-    values: dict[str, Any] = {"next_attempt_at": now + timeout}
+    values = {"next_attempt_at": now + timeout}
     if old in (POSTED, MARKED):
         detail = f"forced re-post; previous erp_ref {rec.erp_ref}"
         values.update(erp_ref=None, erp_released=False)
@@ -362,10 +551,6 @@ def complete_posting(
     now: datetime | None = None,
 ) -> SyncRecord:
     """posting -> posted: the ERP has the document ``erp_ref`` (required); next, mark it in Zuora."""
-    rec = _load(session, record)
-    old = _check(rec, POSTED)
-    if not erp_ref or not erp_ref.strip():
-        raise IllegalTransition(f"posting -> posted for {rec.subject} needs the ERP reference")
     now = now or utcnow()
     values: dict[str, Any] = {
         "erp_ref": erp_ref,
@@ -376,16 +561,64 @@ def complete_posting(
     }
     if erp_payload is not None:
         values["posted_payload"] = dict(erp_payload)
+    if erp_ref and erp_ref.strip():
+        moved = _move_by_id(session, record, POSTING, POSTED, now, values=values, detail=f"erp_ref {erp_ref}")
+        if moved is not None:
+            return moved
+    rec = _load(session, record)
+    old = _check(rec, POSTED)
+    if not erp_ref or not erp_ref.strip():
+        raise IllegalTransition(f"posting -> posted for {rec.subject} needs the ERP reference")
     return _move(session, rec, old, POSTED, now, values=values, detail=f"erp_ref {erp_ref}")
 
 
 def mark_transferred(session: Session, record: RecordRef, *, now: datetime | None = None) -> SyncRecord:
     """posted -> marked: Zuora has ``transferredToAccounting=Yes``; the record is done."""
-    rec = _load(session, record)
-    old = _check(rec, MARKED)
     now = now or utcnow()
     values = {"marked_at": now, "next_attempt_at": None, "last_error": None}
+    moved = _move_by_id(session, record, POSTED, MARKED, now, values=values)
+    if moved is not None:
+        return moved
+    rec = _load(session, record)
+    old = _check(rec, MARKED)
     return _move(session, rec, old, MARKED, now, values=values)
+
+
+def mark_transferred_many(
+    session: Session, connection: str, subjects: Mapping[int, str], *, now: datetime | None = None
+) -> None:
+    """:func:`mark_transferred` for many posted rows of ``connection`` (``{id: subject}``) at once:
+    one UPDATE of the rows still posted and one multi-row INSERT of their audit lines. If a row is
+    no longer posted (another worker moved it), :class:`TransitionConflict` is raised and nothing
+    may be committed: roll back and mark the rows one by one."""
+    if not subjects:
+        return
+    now = now or utcnow()
+    c = SYNC_RECORDS.c
+    result = session.execute(
+        sa.update(SYNC_RECORDS)
+        .where(c.connection == connection, c.id.in_(list(subjects)), c.state == POSTED)
+        .values(
+            state=MARKED, marked_at=now, next_attempt_at=None, last_error=None, recreate_after=None,
+            updated_at=now, version=c.version + 1,
+        )
+        .returning(c.id)
+    )  # fmt: skip
+    done = {int(row[0]) for row in result}
+    if len(done) != len(subjects):
+        missing = sorted(set(subjects) - done)
+        raise TransitionConflict(
+            f"{len(missing)} of {len(subjects)} rows were not posted any more, e.g. {subjects[missing[0]]}; "
+            "roll back and mark them one by one"
+        )
+    session.execute(
+        sa.insert(AUDIT_EVENTS),
+        [
+            {"at": now, "connection": connection, "kind": AuditKind.TRANSITION.value, "subject": subject,
+             "message": f"{POSTED} -> {MARKED}"}
+            for _id, subject in sorted(subjects.items())
+        ],
+    )  # fmt: skip
 
 
 def fail(

@@ -481,3 +481,54 @@ def test_upsert_pulled_fills_close_run_fields_only_when_unset(ledger):
 def test_upsert_pulled_refuses_unknown_vocabulary(ledger, field, value, message):
     with pytest.raises(ValueError, match=message), ledger.session() as s:
         _pull(s, **{field: value})
+
+
+HOT = {
+    "begin_posting": lambda s, r: states.begin_posting(s, r, erp_payload={"Type": "Invoice"}, now=NOW),
+    "complete_posting": lambda s, r: states.complete_posting(s, r, erp_ref="AR-9", released=True, now=NOW),
+    "mark_transferred": lambda s, r: states.mark_transferred(s, r, now=NOW),
+}
+HOT_FROM = {"begin_posting": "pending", "complete_posting": "posting", "mark_transferred": "posted"}
+
+
+@pytest.mark.parametrize("action", sorted(HOT))
+def test_a_hot_transition_by_id_writes_what_it_writes_for_a_record(ledger, action):
+    by_id, by_record = _record_in(ledger, HOT_FROM[action]), _record_in(ledger, HOT_FROM[action])
+    with ledger.session() as s:
+        returned = HOT[action](s, by_id)
+    with ledger.session() as s:
+        HOT[action](s, s.get(SyncRecord, by_record))
+
+    a, b = _snapshot(ledger, by_id), _snapshot(ledger, by_record)
+    ignore = {"id", "zuora_id", "zuora_number", "payload", "created_at"}
+    if action != "complete_posting":
+        ignore.add("posted_at")  # set by the set-up, a moment apart
+    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+    assert returned.model_dump() == a
+    subject_a, subject_b = (ledger.get_record_by_id(i).subject for i in (by_id, by_record))
+    lines_a, lines_b = ([e.message for e in ledger.timeline(x)] for x in (subject_a, subject_b))
+    assert lines_a == lines_b
+    assert any(line.startswith(f"{HOT_FROM[action]} -> {returned.state}") for line in lines_a)
+
+
+def test_mark_transferred_many_marks_posted_rows_in_one_update(ledger):
+    ids = [_record_in(ledger, "posted") for _ in range(3)]
+    subjects = {i: ledger.get_record_by_id(i).subject for i in ids}
+    now = datetime.now(UTC)  # after the set-up's audit lines, so the timeline ends with ours
+    with ledger.session() as s:
+        states.mark_transferred_many(s, CONN, subjects, now=now)
+
+    for i in ids:
+        rec = ledger.get_record_by_id(i)
+        assert (rec.state, rec.marked_at, rec.next_attempt_at, rec.version) == ("marked", now, None, 4)
+        assert ledger.timeline(rec.subject)[-1].message == "posted -> marked"
+
+
+def test_mark_transferred_many_refuses_the_batch_when_a_row_is_not_posted(ledger):
+    ids = [_record_in(ledger, "posted"), _record_in(ledger, "marked")]
+    subjects = {i: ledger.get_record_by_id(i).subject for i in ids}
+    before = [_snapshot(ledger, i) for i in ids]
+    with pytest.raises(TransitionConflict), ledger.session() as s:
+        states.mark_transferred_many(s, CONN, subjects, now=NOW)
+
+    assert [_snapshot(ledger, i) for i in ids] == before

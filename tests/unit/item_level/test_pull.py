@@ -330,16 +330,16 @@ def test_a_page_another_worker_changed_meanwhile_is_upserted_again(harness, monk
     import shared.item_level.pull as pull_module
     from shared.ledger.errors import TransitionConflict
 
-    real = pull_module.upsert_pulled
+    real = pull_module.upsert_pulled_page
     calls = {"n": 0}
 
     def conflicting_once(session, **kw):
         calls["n"] += 1
-        if calls["n"] == 5:  # what the ledger raises when a posting worker bumped the row's version
+        if calls["n"] == 2:  # what the ledger raises when a posting worker bumped the row's version
             raise TransitionConflict("changed by another worker")
         return real(session, **kw)
 
-    monkeypatch.setattr(pull_module, "upsert_pulled", conflicting_once)
+    monkeypatch.setattr(pull_module, "upsert_pulled_page", conflicting_once)
     result = pull_stream(harness.ctx, INVOICES)
 
     assert result.new == len(_posted_invoices(harness)) + len(

@@ -1,0 +1,56 @@
+"""A PostgreSQL ledger pings a pooled connection only when it sat idle, and replaces a dead one."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from shared.ledger import db
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _pings(engine: sa.Engine) -> list[int]:
+    pings: list[int] = []
+    real = engine.dialect.do_ping
+
+    def counting(dbapi_connection):
+        pings.append(1)
+        return real(dbapi_connection)
+
+    engine.dialect.do_ping = counting  # type: ignore[method-assign]
+    return pings
+
+
+def _backend_pid(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_returned_a_moment_ago_is_not_pinged(postgres_url):
+    engine = db.make_engine(postgres_url)
+    pings = _pings(engine)
+    first = _backend_pid(engine)
+    again = [_backend_pid(engine) for _ in range(5)]
+    engine.dispose()
+
+    assert pings == []
+    assert again == [first] * 5  # the same warm connection (LIFO)
+
+
+def test_a_connection_idle_past_the_threshold_is_pinged_and_a_dead_one_replaced(postgres_url, monkeypatch):
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    engine = db.make_engine(postgres_url)
+    pings = _pings(engine)
+    first = _backend_pid(engine)
+    killer = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with killer.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        conn.commit()
+    killer.dispose()
+
+    second = _backend_pid(engine)  # no error: the ping found it dead and a new one was opened
+    engine.dispose()
+
+    assert second != first
+    assert len(pings) == 1
