@@ -9,8 +9,13 @@ things against the same seeded tenant:
   50 (the memo PUTs one by one, as Actions do not take memos), no ledger. It is correct: every
   record is created once and marked, and the bench checks it. For the close, the baseline posts
   each summary entry and marks it with one PUT, one after the other;
-* **ledgerbridge** - real Redis, ``--workers`` Celery worker processes, a migrated ledger, and
-  ``ledgerbridge sync --wait`` / ``ledgerbridge close --wait`` as a user runs them.
+* **ledgerbridge** - real Redis, 2 Celery worker processes, a migrated ledger, and
+  ``ledgerbridge sync --wait`` / ``ledgerbridge close --wait`` as a user runs them. By default
+  the shape is production's: a PostgreSQL ledger (a database per run on the local server,
+  dropped after) and each worker the Procfile's own command line (prefork, its concurrency);
+  ``--database sqlite`` and ``--pool threads|prefork`` choose others. Each scenario's report names
+  its shape and what the fleet asked of the ledger per record (statements, round trips, commits,
+  connection checkouts, pings: :mod:`shared.ledger.statements`).
 
 Speed is reported as a ratio measured in the same run, never as an absolute claim. Figures come
 from the sandboxes' request counters (calls, 429s, token requests), the ledger (states, audit
@@ -200,24 +205,32 @@ def procfile_concurrency(args: Sequence[str]) -> int:
     return os.cpu_count() or 1
 
 
+THREADS_CONCURRENCY = 16
+
+
 @dataclass(frozen=True)
 class Tuning:
-    """How ledgerbridge is deployed for the bench: ``pool="procfile"`` runs the Procfile's own worker
-    command line (prefork and its concurrency, as production does); ``prefork``/``threads`` run
-    the bench's own (``concurrency`` children or threads per worker)."""
+    """How ledgerbridge is deployed for the bench. By default as in production: 2 workers, each
+    the Procfile's own worker command line (prefork and its concurrency). ``pool="prefork"`` or
+    ``"threads"`` runs the bench's own command line instead (``concurrency`` children or threads
+    per worker)."""
 
     workers: int = 2
-    # The bench's own shape: threads, not prefork. On SQLite and 2 cores the prefork children's
-    # extra processes cost more than the GIL (push at 50/s: p50 0.6 s with 16 threads vs 5.6 s
-    # with 4 prefork children per worker, measured on this machine).
-    concurrency: int = 16
-    pool: str = "threads"
+    concurrency: int = field(default_factory=lambda: procfile_concurrency(procfile_worker()[1]))
+    pool: str = "procfile"
     erp_concurrency: int = 32  # fleet-wide Acumatica requests in flight when no licence limits them
 
     @classmethod
     def procfile(cls) -> Tuning:
         """The Procfile's worker command: prefork with its concurrency."""
-        return cls(pool="procfile", concurrency=procfile_concurrency(procfile_worker()[1]))
+        return cls()
+
+    @classmethod
+    def threads(cls) -> Tuning:
+        """The bench's own earlier shape: 16 threads per worker. On SQLite and 2 cores the prefork
+        children's extra processes cost more than the GIL there (push at 50/s: p50 0.6 s with 16
+        threads vs 5.6 s with 4 prefork children per worker, measured on this machine)."""
+        return cls(pool="threads", concurrency=THREADS_CONCURRENCY)
 
     def worker_command(self) -> tuple[dict[str, str], list[str]]:
         """``(environment, arguments after celery)`` of one worker, before its queue and name."""
@@ -988,6 +1001,12 @@ def run_item_baseline(
 # -- the bench ------------------------------------------------------------------------------------
 
 
+# The production ledger: the local PostgreSQL server (scripts/services starts it), a database per run.
+DEFAULT_DATABASE = os.environ.get(
+    "LEDGERBRIDGE_BENCH_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
 @dataclass
 class Bench:
     plan: Plan
@@ -995,7 +1014,7 @@ class Bench:
     workdir: Path
     redis_url: str
     console: Console
-    database: str = "sqlite"
+    database: str = DEFAULT_DATABASE
     keep: bool = False
     # What each fleet of the scenario running asked of the ledger, by fleet name (see Fleet.stop).
     statements: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -1035,6 +1054,12 @@ class Bench:
         try:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            server = sa.make_url(self.database).render_as_string(hide_password=True)
+            raise BenchError(
+                f"the PostgreSQL server {server} did not answer ({exc.orig}); start it with scripts/services, "
+                "or run the bench with --database sqlite"
+            ) from None
         finally:
             admin.dispose()
         return str(sa.make_url(self.database).set(database=name).render_as_string(hide_password=False))
@@ -2108,7 +2133,7 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             int | None,
             typer.Option(
                 help="Celery pool size of each of the 2 workers (default: the Procfile's with --pool procfile, "
-                f"else {Tuning.concurrency})."
+                f"else {THREADS_CONCURRENCY})."
             ),
         ] = None,
         pool: Annotated[
@@ -2121,9 +2146,10 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
         database: Annotated[
             str,
             typer.Option(
-                help="sqlite (a file per run), or a PostgreSQL server URL (a database per run, dropped after)."
+                help="A PostgreSQL server URL (a database per run, dropped after; default: the local "
+                "server, or LEDGERBRIDGE_BENCH_DATABASE), or sqlite (a file per run)."
             ),
-        ] = "sqlite",
+        ] = DEFAULT_DATABASE,
     ) -> None:
         """Measure ledgerbridge side by side with the obvious script against the sandboxes."""
         chosen = scenarios or list(SCENARIOS)
@@ -2167,12 +2193,10 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
 
 def tuning_for(pool: str, concurrency: int | None) -> Tuning:
     """The bench's deployment for ``--pool`` and ``--concurrency`` (None: the pool's default)."""
-    base = Tuning.procfile() if pool == "procfile" else Tuning(pool=pool)
-    if concurrency is None:
-        return base
     from dataclasses import replace
 
-    return replace(base, concurrency=concurrency)
+    base = Tuning() if pool == "procfile" else replace(Tuning.threads(), pool=pool)
+    return base if concurrency is None else replace(base, concurrency=concurrency)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

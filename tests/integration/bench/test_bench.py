@@ -22,17 +22,24 @@ from typer.testing import CliRunner
 
 from bench import scenarios as bench
 from shared import callouts
+from tests.conftest import POSTGRES_URL
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+# The server the tests' own databases are made on (the bench makes and drops one per run there).
+POSTGRES_SERVER = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
 
 
 def run_tiny(tmp_path: Path, redis_url: str, scenario: str) -> dict[str, Any]:
+    """One scenario at its tiny size, on the bench's default shape: the production one (a
+    PostgreSQL ledger on the local server, the Procfile's worker command)."""
     runner = bench.Bench(
         plan=bench.Plan.for_size("tiny"),
         tuning=bench.Tuning(),
         workdir=tmp_path / "work",
         redis_url=redis_url,
         console=Console(width=140, record=True),
+        database=POSTGRES_SERVER,
     )
     runner.workdir.mkdir()
     out = tmp_path / "bench.json"
@@ -221,6 +228,23 @@ def test_the_procfile_shape_runs_the_procfiles_worker_command(tmp_path):
     assert tuning.concurrency == bench.procfile_concurrency(args) == 4
     assert tuning.worker_command() == (env, args)
     assert "--concurrency=8" in bench.tuning_for("procfile", 8).worker_command()[1]
+    assert bench.Tuning() == tuning == bench.tuning_for("procfile", None)
+    threads = bench.tuning_for("threads", None)
+    assert (threads.pool, threads.concurrency) == ("threads", 16)
+    assert threads.worker_command()[1][-6:] == [
+        "--pool",
+        "threads",
+        "--concurrency",
+        "16",
+        "--loglevel",
+        "INFO",
+    ]
+    assert bench.tuning_for("prefork", 2).worker_command()[1][3:7] == [
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "2",
+    ]
     shaped = bench.Bench(
         plan=bench.Plan.for_size("tiny"),
         tuning=tuning,
