@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from shared.close.approval import comment_problem
 from shared.errors import ApiError
 from shared.journal_entry import idempotency_parts
 from shared.ledger.errors import TransitionConflict
@@ -33,7 +34,6 @@ CREATING = "creating"
 CREATED = "created"
 REJECTED = "rejected"
 FAILED = "failed"
-MAX_COMMENT = 2000
 
 Check = Callable[[Mapping[str, Any]], list[str]]
 Create = Callable[[Mapping[str, Any], tuple[str, str]], str]
@@ -112,10 +112,9 @@ def decide_entry(
             f"{user} asked for journal entry request {request_id}, so {user} cannot decide on it: "
             "another approver must (maker-checker)"
         )
-    if not approve and not comment:
-        raise RequestRefused("a rejection needs a comment that says what to fix")
-    if len(comment) > MAX_COMMENT:
-        raise RequestRefused(f"the comment is {len(comment)} characters; keep it under {MAX_COMMENT}")
+    problem = comment_problem(comment, approve=approve)
+    if problem:
+        raise RequestRefused(problem)
     decided = {"decided_by": user, "decided_at": utcnow(), "comment": comment or None}
     try:
         if not approve:

@@ -62,6 +62,17 @@ class ApprovalRefused(ValueError):
     """A decision that cannot be taken; the message says why and what to do instead."""
 
 
+def comment_problem(comment: str, *, approve: bool) -> str | None:
+    """Why ``comment`` cannot go with a decision (None: it can): a rejection must say what to
+    fix, and no comment is longer than :data:`MAX_COMMENT`. For closes and manual journal entries
+    alike."""
+    if not approve and not comment:
+        return "a rejection needs a comment that says what to fix"
+    if len(comment) > MAX_COMMENT:
+        return f"the comment is {len(comment)} characters; keep it under {MAX_COMMENT}"
+    return None
+
+
 def approval_required(mode: str) -> bool:
     """Whether a connection with approval ``mode`` holds its closes for approval."""
     return mode in ("close", "all")
@@ -280,10 +291,9 @@ def decide(
             f"{user} started close run {run_id}, so {user} cannot approve or reject it: "
             "another approver must (maker-checker)"
         )
-    if not approve and not comment:
-        raise ApprovalRefused("a rejection needs a comment that says what to fix")
-    if len(comment) > MAX_COMMENT:
-        raise ApprovalRefused(f"the comment is {len(comment)} characters; keep it under {MAX_COMMENT}")
+    problem = comment_problem(comment, approve=approve)
+    if problem:
+        raise ApprovalRefused(problem)
     at = (now or dt.datetime.now(dt.UTC)).isoformat()
     decision = ApprovalDecision(
         user=user,
@@ -296,10 +306,8 @@ def decide(
     state.decisions = [*state.decisions, decision]
     if approve:
         status, error = CloseStatus.RUNNING.value, None
-        step = "check"
     else:
         status = CloseStatus.NEEDS_ATTENTION.value
-        step = "check"
         error = (
             f"rejected by {user}: {comment}. Fix what the comment asks for, then run "
             f"`{rerun(run)}` again: the close checks the entries again and asks for approval again."
@@ -307,7 +315,7 @@ def decide(
     try:
         updated = ledger.update_close_run(
             run_id,
-            step=step,
+            step="check",  # either way the run goes on from the check: now, or at its next attempt
             status=status,
             error=error,
             details_update=details_update(state),
