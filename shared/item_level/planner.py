@@ -17,7 +17,8 @@ at what the document depends on:
 The *mode* decides what a dependency that is not there yet does:
 
 * :class:`Post` (posting): a dependency whose row is pending or failed is posted first through
-  ``post_first``; one still being posted makes the row wait briefly; an account without a
+  ``post_first``; one still being posted makes the row wait briefly; a target whose post failed
+  and is not due again yet makes the row wait until it is (never posted without it); an account without a
   customer makes it wait (briefly while the account is being posted, until the sweep otherwise);
   a target the ledger has not seen is waited for up to ``apply_wait`` (unless its stream finished
   a whole pull since the row came in), then left out.
@@ -296,6 +297,18 @@ def _applications(
             return Wait(
                 f"waiting for {found.subject} (which this applies to) to be posted",
                 ctx.options.short_wait,
+                redispatch=True,
+            )
+        elif found.state == FAILED and isinstance(mode, Post):
+            # Its last post failed and its retry is not due yet (or this row is posted too deep to
+            # post it first): sent without it, this application would be lost. The row comes back
+            # when the target's retry is due, and posts it first then.
+            retry_in = found.next_attempt_at - now if found.next_attempt_at is not None else timedelta(0)
+            return Wait(
+                f"waiting for {found.subject} (which this applies to): its last post failed"
+                + (f" ({found.last_error})" if found.last_error else "")
+                + " and is tried again first",
+                min(max(retry_in, ctx.options.short_wait), ctx.options.long_wait),
                 redispatch=True,
             )
         elif found.state in POSTED_STATES and found.erp_released and found.zuora_number:

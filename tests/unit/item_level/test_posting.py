@@ -345,6 +345,31 @@ def test_a_document_posted_first_as_a_dependency_is_sent_to_be_marked(harness):
     assert {"invoices", "payments"} <= set(harness.dispatch.marked)
 
 
+def test_payment_waits_for_an_invoice_whose_post_failed_instead_of_posting_without_it(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, options=Options(release=True))
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    application = h.rows("payment-applications")[0]
+    invoice = h.record("invoice", application["InvoiceId"])
+    payment = h.record("payment", application["PaymentId"])
+    post_one(h.ctx, h.record("account", invoice.account_id).id)
+    h.erp.script.append(RateLimited("licence", api="fake", retry_after=30))
+    assert post_one(h.ctx, invoice.id).outcome == "failed"  # its retry is due in 30 s
+
+    waiting = post_one(h.ctx, payment.id)
+
+    assert waiting.outcome == "waiting"
+    assert "its last post failed" in (waiting.detail or "")
+    assert waiting.retry_in is not None and 29 <= waiting.retry_in <= 31
+    assert h.record("payment", payment.zuora_id).state == "pending"
+    h.advance(31)
+    assert post_one(h.ctx, payment.id).outcome == "posted"  # the invoice is posted first
+    assert h.record("invoice", invoice.zuora_id).state == "posted"
+    applied = h.erp.applications[payment.zuora_number]
+    assert [(a.natural_key, a.kind) for a in applied][:1] == [(invoice.zuora_number, "invoice")]
+    assert h.record("payment", payment.zuora_id).posted_payload["not_applied"] == []
+
+
 def test_payment_waits_briefly_for_an_invoice_the_ledger_has_not_seen(harness):
     pull_stream(harness.ctx, PAYMENTS)  # the invoices stream has not run yet
     applied = {a["PaymentId"] for a in harness.rows("payment-applications")}
