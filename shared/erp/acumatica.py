@@ -202,6 +202,56 @@ class AcumaticaErp:
             )
         return current
 
+    def apply_later(self, ref: ErpRef, application: Application, customer_id: str) -> tuple[ErpRef, bool]:
+        """Apply a released payment, refund or credit memo to a document after both were created
+        (section 6.4): the Payment entity (which also carries credit memos, by their Type) gets
+        the document under ``DocumentsToApply`` and ``ReleasePayment`` releases the application.
+        The document's ``ApplicationHistory`` (released applications) and ``DocumentsToApply``
+        (unreleased ones) are read first, so an application a lost answer made is released, or
+        counted as done, instead of being made twice."""
+        doc_type, _, number = ref.key.partition("/")
+        if not number:
+            raise ValueError(f"not an Acumatica document key: {ref.key!r}")
+        target = self.find_document(application.kind, application.natural_key, customer_id)
+        if target is None:
+            raise NotFound(
+                f"{application.kind} {application.natural_key} to apply {ref.key} to is not in Acumatica",
+                api=API,
+            )
+        if not target.released:
+            raise Transient(
+                f"{application.kind} {application.natural_key} ({target.key}) is not released yet", api=API
+            )
+        target_type, _, target_number = target.key.partition("/")
+        keys = {"Type": doc_type, "ReferenceNbr": number}
+        current = self.client.get_record(
+            "Payment", doc_type, number, expand=["ApplicationHistory", "DocumentsToApply"]
+        )
+        applied = sum(
+            (
+                _amount(line.get("AmountPaid"))
+                for line in current.get("ApplicationHistory") or []
+                if line.get("DisplayDocType") == target_type and line.get("DisplayRefNbr") == target_number
+            ),
+            Decimal(0),
+        )
+        if applied >= application.amount:
+            return target, False
+        unreleased = [
+            line
+            for line in current.get("DocumentsToApply") or []
+            if line.get("DocType") == target_type and line.get("ReferenceNbr") == target_number
+        ]
+        if not unreleased:
+            line = {
+                "DocType": target_type,
+                "ReferenceNbr": target_number,
+                "AmountPaid": application.amount - applied,
+            }
+            self.client.put("Payment", {**keys, "DocumentsToApply": [line]}, repeatable=False)
+        self.client.invoke("Payment", "ReleasePayment", keys)
+        return target, True
+
     # -- reads -----------------------------------------------------------------------------------
 
     def find_document(self, kind: RefKind, natural_key: str, customer_id: str | None = None) -> ErpRef | None:

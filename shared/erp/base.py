@@ -374,6 +374,13 @@ class ErpTarget(Protocol):
         document already released."""
         ...
 
+    def apply_later(self, ref: ErpRef, application: Application, customer_id: str) -> tuple[ErpRef, bool]:
+        """Apply the released payment, refund or credit memo ``ref`` (of customer ``customer_id``)
+        to ``application``'s document, released too, after both were created. Safe to repeat: an
+        application the ERP has already (a lost answer's) is not made again. Returns the target's
+        reference and whether it was applied now (False: found applied)."""
+        ...
+
     def find_document(self, kind: RefKind, natural_key: str, customer_id: str | None = None) -> ErpRef | None:
         """The document of ``kind`` carrying ``natural_key``, or None. More than one match raises
         :class:`~shared.erp.errors.DuplicateDocuments` (a person must look)."""

@@ -5,6 +5,7 @@ Layout under ``LEDGERBRIDGE_GL_EXPORT_DIR``::
     2025-06/journal.csv  journal.jsonl        one row per journal line
     2025-06/ar_documents.csv  .jsonl          one row per invoice / memo line
     2025-06/payments.csv  .jsonl              one row per payment or refund
+    2025-06/applications.csv  .jsonl          one row per application made after its document
     2025-06/manifest.json                     rows, entries, debit and credit totals per file
     customers/customers.csv  .jsonl  manifest.json   customers (they belong to no period)
     .index/<kind>/<natural key>.json          where each natural key was exported
@@ -43,6 +44,7 @@ from urllib.parse import quote
 from shared.erp.base import (
     ZERO,
     AccountTotals,
+    Application,
     AppliedRef,
     ArDocument,
     Customer,
@@ -56,7 +58,7 @@ from shared.erp.base import (
     add_line_totals,
     period_of,
 )
-from shared.errors import Transient
+from shared.errors import NotFound, Transient
 
 API = "file"
 
@@ -73,6 +75,8 @@ PAYMENT_COLUMNS = (
     "natural_key", "kind", "customer_id", "date", "post_period", "currency", "payment_method",
     "cash_account", "description", "amount", "debit", "credit", "applications",
 )  # fmt: skip
+# Applications made after their document (a payment exported before the invoice it pays).
+APPLICATION_COLUMNS = ("natural_key", "kind", "document", "customer_id", "target_kind", "target", "amount")
 CUSTOMER_COLUMNS = (
     "natural_key", "customer_id", "name", "currency", "email", "customer_class", "zuora_account_id",
     "zuora_account_number", "address_line1", "address_line2", "city", "state", "postal_code", "country",
@@ -83,6 +87,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "ar_documents": AR_COLUMNS,
     "payments": PAYMENT_COLUMNS,
     "customers": CUSTOMER_COLUMNS,
+    "applications": APPLICATION_COLUMNS,
 }
 STEM_OF_KIND: dict[str, str] = {
     "journal": "journal",
@@ -295,6 +300,44 @@ class FileExportErp:
 
     def release(self, ref: ErpRef) -> ErpRef:
         return ref if ref.released else ErpRef(ref.kind, ref.key, True)
+
+    def apply_later(self, ref: ErpRef, application: Application, customer_id: str) -> tuple[ErpRef, bool]:
+        """An application made after its document: one row of ``<period>/applications.csv`` (and
+        ``.jsonl``) in the applying document's period, keyed ``<document>><kind>:<target>``;
+        written once (a second call finds it in the index)."""
+        target = self.find_document(application.kind, application.natural_key, customer_id)
+        if target is None:
+            raise NotFound(f"{application.kind} {application.natural_key} was not exported", api=API)
+        folder, _, rest = ref.key.partition("/")
+        document = rest.partition("/")[2]
+        if not document:
+            raise ValueError(f"not an export reference: {ref.key!r}")
+        natural_key = f"{document}>{application.kind}:{application.natural_key}"
+        row = {
+            "natural_key": natural_key,
+            "kind": ref.kind,
+            "document": document,
+            "customer_id": customer_id,
+            "target_kind": application.kind,
+            "target": application.natural_key,
+            "amount": _text(application.amount),
+        }
+        try:
+            with self._locked():
+                if self._read_index("application", natural_key) is not None:
+                    return target, False
+                self._write_rows(folder, "applications", natural_key, [row])
+                path = self._index_path("application", natural_key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                index = {
+                    "ref": f"{folder}/applications/{natural_key}",
+                    "period": folder,
+                    "customer_id": customer_id,
+                }
+                atomic_write(path, json.dumps(index, sort_keys=True).encode())
+        except OSError as exc:
+            raise Transient(f"could not export the application {natural_key}: {exc}", api=API) from exc
+        return target, True
 
     # -- reads -----------------------------------------------------------------------------------
 

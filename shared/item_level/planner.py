@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, overload
 
 from shared.erp.base import Application, ArDocument, Customer, Payment
@@ -292,7 +293,15 @@ def _applications(
                     f"the {target.object_type} {target_id} it applies to is not in the ledger: posting waits "
                     "for it a while, then leaves the application out"
                 )
-            left_out.append({"target": target_id, "reason": f"{target.object_type} not in the ledger"})
+            left_out.append(
+                _left_out(
+                    target_id,
+                    f"{target.object_type} not in the ledger",
+                    target.object_type,
+                    target_id,
+                    amount,
+                )
+            )
         elif found.state in (POSTING, PENDING) and isinstance(mode, Post):
             return Wait(
                 f"waiting for {found.subject} (which this applies to) to be posted",
@@ -322,7 +331,15 @@ def _applications(
                 redispatch=True,
             )
         elif found.state in POSTED_STATES:
-            left_out.append({"target": found.zuora_number or target_id, "reason": "not released in the ERP"})
+            left_out.append(
+                _left_out(
+                    found.zuora_number or target_id,
+                    "not released in the ERP",
+                    found.object_type,
+                    target_id,
+                    amount,
+                )
+            )
         else:
             if found.state in (PENDING, POSTING, FAILED) and isinstance(mode, Preview):
                 name = found.zuora_number or found.zuora_id
@@ -330,9 +347,27 @@ def _applications(
                     f"{found.object_type} {name} (which it applies to) is {found.state}: it is posted first"
                 )
             left_out.append(
-                {"target": found.zuora_number or target_id, "reason": f"{found.state} in the ledger"}
+                _left_out(
+                    found.zuora_number or target_id,
+                    f"{found.state} in the ledger",
+                    found.object_type,
+                    target_id,
+                    amount,
+                )
             )
     return applied, left_out
+
+
+def _left_out(name: str, reason: str, object_type: str, zuora_id: str, amount: Decimal) -> dict[str, str]:
+    """A ``not_applied`` entry: the target as named in the ERP payload and why it was left out, and
+    what applying it later needs (:mod:`shared.ledger.applications`)."""
+    return {
+        "target": name,
+        "reason": reason,
+        "object_type": object_type,
+        "zuora_id": zuora_id,
+        "amount": str(amount),
+    }
 
 
 def _wait_for_unknown(

@@ -35,7 +35,8 @@ when the ledger has its target posted *and released* in the ERP (Acumatica appli
 documents, section 6.4). A target still to be posted is posted first (up to ``MAX_DEPTH`` levels
 deep); one posted but not released (Acumatica without ``LEDGERBRIDGE_ITEM_RELEASE``) is left out
 and named under ``not_applied`` in the row's ERP payload; a target the ledger has not seen yet is
-waited for up to ``apply_wait``, then left out too.
+waited for up to ``apply_wait``, then left out too. What is left out is kept as a waiting application
+and applied once its target is posted and released (:mod:`shared.item_level.applications`).
 
 :func:`post_records` posts a batch: dependency levels in order (accounts, then invoices and debit
 memos, then payments and credit memos, then refunds), each level concurrently on the process's
@@ -64,10 +65,12 @@ from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
 from shared.item_level import planner
+from shared.item_level.applications import apply_waiting
 from shared.item_level.context import ItemContext
 from shared.item_level.planner import ItemDocument, Park, Wait, erp_payload
 from shared.item_level.queries import LOST_ANSWER, row_keys_by_ids, row_keys_by_zuora_ids
 from shared.item_level.streams import Stream, for_object_type
+from shared.ledger.applications import record_left_out
 from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
 from shared.ledger.models import ObjectType, SyncRecord
 from shared.ledger.states import (
@@ -320,8 +323,10 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
             found_erp_ref=ref.key if ref else None,
             released=bool(ref and ref.released),
         )
-        if ref is not None and not stream.marks:
-            row = mark_transferred(session, record_id, now=ctx.now())
+        if ref is not None:
+            record_left_out(session, row, now=ctx.now())
+            if not stream.marks:
+                row = mark_transferred(session, record_id, now=ctx.now())
         return row
 
     settled = _apply(ctx, settle)
@@ -353,6 +358,8 @@ def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcom
         now = ctx.now()
         if rec.state in (MARKED, POSTED) and needs_release(ctx, rec):
             rec = release_posted(ctx, rec)
+        if rec.state in (MARKED, POSTED):
+            apply_waiting(ctx, rec)  # what it was created without, now that its targets are in
         if rec.state == MARKED:
             return PostOutcome(record_id, MARKED_OUTCOME, stream.name)
         if rec.state == POSTED:
@@ -432,6 +439,7 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
 
     def finish(session: Session) -> SyncRecord:
         row = complete_posting(session, record_id, erp_ref=ref.key, released=ref.released, now=ctx.now())
+        record_left_out(session, row, now=ctx.now())
         if not stream.marks:
             row = mark_transferred(session, record_id, now=ctx.now())
         return row

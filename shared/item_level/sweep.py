@@ -4,8 +4,9 @@
 task should have run by now: ``pending`` rows past the grace, ``posting`` rows past the posting
 timeout (in doubt: :func:`~shared.item_level.posting.post_one` looks them up in the ERP before
 anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked,
-posted rows whose release failed after their create (where releasing is configured), and
-callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
+posted rows whose release failed after their create (where releasing is configured), posted
+payments, refunds and credit memos with an application waiting for a target that is in the ERP
+now (:mod:`shared.item_level.applications`), and callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
 grace in the same transaction, so the next sweep does not send them again while they wait in the
 queue; and while a backlog waits in the broker (``BACKLOG_TASKS``), pending rows are not
 re-driven at all (a backlog can queue for longer than the grace). Everything it dispatches is
@@ -41,6 +42,7 @@ from shared.item_level.queries import (
     unreleased_rows,
 )
 from shared.item_level.streams import STREAMS, Stream, for_object_type
+from shared.ledger.applications import due_sources
 from shared.ledger.errors import IllegalTransition, TransitionConflict
 from shared.ledger.models import CalloutState
 from shared.ledger.states import FAILED, PENDING, POSTED, POSTING, reschedule_pending, retry
@@ -56,6 +58,8 @@ POST_CHUNK = 50
 BACKLOG_TASKS = 100
 # Released again per sweep at most: each is one ERP call from the posting task it is sent to.
 UNRELEASED_PER_SWEEP = 50
+# Documents sent per sweep to apply what they were created without (each a few ERP calls).
+APPLICATIONS_PER_SWEEP = 50
 
 
 @dataclass
@@ -66,6 +70,7 @@ class SweepSummary:
     to_mark: list[str] = field(default_factory=list)
     callouts: int = 0
     unreleased: int = 0
+    applications: int = 0
     more: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +81,7 @@ class SweepSummary:
             "to_mark": self.to_mark,
             "callouts": self.callouts,
             "unreleased": self.unreleased,
+            "applications": self.applications,
             "more": self.more,
         }
 
@@ -140,6 +146,12 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
             )  # fmt: skip
             to_post += [r.id for r in unreleased]
             summary.unreleased = len(unreleased)
+        # Created without an application whose target is in the ERP now: posting it again applies it.
+        with ctx.ledger.reading() as session:
+            applying = due_sources(session, ctx.connection, now=now, limit=APPLICATIONS_PER_SWEEP)
+        applying = [i for i in applying if i not in set(to_post)]
+        to_post += applying
+        summary.applications = len(applying)
         for start in range(0, len(to_post), POST_CHUNK):
             ctx.dispatch.post(ctx.connection, to_post[start : start + POST_CHUNK])
         streams = sorted(

@@ -289,6 +289,46 @@ class SyncRecord(LedgerModel, table=True):
         return f"{self.object_type}:{self.zuora_id}"
 
 
+class ApplicationState(StrEnum):
+    """Where an application the ERP did not get with its document stands (:class:`ErpApplication`)."""
+
+    WAITING = "waiting"  # for its target to be posted and released in the ERP
+    APPLYING = "applying"  # claimed by a worker until ``next_attempt_at``
+    APPLIED = "applied"
+
+
+class ErpApplication(LedgerModel, table=True):
+    """An application of a posted payment, refund or credit memo that its ERP document was created
+    without (its target was not in the ERP yet: parked, failed, or not synced), applied later
+    through :mod:`shared.item_level.applications` once the target is posted and released. One row
+    per (document, target); ``amount`` is Zuora's, ``target_ref`` the target's ERP key once
+    applied; ``next_attempt_at`` is when a waiting row is looked at again (a failed attempt backs
+    off) or when an applying worker's claim ends."""
+
+    __tablename__ = "erp_application"
+    __table_args__ = (
+        sa.UniqueConstraint("record_id", "target_type", "target_id", name="uq_erp_application_key"),
+        sa.Index("ix_erp_application_state", "connection", "state", "next_attempt_at"),
+        sa.Index("ix_erp_application_target", "connection", "target_type", "target_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    connection: str = Field(sa_type=sa.String(64), nullable=False)
+    record_id: int = Field(sa_type=BigId, foreign_key="sync_record.id", ondelete="CASCADE", nullable=False)
+    target_type: str = Field(sa_type=sa.String(32), nullable=False)
+    target_id: str = Field(sa_type=sa.String(64), nullable=False)
+    amount: str = Field(sa_type=sa.String(40), nullable=False)
+    state: str = Field(default=ApplicationState.WAITING.value, sa_type=sa.String(16), nullable=False)
+    reason: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    attempts: int = Field(default=0, nullable=False)
+    last_error: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
+    target_ref: str | None = Field(default=None, sa_type=sa.String(128), nullable=True)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    applied_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+
+
 class AuditEvent(LedgerModel, table=True):
     """One line of the audit trail: an HTTP exchange (already redacted), a state transition or
     a note, against a subject such as ``invoice:8ad0...`` or ``close:12``."""

@@ -32,7 +32,7 @@ from shared.erp.base import (
 )
 from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
 from shared.erp.file_export import FileExportErp
-from shared.errors import Transient
+from shared.errors import NotFound, Transient
 from shared.item_level.context import ItemContext, Options
 from shared.ledger.db import dumps_json, loads_json
 from shared.ledger.migrate import upgrade
@@ -132,6 +132,9 @@ class FakeErp:
     script: list[Any] = field(default_factory=list)
     applications: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     release_failures: int = 0  # the next releases that fail (the document stays unreleased)
+    # Applications made after their document: ERP key -> {target number: Application}.
+    later: dict[str, dict[str, Any]] = field(default_factory=dict)
+    apply_script: list[Any] = field(default_factory=list)  # like ``script``, for apply_later
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _number: int = 0
 
@@ -183,6 +186,24 @@ class FakeErp:
                 self.release_failures -= 1
                 raise Transient("the release failed (HTTP 503)", api="fake", status=503)
         return ErpRef(ref.kind, ref.key, True)
+
+    def apply_later(self, ref: ErpRef, application: Any, customer_id: str) -> tuple[ErpRef, bool]:
+        """Applies like Acumatica: once per (document, target); a second call finds it applied."""
+        with self._lock:
+            self.calls.append(("apply_later", f"{ref.key}>{application.natural_key}"))
+            action = self.apply_script.pop(0) if self.apply_script else None
+            if isinstance(action, BaseException):
+                raise action
+            found = list(self.documents.get((application.kind, application.natural_key), []))
+            if not found:
+                raise NotFound(f"{application.natural_key} is not in the ERP", api="fake")
+            made = self.later.setdefault(ref.key, {})
+            if application.natural_key in made:
+                return found[0], False
+            made[application.natural_key] = application
+        if action == "commit-then-unknown":
+            raise OutcomeUnknown("the answer was lost after the ERP applied it", api="fake")
+        return found[0], True
 
     def find_document(self, kind: RefKind, natural_key: str, customer_id: str | None = None) -> ErpRef | None:
         with self._lock:

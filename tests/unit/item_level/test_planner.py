@@ -34,6 +34,11 @@ class Recorder:
         return post_one(self.h.ctx, record_id)
 
 
+def _named(not_applied):
+    """What a person reads of each application left out: its target and why."""
+    return tuple({"target": e["target"], "reason": e["reason"]} for e in not_applied)
+
+
 def _plan(h: ItemHarness, rec: SyncRecord, mode, row=None):
     stream = for_object_type(rec.object_type)
     assert stream is not None
@@ -203,7 +208,7 @@ def test_a_target_posted_but_not_released_is_left_out_in_both_modes(harness):
         assert isinstance(result, Ready)
         assert isinstance(result.document, Payment)
         assert result.document.applications == ()
-        assert result.not_applied == left_out
+        assert _named(result.not_applied) == left_out
         assert result.notes == ()
 
 
@@ -237,7 +242,7 @@ def test_a_pending_target_is_posted_first_or_waited_for_and_a_preview_notes_it(h
     assert preview.notes == (
         f"invoice {invoice.zuora_number} (which it applies to) is pending: it is posted first",
     )
-    assert preview.not_applied == ({"target": invoice.zuora_number, "reason": "pending in the ledger"},)
+    assert _named(preview.not_applied) == ({"target": invoice.zuora_number, "reason": "pending in the ledger"},)
     assert too_deep == Wait(
         f"waiting for {invoice.subject} (which this applies to) to be posted",
         harness.ctx.options.short_wait,
@@ -250,7 +255,7 @@ def test_a_pending_target_is_posted_first_or_waited_for_and_a_preview_notes_it(h
     assert post_first.posted == [invoice.id]
     assert harness.record("invoice", invoice_id).state == "posted"
     assert isinstance(posting, Ready)
-    assert posting.not_applied == ({"target": invoice.zuora_number, "reason": "not released in the ERP"},)
+    assert _named(posting.not_applied) == ({"target": invoice.zuora_number, "reason": "not released in the ERP"},)
 
 
 def test_an_unknown_target_is_waited_for_then_left_out_and_a_preview_leaves_it_out_at_once(harness):
@@ -262,7 +267,7 @@ def test_an_unknown_target_is_waited_for_then_left_out_and_a_preview_leaves_it_o
 
     left_out = ({"target": invoice_id, "reason": "invoice not in the ledger"},)
     assert isinstance(preview, Ready)
-    assert preview.not_applied == left_out
+    assert _named(preview.not_applied) == left_out
     assert preview.notes == (
         f"the invoice {invoice_id} it applies to is not in the ledger: posting waits for it a while, "
         "then leaves the application out",
@@ -277,4 +282,4 @@ def test_an_unknown_target_is_waited_for_then_left_out_and_a_preview_leaves_it_o
     later = _plan(harness, rec, Post(Recorder(harness)))
 
     assert isinstance(later, Ready)
-    assert later.not_applied == left_out
+    assert _named(later.not_applied) == left_out
