@@ -281,6 +281,7 @@ def _settle(world: ChaosWorld, zuora: Zuora, ledger: Ledger) -> list[str]:
         state["rows"] = _open_rows(ledger)
         state["callouts"] = _open_callouts(ledger)
         state["unreleased"] = _unreleased(ledger)
+        state["applications"] = _applications_due(ledger)
         return (
             state["unmarked"] == 0
             and bool(runs)
@@ -288,6 +289,7 @@ def _settle(world: ChaosWorld, zuora: Zuora, ledger: Ledger) -> list[str]:
             and not state["rows"]
             and not state["callouts"]
             and not state["unreleased"]
+            and not state["applications"]
         )
 
     try:
@@ -312,6 +314,21 @@ def _unreleased(ledger: Ledger) -> int:
                     "select count(*) from sync_record where connection = 'chaos' and erp_ref is not null "
                     "and not erp_released and state in ('posted', 'marked') and object_type in "
                     "('invoice', 'debit_memo', 'credit_memo', 'payment', 'refund')"
+                )
+            ).scalar_one()
+        )
+
+
+def _applications_due(ledger: Ledger) -> int:
+    """Applications a document was created without whose target is in the ERP now (the sweep
+    sends the document to apply them): Acumatica's balances count them only once applied."""
+    with ledger.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "select count(*) from erp_application a join sync_record t on t.connection = "
+                    "a.connection and t.object_type = a.target_type and t.zuora_id = a.target_id "
+                    "where a.connection = 'chaos' and a.state <> 'applied' and t.state in ('posted', 'marked')"
                 )
             ).scalar_one()
         )

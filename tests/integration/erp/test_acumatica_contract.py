@@ -229,6 +229,63 @@ def test_every_ar_document_type_is_created_found_by_natural_key_and_released(acu
     assert "400" not in sandbox.counts()["statuses"]  # nothing was sent unwrapped (section 3.3)
 
 
+def test_applications_made_after_their_documents_close_what_they_pay_once(acumatica_sandbox, make_erp):
+    """A payment, a refund and a credit memo released unapplied (what they apply to was not in
+    Acumatica yet) are applied later through the Payment entity; applying again, as after a lost
+    answer, changes nothing."""
+    sandbox = acumatica_sandbox()
+    erp = make_erp(cookie_target(sandbox.url))
+    erp.upsert_customer(customer())
+    invoice = create_and_release(
+        erp, "invoice", erp.create_document(document("invoice", "INV00000009", "100.00")), "INV00000009"
+    )
+    memo_target = create_and_release(
+        erp, "debit_memo", erp.create_document(document("debit_memo", "DM00000009", "15.00")), "DM00000009"
+    )
+    paid = create_and_release(
+        erp, "payment", erp.create_payment(payment("payment", "P-00000009", "70.00")), "P-00000009"
+    )
+    credit = create_and_release(
+        erp, "credit_memo", erp.create_document(document("credit_memo", "CM00000009", "15.00")), "CM00000009"
+    )
+    spare = create_and_release(
+        erp, "payment", erp.create_payment(payment("payment", "P-00000010", "40.00")), "P-00000010"
+    )
+    refund = create_and_release(
+        erp, "refund", erp.create_payment(payment("refund", "R-00000009", "40.00")), "R-00000009"
+    )
+
+    later = [
+        (paid, Application(natural_key="INV00000009", amount=D("70.00"))),
+        (credit, Application(natural_key="DM00000009", amount=D("15.00"), kind="debit_memo")),
+        (refund, Application(natural_key="P-00000010", amount=D("40.00"), kind="payment")),
+    ]
+    made = [erp.apply_later(ref, app, "ZA0001") for ref, app in later]
+    again = [erp.apply_later(ref, app, "ZA0001") for ref, app in later]
+
+    assert made == [(invoice, True), (memo_target, True), (spare, True)]
+    assert [(ref.key, now) for ref, now in again] == [
+        (invoice.key, False),
+        (memo_target.key, False),
+        (spare.key, False),
+    ]
+    documents = by_number(sandbox.state("Invoice"))
+    assert (documents[invoice.key]["Status"], documents[invoice.key]["Balance"]) == ("Open", 30.0)
+    assert (documents[memo_target.key]["Status"], documents[memo_target.key]["Balance"]) == ("Closed", 0.0)
+    payments = by_number(sandbox.state("Payment"))
+    assert {key: payments[key]["Status"] for key in (paid.key, credit.key, spare.key, refund.key)} == {
+        paid.key: "Closed",
+        credit.key: "Closed",
+        spare.key: "Closed",
+        refund.key: "Closed",
+    }
+    history = erp.client.get_record("Payment", *paid.key.split("/"), expand=["ApplicationHistory"])
+    assert [(h["DisplayRefNbr"], D(str(h["AmountPaid"]))) for h in history["ApplicationHistory"]] == [
+        (invoice.key.split("/")[1], D("70.00"))
+    ]
+    assert "400" not in sandbox.counts()["statuses"]
+
+
 def test_gl_journal_is_created_found_released_and_read_back(acumatica_sandbox, make_erp):
     sandbox = acumatica_sandbox()
     erp = make_erp(cookie_target(sandbox.url))

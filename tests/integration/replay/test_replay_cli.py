@@ -20,10 +20,13 @@ from typing import Any
 import pytest
 
 from sandbox.zuora import Sizes
+from shared.ledger import applications as ledger_applications
 from shared.ledger import states
 from shared.ledger.repo import Ledger
+from tests.chaos import checks
 from tests.integration.item_level.support import (
     REPO,
+    Beat,
     Zuora,
     acumatica_env,
     acumatica_server,
@@ -69,12 +72,15 @@ def puts(backend) -> int:
 
 
 class World:
-    def __init__(self, tmp_path, worker_fleet, zuora_sandbox, connection_name) -> None:
+    def __init__(
+        self, tmp_path, worker_fleet, zuora_sandbox, connection_name, *, acumatica=None, **settings: str
+    ) -> None:
         self.zuora = Zuora(zuora_sandbox(seed=12, sizes=SMALL).url)
-        self.acumatica, self.erp = acumatica_server()
+        self.acumatica, self.erp = acumatica_server(**(acumatica or {}))
         env = {**acumatica_env(self.acumatica.url), **item_env(tmp_path)}
         self.mapping = write_mapping(tmp_path / "mapping.toml", drop=(DROPPED,))  # Finance forgot a code
         env["LEDGERBRIDGE_MAPPING_FILE"] = str(self.mapping)
+        env.update(settings)
         self.fleet = worker_fleet(zuora_url=self.zuora.url, **env)
         self.connection = connection_name
         self.ledger = Ledger.from_url(self.fleet.env["LEDGERBRIDGE_DATABASE_URL"])
@@ -91,6 +97,18 @@ class World:
     def record(self, number: str):
         (row,) = self.ledger.find_records(self.connection, number)
         return row
+
+    def states(self) -> dict[str, int]:
+        """How many rows are in each state."""
+        counts: dict[str, int] = {}
+        for (_, state), n in self.ledger.counts_by_state(self.connection).items():
+            counts[state] = counts.get(state, 0) + n
+        return counts
+
+    def state_of(self, number: str) -> str | None:
+        """The record's state, None before it is pulled."""
+        rows = self.ledger.find_records(self.connection, number)
+        return rows[0].state if rows else None
 
     def invoice_numbers(self, *, with_dropped_code: bool) -> list[str]:
         dropped = {
@@ -206,3 +224,80 @@ def test_replay_dry_run_in_every_state_then_replay_posts_each_document_once(worl
     assert sum(documents.values()) == len(expected)
     code, item = world.dry_run(posted)
     assert item["record"]["state"] == "marked" and item["diff"] == ""
+
+
+@pytest.fixture
+def releasing_world(tmp_path, worker_fleet, zuora_sandbox, connection_name):
+    # Releases answer at once (no 202 to poll): the story is about applications, not actions.
+    made = World(
+        tmp_path, worker_fleet, zuora_sandbox, connection_name,
+        acumatica={"action_polls": 0}, LEDGERBRIDGE_ITEM_RELEASE="true",
+    )  # fmt: skip
+    yield made
+    made.stop()
+
+
+def test_payments_posted_while_their_invoices_were_parked_are_applied_once_the_invoices_are_fixed(
+    releasing_world, tmp_path
+):
+    """The fleet (a worker and beat) syncs everything; the invoices with the unmapped code park and
+    the payments that pay them are posted unapplied, their applications kept waiting. Finance fixes
+    the mapping and replays what is parked: the sweep applies each waiting application, and every
+    Acumatica invoice is open for what Zuora says, to the cent."""
+    world = releasing_world
+    broken = world.invoice_numbers(with_dropped_code=True)
+    invoices = {i["Id"]: i["InvoiceNumber"] for i in world.zuora.rows("invoices")}
+    payments = {p["Id"]: p["PaymentNumber"] for p in world.zuora.rows("payments")}
+    paying_broken = sorted(
+        payments[a["PaymentId"]]
+        for a in world.zuora.rows("payment-applications")
+        if invoices.get(a.get("InvoiceId") or "") in broken
+    )
+    assert paying_broken, "the seed has payments of invoices with the unmapped code"
+    world.fleet.start(1, concurrency=2)
+    beat = Beat(world.fleet.env, tmp_path).start()
+    try:
+        wait_until(
+            lambda: (
+                all(world.state_of(n) == "parked" for n in broken)
+                and all(world.state_of(n) == "marked" for n in paying_broken)
+                and set(world.states()) <= {"parked", "marked"}
+            ),
+            timeout=120,
+            interval=1,
+            what="the broken invoices parked, everything else (the payments that pay them too) marked",
+        )
+        problems, _ = checks.document_problems(world.zuora, checks.ErpState(world.erp))
+        for number in paying_broken:
+            assert any(
+                p.startswith(f"Payment {number} is applied in Acumatica to nothing") for p in problems
+            ), problems
+        explained = world.cli("explain", paying_broken[0])
+        assert "waits for it to be in the ERP (parked in the ledger)" in " ".join(explained.stdout.split())
+
+        write_mapping(world.mapping)
+        fixed = world.cli("replay", "--failed", "--reason", "Subscription Revenue mapped")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+        def waiting() -> dict[str, int]:
+            with world.ledger.reading() as session:
+                return ledger_applications.counts(session, world.connection)
+
+        wait_until(
+            lambda: set(waiting()) == {"applied"},
+            timeout=90,
+            interval=1,
+            what="every waiting application applied",
+        )
+        assert waiting()["applied"] == len(paying_broken)
+        wait_until(
+            lambda: not unmarked(world.zuora), timeout=60, interval=1, what="every Zuora record marked"
+        )
+    finally:
+        beat.stop()
+
+    problems, figures = checks.document_problems(world.zuora, checks.ErpState(world.erp))
+    assert problems == []
+    assert (figures["erp_duplicates"], figures["lost"]) == (0, 0)
+    explained = world.cli("explain", paying_broken[0])
+    assert "applied in the ERP" in explained.stdout

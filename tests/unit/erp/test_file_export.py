@@ -26,7 +26,7 @@ from shared.erp.base import (
     Totals,
 )
 from shared.erp.file_export import FileExportErp, atomic_write
-from shared.errors import Transient
+from shared.errors import NotFound, Transient
 
 D = Decimal
 
@@ -285,6 +285,52 @@ def test_render_is_the_rows_the_export_writes(tmp_path, kind):
     assert rendered.operation == f"export {path}.csv and {stem}.jsonl rows"
     assert rendered.body == read_jsonl(tmp_path / "export" / f"{path}.jsonl")
     assert rendered.body == read_csv(tmp_path / "export" / f"{path}.csv")
+
+
+def test_an_application_made_after_its_payment_is_one_row_written_once(tmp_path):
+    erp = FileExportErp(tmp_path)
+    invoice = ArDocument(
+        kind="invoice",
+        natural_key="INV00000007",
+        customer_id="A1",
+        date=dt.date(2025, 7, 1),
+        currency="USD",
+        description="Zuora invoice",
+        lines=(ArLine(description="plan", amount=D("80.00"), account="40000"),),
+    )
+    pay = Payment(
+        kind="payment",
+        natural_key="P-00000007",
+        customer_id="A1",
+        date=dt.date(2025, 6, 28),
+        amount=D("80.00"),
+        currency="USD",
+        payment_method="CC",
+        cash_account="10200",
+        description="Zuora payment",
+    )
+    paid = erp.create_payment(pay)  # exported before the invoice it pays
+    application = Application(natural_key="INV00000007", amount=D("80.00"))
+    with pytest.raises(NotFound, match="INV00000007 was not exported"):
+        erp.apply_later(paid, application, "A1")
+    target = erp.create_document(invoice)
+
+    assert erp.apply_later(paid, application, "A1") == (target, True)
+    assert erp.apply_later(paid, application, "A1") == (target, False)
+    rows = read_csv(tmp_path / "2025-06" / "applications.csv")
+    assert rows == [
+        {
+            "natural_key": "P-00000007>invoice:INV00000007",
+            "kind": "payment",
+            "document": "P-00000007",
+            "customer_id": "A1",
+            "target_kind": "invoice",
+            "target": "INV00000007",
+            "amount": "80.00",
+        }
+    ]
+    manifest = json.loads((tmp_path / "2025-06" / "manifest.json").read_text())
+    assert manifest["files"]["applications.csv"] == {"lines": 1, "entries": 1}
 
 
 def test_release_marks_released_without_writing(tmp_path):
