@@ -66,6 +66,7 @@ from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
 from shared.item_level import planner
 from shared.item_level.applications import apply_waiting
+from shared.item_level.changes import carry_change
 from shared.item_level.context import ItemContext
 from shared.item_level.planner import ItemDocument, Park, Wait, erp_payload
 from shared.item_level.queries import LOST_ANSWER, row_keys_by_ids, row_keys_by_zuora_ids
@@ -358,6 +359,9 @@ def post_one(ctx: ItemContext, record_id: int, *, _depth: int = 0) -> PostOutcom
         now = ctx.now()
         if rec.state in (MARKED, POSTED) and needs_release(ctx, rec):
             rec = release_posted(ctx, rec)
+        if rec.state in (MARKED, POSTED) and rec.changed_at is not None:
+            carry_change(ctx, rec)  # changed in Zuora after it was posted
+            rec = ctx.ledger.get_record_by_id(record_id) or rec
         if rec.state in (MARKED, POSTED):
             apply_waiting(ctx, rec)  # what it was created without, now that its targets are in
         if rec.state == MARKED:

@@ -38,7 +38,7 @@ from typing import Any
 
 from shared.item_level.context import ItemContext, ceiling
 from shared.item_level.queries import known_zuora_ids, records_by_zuora_ids
-from shared.item_level.streams import ACCOUNTS, Stream
+from shared.item_level.streams import ACCOUNTS, Stream, content_digest
 from shared.ledger.errors import TransitionConflict
 from shared.ledger.models import RecordSource
 from shared.ledger.states import FAILED, PARKED, PENDING, Pulled, upsert_pulled_page
@@ -240,6 +240,7 @@ def _upsert_page(
                     zuora_updated=updated_of(row),
                     payload=row,
                     account_id=batch_stream.account_of(row),
+                    digest=content_digest(row),
                 )
                 for row in batch_rows
             ]

@@ -14,6 +14,8 @@ a field a tenant lacks is a 400 (section 9.2). That costs payload, not calls.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,6 +176,39 @@ class Stream:
                     result.append((target, str(target_id), get_field(app, self.applications.amount_field)))
                     break
         return result
+
+
+# Fields that change while the record stays the same for the ERP: audit stamps, the transfer flag
+# (marking sets it), running totals Zuora keeps as other documents apply to or settle this one
+# (balances, applied, unapplied and refunded amounts, an account's invoice totals and MRR), and a
+# refund's progress at its gateway. Everything else a record carries counts as its content.
+VOLATILE_FIELDS: frozenset[str] = frozenset(
+    {
+        "updatedDate", "updatedById", "createdDate", "createdById", "transferredToAccounting",
+        "balance", "creditBalance", "lastInvoiceDate", "mrr", "totalDebitMemoBalance",
+        "totalInvoiceBalance", "unappliedBalance", "unappliedCreditMemoAmount",
+        "paymentAmount", "refundAmount", "creditMemoAmount", "adjustmentAmount",
+        "creditBalanceAdjustmentAmount", "appliedAmount", "unappliedAmount",
+        "gatewayState", "settledOn", "submittedOn", "refundTransactionTime",
+    }
+)  # fmt: skip
+
+
+def _content(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _content(v) for k, v in value.items() if str(k) not in VOLATILE_FIELDS}
+    if isinstance(value, list):
+        items = [_content(v) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    return value
+
+
+def content_digest(row: Mapping[str, Any]) -> str:
+    """A digest of what a fetched record says for accounting: the record without
+    :data:`VOLATILE_FIELDS` (at any depth), expanded children in a stable order. Two fetches with
+    the same digest carry the same content; marking a record transferred does not change it."""
+    canonical = json.dumps(_content(row), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 ACCOUNTS = Stream(

@@ -6,7 +6,8 @@ timeout (in doubt: :func:`~shared.item_level.posting.post_one` looks them up in 
 anything is created again), ``failed`` rows past their backoff, ``posted`` rows not yet marked,
 posted rows whose release failed after their create (where releasing is configured), posted
 payments, refunds and credit memos with an application waiting for a target that is in the ERP
-now (:mod:`shared.item_level.applications`), and callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
+now (:mod:`shared.item_level.applications`), posted rows changed in Zuora since
+(:mod:`shared.item_level.changes`), and callouts whose task was never enqueued or was lost. Re-driven pending rows are deferred by the
 grace in the same transaction, so the next sweep does not send them again while they wait in the
 queue; and while a backlog waits in the broker (``BACKLOG_TASKS``), pending rows are not
 re-driven at all (a backlog can queue for longer than the grace). Everything it dispatches is
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from shared.item_level.changes import changed_rows
 from shared.item_level.context import ItemContext
 from shared.item_level.posting import RELEASABLE
 from shared.item_level.pull import ingest_rows
@@ -60,6 +62,8 @@ BACKLOG_TASKS = 100
 UNRELEASED_PER_SWEEP = 50
 # Documents sent per sweep to apply what they were created without (each a few ERP calls).
 APPLICATIONS_PER_SWEEP = 50
+# Posted rows changed in Zuora sent per sweep (each a mapping and at most one ERP upsert).
+CHANGED_PER_SWEEP = 50
 
 
 @dataclass
@@ -71,6 +75,7 @@ class SweepSummary:
     callouts: int = 0
     unreleased: int = 0
     applications: int = 0
+    changed: int = 0
     more: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +87,7 @@ class SweepSummary:
             "callouts": self.callouts,
             "unreleased": self.unreleased,
             "applications": self.applications,
+            "changed": self.changed,
             "more": self.more,
         }
 
@@ -152,6 +158,10 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         applying = [i for i in applying if i not in set(to_post)]
         to_post += applying
         summary.applications = len(applying)
+        # Changed in Zuora after they were posted: posting them again carries or notes the change.
+        changed = [i for i in changed_rows(ctx, limit=CHANGED_PER_SWEEP) if i not in set(to_post)]
+        to_post += changed
+        summary.changed = len(changed)
         for start in range(0, len(to_post), POST_CHUNK):
             ctx.dispatch.post(ctx.connection, to_post[start : start + POST_CHUNK])
         streams = sorted(

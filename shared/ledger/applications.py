@@ -59,10 +59,19 @@ def left_out_entries(erp_payload: Mapping[str, Any] | None) -> list[dict[str, st
 def record_left_out(session: Session, rec: SyncRecord, *, now: datetime | None = None) -> int:
     """Keep the applications ``rec``'s ERP document was created without as waiting ones (once
     each: recording the same document again adds nothing). Returns how many were new."""
+    return keep(session, rec, left_out_entries(rec.posted_payload), now=now)
+
+
+def keep(
+    session: Session, rec: SyncRecord, entries: Sequence[Mapping[str, Any]], *, now: datetime | None = None
+) -> int:
+    """Keep these applications of ``rec`` (``not_applied``-shaped entries: ``target``, ``reason``,
+    ``object_type``, ``zuora_id``, ``amount``) as waiting ones, each (document, target) once.
+    Returns how many were new."""
     assert rec.id is not None
     now = now or utcnow()
     added = 0
-    for entry in left_out_entries(rec.posted_payload):
+    for entry in entries:
         values = {
             "connection": rec.connection,
             "record_id": rec.id,
@@ -78,10 +87,11 @@ def record_left_out(session: Session, rec: SyncRecord, *, now: datetime | None =
         }
         if insert_ignoring_conflict(session, APPLICATIONS, values, ["record_id", "target_type", "target_id"]):
             added += 1
+            name = entry.get("target") or entry["zuora_id"]
             _audit(
                 session, now, rec.connection, rec.subject,
-                f"application to {entry['object_type']} {entry.get('target') or entry['zuora_id']} for "
-                f"{entry['amount']} waits for it to be in the ERP ({entry.get('reason')}); it is applied then",
+                f"application to {entry['object_type']} {name} for {entry['amount']} is kept to be applied in "
+                f"the ERP once {name} is posted there ({entry.get('reason')})",
             )  # fmt: skip
     return added
 

@@ -251,6 +251,13 @@ class SyncRecord(LedgerModel, table=True):
         sa.Index("ix_sync_record_number", "connection", "zuora_number"),
         sa.Index("ix_sync_record_erp_ref", "connection", "erp_ref"),
         sa.Index("ix_sync_record_close_run_id", "close_run_id"),
+        sa.Index(
+            "ix_sync_record_changed",
+            "connection",
+            "changed_at",
+            sqlite_where=sa.text("changed_at IS NOT NULL"),
+            postgresql_where=sa.text("changed_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
@@ -282,6 +289,13 @@ class SyncRecord(LedgerModel, table=True):
     # up in seconds): from this time a lookup that does not find the document may create it again
     # (before it, the ERP may still be running the lost request). Cleared when it leaves posting.
     recreate_after: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    # A digest of the record's accounting content as last fetched (streams.content_digest).
+    content_digest: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    # Set when a posted record is fetched again with other content: the change is looked at next
+    # (shared.item_level.changes), which clears it. ``change_note`` says what a person must do
+    # about a change that could not be carried to the ERP; None when nothing is left to do.
+    changed_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    change_note: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
 
     @property
     def subject(self) -> str:

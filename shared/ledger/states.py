@@ -289,6 +289,7 @@ def upsert_pulled(
     period_name: str | None = None,
     close_run_id: int | None = None,
     now: datetime | None = None,
+    digest: str | None = None,
 ) -> tuple[SyncRecord, bool]:
     """Put a fetched Zuora record into the ledger; returns ``(row, is_new)``.
 
@@ -325,6 +326,7 @@ def upsert_pulled(
             "source": source,
             "period_name": period_name,
             "close_run_id": close_run_id,
+            "content_digest": digest,
             "payload": dict(payload),
             "version": 1,
             "created_at": now,
@@ -351,6 +353,9 @@ def upsert_pulled(
     )
     changed = False
     if newer:
+        content = _content_change(session, connection, existing.subject, existing, digest=digest, now=now)
+        for name, value in content.items():
+            setattr(existing, name, value)
         existing.payload = dict(payload)
         existing.zuora_updated = zuora_updated
         existing.zuora_number = zuora_number or existing.zuora_number
@@ -368,6 +373,24 @@ def upsert_pulled(
     return existing, False
 
 
+def _content_change(
+    session: Session, connection: str, subject: str, existing: Any, *, digest: str | None, now: datetime
+) -> dict[str, Any]:
+    """The columns a newer fetch with content digest ``digest`` sets on a known row: the digest,
+    and ``changed_at`` (with an audit line) when the row was posted already and its content is
+    not what it was. A row posted before digests were kept only takes the digest."""
+    if digest is None:
+        return {}
+    values: dict[str, Any] = {"content_digest": digest}
+    if existing.state in (POSTED, MARKED) and existing.content_digest not in (None, digest):
+        values["changed_at"] = now
+        _audit(
+            session, now, connection, AuditKind.NOTE.value, subject,
+            message="changed in Zuora after it was posted: what changed is carried to the ERP next",
+        )  # fmt: skip
+    return values
+
+
 @dataclass(frozen=True)
 class Pulled:
     """One fetched Zuora record for :func:`upsert_pulled_page` (the fields :func:`upsert_pulled` takes)."""
@@ -377,6 +400,7 @@ class Pulled:
     zuora_updated: datetime | None
     payload: Mapping[str, Any]
     account_id: str | None
+    digest: str | None = None  # of the accounting content (shared.item_level.streams.content_digest)
 
 
 PAGE_CHUNK = 500  # rows per multi-row INSERT (17 parameters a row: well within both databases' limits)
@@ -408,7 +432,7 @@ def upsert_pulled_page(
             record, is_new = upsert_pulled(
                 session, connection=connection, object_type=object_type, zuora_id=r.zuora_id,
                 zuora_number=r.zuora_number, zuora_updated=r.zuora_updated, payload=r.payload,
-                account_id=r.account_id, source=source, now=now,
+                account_id=r.account_id, source=source, now=now, digest=r.digest,
             )  # fmt: skip
             assert record.id is not None
             done.append((record.id, is_new))
@@ -433,6 +457,7 @@ def upsert_pulled_page(
                 "source": source,
                 "period_name": None,
                 "close_run_id": None,
+                "content_digest": r.digest,
                 "payload": dict(r.payload),
                 "version": 1,
                 "created_at": now,
@@ -479,6 +504,11 @@ def upsert_pulled_page(
                 "account_id": r.account_id or existing.account_id,
                 "updated_at": now,
             }
+            changes.update(
+                _content_change(
+                    session, connection, f"{object_type}:{r.zuora_id}", existing, digest=r.digest, now=now
+                )
+            )
             result = session.execute(
                 sa.update(SYNC_RECORDS)
                 .where(SYNC_RECORDS.c.id == existing.id, SYNC_RECORDS.c.version == existing.version)
@@ -496,15 +526,22 @@ def upsert_pulled_page(
 def _known_rows(
     session: Session, connection: str, object_type: str, zuora_ids: Sequence[str]
 ) -> dict[str, Any]:
-    """``{zuora_id: (id, zuora_id, zuora_updated, zuora_number, account_id, version)}`` of the
-    ledger's rows among ``zuora_ids``."""
+    """``{zuora_id: (id, zuora_id, zuora_updated, zuora_number, account_id, version, state,
+    content_digest)}`` of the ledger's rows among ``zuora_ids``."""
     c = SYNC_RECORDS.c
     found: dict[str, Any] = {}
     for start in range(0, len(zuora_ids), PAGE_CHUNK):
         chunk = list(zuora_ids[start : start + PAGE_CHUNK])
-        query = sa.select(c.id, c.zuora_id, c.zuora_updated, c.zuora_number, c.account_id, c.version).where(
-            c.connection == connection, c.object_type == object_type, c.zuora_id.in_(chunk)
-        )
+        query = sa.select(
+            c.id,
+            c.zuora_id,
+            c.zuora_updated,
+            c.zuora_number,
+            c.account_id,
+            c.version,
+            c.state,
+            c.content_digest,
+        ).where(c.connection == connection, c.object_type == object_type, c.zuora_id.in_(chunk))
         found.update({str(row.zuora_id): row for row in session.execute(query)})
     return found
 

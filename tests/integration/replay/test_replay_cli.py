@@ -273,7 +273,7 @@ def test_payments_posted_while_their_invoices_were_parked_are_applied_once_the_i
                 p.startswith(f"Payment {number} is applied in Acumatica to nothing") for p in problems
             ), problems
         explained = world.cli("explain", paying_broken[0])
-        assert "waits for it to be in the ERP (parked in the ledger)" in " ".join(explained.stdout.split())
+        assert "is kept to be applied in the ERP once" in " ".join(explained.stdout.split())
 
         write_mapping(world.mapping)
         fixed = world.cli("replay", "--failed", "--reason", "Subscription Revenue mapped")

@@ -78,7 +78,7 @@ def test_an_application_left_out_waits_and_is_applied_once_its_target_is_in_the_
     h.dispatch.posted.clear()
     assert sweep(h.ctx).applications == 0
     trail = [e.message for e in h.ledger.timeline(payment.subject)]
-    assert any("waits for it to be in the ERP" in (m or "") for m in trail)
+    assert any("is kept to be applied in the ERP" in (m or "") for m in trail)
     assert any("applied in the ERP" in (m or "") for m in trail)
 
 

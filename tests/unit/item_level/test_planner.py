@@ -242,7 +242,9 @@ def test_a_pending_target_is_posted_first_or_waited_for_and_a_preview_notes_it(h
     assert preview.notes == (
         f"invoice {invoice.zuora_number} (which it applies to) is pending: it is posted first",
     )
-    assert _named(preview.not_applied) == ({"target": invoice.zuora_number, "reason": "pending in the ledger"},)
+    assert _named(preview.not_applied) == (
+        {"target": invoice.zuora_number, "reason": "pending in the ledger"},
+    )
     assert too_deep == Wait(
         f"waiting for {invoice.subject} (which this applies to) to be posted",
         harness.ctx.options.short_wait,
@@ -255,7 +257,9 @@ def test_a_pending_target_is_posted_first_or_waited_for_and_a_preview_notes_it(h
     assert post_first.posted == [invoice.id]
     assert harness.record("invoice", invoice_id).state == "posted"
     assert isinstance(posting, Ready)
-    assert _named(posting.not_applied) == ({"target": invoice.zuora_number, "reason": "not released in the ERP"},)
+    assert _named(posting.not_applied) == (
+        {"target": invoice.zuora_number, "reason": "not released in the ERP"},
+    )
 
 
 def test_an_unknown_target_is_waited_for_then_left_out_and_a_preview_leaves_it_out_at_once(harness):
