@@ -235,6 +235,11 @@ def _record_rows(record: SyncRecord) -> list[tuple[str, str]]:
         ("close run", str(record.close_run_id) if record.close_run_id is not None else ""),
         ("zuora updated", utc_time(record.zuora_updated)),
         ("first seen", utc_time(record.created_at)),
+        (
+            "changed in zuora",
+            f"{utc_time(record.changed_at)} (being carried to the ERP)" if record.changed_at else "",
+        ),
+        ("needs a person", record.change_note or ""),
     ]
     return [(k, v) for k, v in rows if v != "" or k in ("state", "attempts", "erp ref", "last error")]
 

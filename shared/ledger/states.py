@@ -296,9 +296,10 @@ def upsert_pulled(
     A new record becomes a ``pending`` row. For a known record the state never changes - a
     re-pull of a posted or marked record (marking bumps Zuora's updatedDate) must not re-post it.
     The stored payload, ``zuora_updated``, number and account are refreshed only when the fetch
-    is newer (``zuora_updated`` later, or neither has one); an equal or older fetch is a
-    duplicate, de-duplicated on (id, updated). ``period_name``/``close_run_id`` are filled in only
-    where unset. Concurrent inserts of one key are safe (INSERT ... ON CONFLICT DO NOTHING).
+    is newer (``zuora_updated`` later, or neither has one, or the same with another content
+    ``digest``: :func:`_is_newer`); an older fetch, or an equal one with the same content, is a
+    duplicate. A posted row whose content changes gets ``changed_at`` (:func:`_content_change`).
+    ``period_name``/``close_run_id`` are filled in only where unset. Concurrent inserts of one key are safe (INSERT ... ON CONFLICT DO NOTHING).
     """
     if object_type not in {t.value for t in ObjectType}:
         raise ValueError(f"unknown object type {object_type!r}; one of: {', '.join(ObjectType)}")
@@ -347,10 +348,7 @@ def upsert_pulled(
             )
             return row, True
         existing = row  # another worker inserted it between our read and our insert
-    newer = (zuora_updated is None and existing.zuora_updated is None) or (
-        zuora_updated is not None
-        and (existing.zuora_updated is None or zuora_updated > existing.zuora_updated)
-    )
+    newer = _is_newer(zuora_updated, digest, existing)
     changed = False
     if newer:
         content = _content_change(session, connection, existing.subject, existing, digest=digest, now=now)
@@ -371,6 +369,23 @@ def upsert_pulled(
         existing.updated_at = now
         _flush(session, existing.subject)
     return existing, False
+
+
+def _is_newer(zuora_updated: datetime | None, digest: str | None, existing: Any) -> bool:
+    """Whether a fetch replaces what the ledger holds: a later ``updatedDate`` (or neither has
+    one), or the same ``updatedDate`` with other content. Zuora's ``updatedDate`` has whole
+    seconds, so a change made in the second the record was last written (e.g. just after it was
+    marked transferred) carries the same stamp; its digest tells it apart from a duplicate."""
+    if zuora_updated is None:
+        return existing.zuora_updated is None
+    if existing.zuora_updated is None or zuora_updated > existing.zuora_updated:
+        return True
+    return bool(
+        zuora_updated == existing.zuora_updated
+        and digest is not None
+        and existing.content_digest is not None
+        and digest != existing.content_digest
+    )
 
 
 def _content_change(
@@ -492,11 +507,7 @@ def upsert_pulled_page(
             done.append((inserted[r.zuora_id], True))
             continue
         existing = known[r.zuora_id]
-        newer = (r.zuora_updated is None and existing.zuora_updated is None) or (
-            r.zuora_updated is not None
-            and (existing.zuora_updated is None or r.zuora_updated > existing.zuora_updated)
-        )
-        if newer:
+        if _is_newer(r.zuora_updated, r.digest, existing):
             changes = {
                 "payload": dict(r.payload),
                 "zuora_updated": r.zuora_updated,

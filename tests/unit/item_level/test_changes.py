@@ -169,3 +169,26 @@ def test_a_payment_applied_in_zuora_after_it_was_posted_is_applied_in_the_erp(ha
     assert h.erp.later[row.erp_ref][invoice["InvoiceNumber"]].amount == amount
     done = h.record("payment", payment["Id"])
     assert (done.changed_at, done.change_note) == (None, None)
+
+
+def test_a_change_in_the_same_second_as_the_marking_is_still_a_change(harness):
+    # Zuora's updatedDate has whole seconds: marked, pulled, then changed within that second.
+    h = harness
+    pull_stream(h.ctx, INVOICES)
+    invoice = h.rows("invoices")[0]
+    row = h.record("invoice", invoice["Id"])
+    post_one(h.ctx, h.record("account", row.account_id).id)
+    post_one(h.ctx, row.id)
+    h.advance(5)
+    h.backend.update_record("invoices", invoice["Id"], {"TransferredToAccounting": "Yes"})
+    pull_stream(h.ctx, INVOICES)
+    marked = h.record("invoice", invoice["Id"])
+    assert marked.changed_at is None
+    h.backend.update_record("invoices", invoice["Id"], {"DueDate": "2031-01-31"})  # the same second
+
+    pull_stream(h.ctx, INVOICES)
+
+    changed = h.record("invoice", invoice["Id"])
+    assert changed.zuora_updated == marked.zuora_updated
+    assert changed.changed_at is not None
+    assert changed.payload["dueDate"] == "2031-01-31"
