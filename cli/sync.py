@@ -264,6 +264,25 @@ def status(
         )
     else:
         console.print("notices: all delivered")
+    applications = report.applications
+    if applications:
+        console.print(
+            "applications made after their document: "
+            + ", ".join(
+                f"{applications.get(k, 0)} {k}"
+                for k in ("applied", "applying", "waiting")
+                if applications.get(k)
+            )
+        )
+    if report.changes.get("being_carried"):
+        console.print(
+            f"changed in Zuora after posting: {report.changes['being_carried']} being carried to the ERP"
+        )
+    if report.changes.get("needs_a_person"):
+        console.print(
+            f"[yellow]changed after posting[/]: {report.changes['needs_a_person']} record(s) need a person "
+            "(`ledgerbridge explain NUMBER` says what changed)"
+        )
     for row in report.streams:
         if row.last_error:
             console.print(f"[yellow]{row.stream}[/]: last run: {escape(row.last_error)}")

@@ -8,8 +8,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from shared.item_level.queries import callout_counts, mark_failures
 from shared.item_level.streams import STREAMS
+from shared.ledger.applications import SYNC_RECORDS
+from shared.ledger.applications import counts as application_counts
 from shared.ledger.repo import Ledger
 from shared.ledger.states import STATES
 
@@ -41,13 +45,32 @@ class SyncStatus:
     connection: str
     streams: list[StreamStatus]
     callouts: dict[str, int]
+    # Applications made after their document, by state (waiting, applying, applied).
+    applications: dict[str, int] = field(default_factory=dict)
+    # Posted records changed in Zuora: being carried to the ERP, and noted for a person.
+    changes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "connection": self.connection,
             "streams": [s.as_dict() for s in self.streams],
             "callouts": self.callouts,
+            "applications": self.applications,
+            "changes": self.changes,
         }
+
+
+def change_counts(ledger: Ledger, connection: str) -> dict[str, int]:
+    """``{"being_carried": n, "needs_a_person": m}`` over the connection's posted records."""
+    c = SYNC_RECORDS.c
+    with ledger.reading() as session:
+        carried = session.execute(
+            sa.select(sa.func.count()).where(c.connection == connection, c.changed_at.is_not(None))
+        ).scalar_one()
+        noted = session.execute(
+            sa.select(sa.func.count()).where(c.connection == connection, c.change_note.is_not(None))
+        ).scalar_one()
+    return {"being_carried": int(carried), "needs_a_person": int(noted)}
 
 
 def sync_status(ledger: Ledger, connection: str) -> SyncStatus:
@@ -73,4 +96,12 @@ def sync_status(ledger: Ledger, connection: str) -> SyncStatus:
                 mark_failures=failures.get(stream.object_type, 0),
             )
         )
-    return SyncStatus(connection=connection, streams=rows, callouts=callout_counts(ledger, connection))
+    with ledger.reading() as session:
+        applications = application_counts(session, connection)
+    return SyncStatus(
+        connection=connection,
+        streams=rows,
+        callouts=callout_counts(ledger, connection),
+        applications=applications,
+        changes=change_counts(ledger, connection),
+    )

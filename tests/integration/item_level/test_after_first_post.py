@@ -9,7 +9,10 @@ changed after posting, which is never overwritten: it is noted for a person, wit
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -19,6 +22,7 @@ from shared.ledger import applications as ledger_applications
 from shared.ledger.repo import Ledger
 from tests.chaos import checks
 from tests.integration.item_level.support import (
+    REPO,
     Beat,
     Zuora,
     acumatica_env,
@@ -138,4 +142,11 @@ def test_changes_after_the_first_post_reach_the_erp_or_a_person(
     assert "applied in Zuora to 1 more document(s) after it was posted" in trail
     # Applied once, however many workers looked (an answer lost would read "found applied already").
     assert len(re.findall(r"application to invoice \S+ for [\d.]+ applied in the ERP", trail)) == 1
+    status = subprocess.run(
+        [sys.executable, "-m", "cli.main", "status", "--json"],
+        cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    shown = json.loads(status.stdout)
+    assert shown["applications"] == {"applied": 1}
+    assert shown["changes"] == {"being_carried": 0, "needs_a_person": 1}
     ledger.dispose()
