@@ -297,13 +297,17 @@ def stuck_records(
     reason: str | None = None,
     limit: int = 500,
 ) -> RecordList:
-    """The parked and failed records (every connection unless ``connection``), filtered by stream
-    and by reason (the :func:`reason_of` text), oldest first."""
+    """The parked and failed records, and the posted ones changed in Zuora that need a person
+    (every connection unless ``connection``), filtered by stream and by reason (the
+    :func:`reason_of` text), oldest first."""
     object_types = [STREAMS[stream].object_type] if stream in STREAMS else None
     with ledger.reading() as session:
         query = (
             select(SyncRecord)
-            .where(col(SyncRecord.state).in_([states.PARKED, states.FAILED]))
+            .where(
+                col(SyncRecord.state).in_([states.PARKED, states.FAILED])
+                | col(SyncRecord.change_note).is_not(None)
+            )
             .order_by(col(SyncRecord.id))
             .limit(20_000)
         )
@@ -314,8 +318,8 @@ def stuck_records(
         elif object_types:
             query = query.where(col(SyncRecord.object_type).in_(object_types))
         found = list(session.exec(query).all())
-    reasons = Counter(reason_of(r.last_error) for r in found)
-    chosen = [r for r in found if not reason or reason_of(r.last_error) == reason]
+    reasons = Counter(reason_of(_why(r)) for r in found)
+    chosen = [r for r in found if not reason or reason_of(_why(r)) == reason]
     rows = []
     for rec in chosen[:limit]:
         item_stream = for_object_type(rec.object_type)
@@ -327,8 +331,10 @@ def stuck_records(
                 "zuora_id": rec.zuora_id,
                 "number": rec.zuora_number or rec.zuora_id,
                 "state": rec.state,
-                "state_words": STATE_WORDS.get(rec.state, rec.state),
-                "reason": rec.last_error or "no reason recorded",
+                "state_words": "changed after posting"
+                if rec.change_note and rec.state not in (states.PARKED, states.FAILED)
+                else STATE_WORDS.get(rec.state, rec.state),
+                "reason": _why(rec) or "no reason recorded",
                 "attempts": rec.attempts,
                 "updated": when(rec.updated_at),
                 "period": rec.period_name or "",
@@ -343,6 +349,13 @@ def stuck_records(
         shown_limit=limit,
         filters={"connection": connection or "", "stream": stream or "", "reason": reason or ""},
     )
+
+
+def _why(rec: SyncRecord) -> str | None:
+    """What a person must look at: a parked or failed record's last error, else its change note."""
+    if rec.state in (states.PARKED, states.FAILED):
+        return rec.last_error
+    return rec.change_note
 
 
 def stream_object_type(stream: str) -> str | None:

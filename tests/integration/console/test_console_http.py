@@ -47,7 +47,13 @@ POST_ROUTES = {
 
 
 def add_record(
-    console: Console, zuora_id: str, *, state: str, error: str | None, object_type: str = "invoice"
+    console: Console,
+    zuora_id: str,
+    *,
+    state: str,
+    error: str | None,
+    object_type: str = "invoice",
+    change_note: str | None = None,
 ) -> None:
     now = utcnow()
     with console.ledger.session() as session:
@@ -60,6 +66,7 @@ def add_record(
                 state=state,
                 attempts=3,
                 last_error=error,
+                change_note=change_note,
                 source="pull",
                 payload={"id": zuora_id},
                 zuora_updated=now - timedelta(minutes=30),
@@ -457,6 +464,19 @@ def test_parked_and_failed_records_filter_by_stream_and_reason(console, run_id):
     assert by_reason.count('data-testid="record-row"') == 1 and "pay-1" in by_reason
     empty = client.get("/console/records", params={"connection": "other"}).text
     assert 'data-testid="records-empty"' in empty and "No parked or failed record matches" in empty
+
+
+def test_a_posted_record_changed_after_posting_is_listed_with_what_changed(console, run_id):
+    note = "changed in Zuora after it was posted (amount: '100.00' -> '105.00'); the ERP document was not changed"
+    add_record(console, "inv-changed", state="marked", error=None, change_note=note)
+    client = console.sign_in("vera")
+
+    page = client.get("/console/records").text
+
+    assert page.count('data-testid="record-row"') == 3
+    assert "changed after posting" in page and "INV-inv-changed" in page
+    record = client.get("/console/records/acme/invoices/inv-changed").text
+    assert 'data-testid="record-change"' in record and "&#39;105.00&#39;" in record
 
 
 def test_a_record_page_shows_its_timeline_and_dry_run_and_a_preparer_retries_it(console, run_id):
