@@ -319,3 +319,13 @@ class ItemHarness:
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(self.ctx, *args, **kwargs)
+
+
+def releasing_harness(tmp_path: Path, fake_redis: Any) -> ItemHarness:
+    """A harness whose documents are released in the ERP (Acumatica applies only to released
+    documents), posting one row at a time with a 60 s posting claim."""
+    return ItemHarness(
+        tmp_path,
+        fake_redis,
+        options=Options(release=True, erp_concurrency=1, posting_timeout=timedelta(seconds=60)),
+    )

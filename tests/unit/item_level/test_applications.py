@@ -3,26 +3,19 @@ parked (or not synced) gets its application once the invoice is in the ERP, exac
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from shared.errors import Transient
 from shared.item_level import post_one, pull_stream, sweep
-from shared.item_level.context import Options
 from shared.item_level.streams import INVOICES, PAYMENTS
 from shared.ledger import applications as ledger_applications
 from shared.ledger.states import park, replay
-from tests.unit.item_level.support import ItemHarness
+from tests.unit.item_level.support import ItemHarness, releasing_harness
 
 
 @pytest.fixture
 def harness(tmp_path, fake_redis):
-    return ItemHarness(
-        tmp_path,
-        fake_redis,
-        options=Options(release=True, erp_concurrency=1, posting_timeout=timedelta(seconds=60)),
-    )
+    return releasing_harness(tmp_path, fake_redis)
 
 
 def _parked_invoice_and_its_payment(h: ItemHarness):

@@ -4,26 +4,20 @@ for a person and never overwritten, and marking is no change."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from shared.item_level import post_one, pull_stream, sweep
 from shared.item_level.changes import differences
-from shared.item_level.context import Options
 from shared.item_level.streams import ACCOUNTS, INVOICES, PAYMENTS, content_digest
 from shared.ledger import applications as ledger_applications
-from tests.unit.item_level.support import ItemHarness
+from tests.unit.item_level.support import ItemHarness, releasing_harness
 
 
 @pytest.fixture
 def harness(tmp_path, fake_redis):
-    return ItemHarness(
-        tmp_path,
-        fake_redis,
-        options=Options(release=True, erp_concurrency=1, posting_timeout=timedelta(seconds=60)),
-    )
+    return releasing_harness(tmp_path, fake_redis)
 
 
 def _posted_account(h: ItemHarness):
@@ -32,6 +26,16 @@ def _posted_account(h: ItemHarness):
     row = h.record("account", account["Id"])
     assert post_one(h.ctx, row.id).outcome == "marked"
     return account, row
+
+
+def _posted_invoice(h: ItemHarness):
+    """The first seeded invoice, pulled and posted (its customer first)."""
+    pull_stream(h.ctx, INVOICES)
+    invoice = h.rows("invoices")[0]
+    row = h.record("invoice", invoice["Id"])
+    post_one(h.ctx, h.record("account", row.account_id).id)
+    assert post_one(h.ctx, row.id).outcome == "posted"
+    return invoice, row
 
 
 def _pull_again(h: ItemHarness, stream) -> None:
@@ -92,11 +96,7 @@ def test_a_new_account_name_reaches_the_erp_customer(harness):
 
 def test_marking_a_record_transferred_is_not_a_change(harness):
     h = harness
-    pull_stream(h.ctx, INVOICES)
-    invoice = h.rows("invoices")[0]
-    row = h.record("invoice", invoice["Id"])
-    post_one(h.ctx, h.record("account", row.account_id).id)
-    assert post_one(h.ctx, row.id).outcome == "posted"
+    invoice, row = _posted_invoice(h)
     h.backend.update_record("invoices", invoice["Id"], {"TransferredToAccounting": "Yes"})
 
     _pull_again(h, INVOICES)
@@ -108,11 +108,7 @@ def test_marking_a_record_transferred_is_not_a_change(harness):
 
 def test_a_document_changed_after_posting_is_noted_for_a_person_and_not_overwritten(harness):
     h = harness
-    pull_stream(h.ctx, INVOICES)
-    invoice = h.rows("invoices")[0]
-    row = h.record("invoice", invoice["Id"])
-    post_one(h.ctx, h.record("account", row.account_id).id)
-    post_one(h.ctx, row.id)
+    invoice, row = _posted_invoice(h)
     item = next(i for i in h.rows("invoice-items") if i["InvoiceId"] == invoice["Id"])
     h.backend.update_record(
         "invoice-items", item["Id"], {"ChargeAmount": str(Decimal(str(item["ChargeAmount"])) + 5)}
@@ -174,11 +170,7 @@ def test_a_payment_applied_in_zuora_after_it_was_posted_is_applied_in_the_erp(ha
 def test_a_change_in_the_same_second_as_the_marking_is_still_a_change(harness):
     # Zuora's updatedDate has whole seconds: marked, pulled, then changed within that second.
     h = harness
-    pull_stream(h.ctx, INVOICES)
-    invoice = h.rows("invoices")[0]
-    row = h.record("invoice", invoice["Id"])
-    post_one(h.ctx, h.record("account", row.account_id).id)
-    post_one(h.ctx, row.id)
+    invoice, _ = _posted_invoice(h)
     h.advance(5)
     h.backend.update_record("invoices", invoice["Id"], {"TransferredToAccounting": "Yes"})
     pull_stream(h.ctx, INVOICES)
