@@ -100,8 +100,11 @@ class StatementCounts:
             text = json.dumps(data)
         path = self.folder / f"{self._pid}.json"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
+        try:
+            temporary.write_text(text)
+            temporary.replace(path)
+        except FileNotFoundError:
+            pass  # the folder was removed (a finished bench or test): nobody reads these counts
 
 
 _processes: dict[Path, StatementCounts] = {}  # by folder (one, unless a test changes it)

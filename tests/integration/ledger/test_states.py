@@ -379,6 +379,9 @@ def test_upsert_pulled_creates_pending_row_with_exact_payload(ledger):
         "posted_at": None,
         "marked_at": None,
         "recreate_after": None,
+        "content_digest": None,
+        "changed_at": None,
+        "change_note": None,
     }
     assert isinstance(row.payload["amount"], Decimal)
 
