@@ -29,8 +29,10 @@ APPLICATIONS = metadata.tables["erp_application"]
 AUDIT_EVENTS = metadata.tables["audit_event"]
 SYNC_RECORDS = metadata.tables["sync_record"]
 
-# The not_applied entries that can never be applied later (the amount itself is unreadable).
-_NEVER = "unreadable"
+# The not_applied entries never applied later: an unreadable amount, and a target left unreleased
+# by configuration (documents are not released, so Acumatica cannot apply to it; a person
+# releases and applies there).
+_NEVER = ("unreadable", "not released in the ERP")
 
 
 def _audit(session: Session, now: datetime, connection: str, subject: str, message: str) -> None:
@@ -52,7 +54,7 @@ def left_out_entries(erp_payload: Mapping[str, Any] | None) -> list[dict[str, st
         and e.get("object_type")
         and e.get("zuora_id")
         and e.get("amount")
-        and _NEVER not in str(e.get("reason", ""))
+        and not any(never in str(e.get("reason", "")) for never in _NEVER)
     ]
 
 

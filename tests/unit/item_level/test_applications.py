@@ -135,3 +135,19 @@ def test_a_payment_posted_before_its_invoice_was_synced_is_applied_when_it_is(ha
 
     done = [a for a in _applications(h, payment.id) if a.target_id == invoice.zuora_id]
     assert [a.state for a in done] == ["applied"]
+
+
+def test_nothing_waits_for_a_target_left_unreleased_by_configuration(tmp_path, fake_redis):
+    # Documents are not released (LEDGERBRIDGE_ITEM_RELEASE off): Acumatica cannot apply to them,
+    # and a person releases and applies there. Keeping the application would wait for ever.
+    h = ItemHarness(tmp_path, fake_redis)
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    application = h.rows("payment-applications")[0]
+    payment = h.record("payment", application["PaymentId"])
+
+    assert post_one(h.ctx, payment.id).outcome == "posted"
+
+    posted = h.record("payment", payment.zuora_id)
+    assert posted.posted_payload["not_applied"][0]["reason"] == "not released in the ERP"
+    assert _applications(h, payment.id) == []
