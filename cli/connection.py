@@ -67,6 +67,14 @@ def _prompt_secret(label: str) -> str:
     return value
 
 
+def _closed_period(value: str) -> Literal["park", "next_open"]:
+    if value == "park":
+        return "park"
+    if value == "next_open":
+        return "next_open"
+    raise fail(f"--acumatica-closed-period must be park or next_open, not {value!r}", 2)
+
+
 def _http_url(value: str, option: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
         raise fail(f"{option} must be an http(s) URL, not {value!r}", 2)
@@ -189,6 +197,14 @@ def connection_add(  # noqa: PLR0917 - typer turns each parameter into an option
     acumatica_max_sessions: Annotated[
         int, typer.Option("--acumatica-max-sessions", min=1, help="API sessions ledgerbridge may hold.")
     ] = 2,
+    acumatica_closed_period: Annotated[
+        str,
+        typer.Option(
+            "--acumatica-closed-period",
+            help="A document whose financial period is closed in Acumatica: park (a person opens the "
+            "period and replays it) or next_open (posted into the next open period, with a note).",
+        ),
+    ] = "park",
     export_dir: Annotated[
         Path | None, typer.Option("--export-dir", help="With --erp file: the directory for the GL files.")
     ] = None,
@@ -254,6 +270,7 @@ def connection_add(  # noqa: PLR0917 - typer turns each parameter into an option
             requests_per_minute=acumatica_requests_per_minute,
             max_concurrent=acumatica_max_concurrent,
             max_sessions=acumatica_max_sessions,
+            closed_period=_closed_period(acumatica_closed_period),
         )
     try:
         conn = build_connection(

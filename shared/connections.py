@@ -50,6 +50,9 @@ class AcumaticaTarget:
     requests_per_minute: int = 150
     max_concurrent: int = 2
     max_sessions: int = 2
+    # A document whose financial period is closed in Acumatica: "park" it for a person (who opens
+    # the period and replays it), or "next_open": post it into the next open period, noted.
+    closed_period: Literal["park", "next_open"] = "park"
 
 
 def acumatica_settings(target: AcumaticaTarget) -> dict[str, Any]:
@@ -64,6 +67,7 @@ def acumatica_settings(target: AcumaticaTarget) -> dict[str, Any]:
         "requests_per_minute": target.requests_per_minute,
         "max_concurrent": target.max_concurrent,
         "max_sessions": target.max_sessions,
+        "closed_period": target.closed_period,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -130,6 +134,7 @@ def default_connection(settings: Settings) -> Connection:
             requests_per_minute=settings.acumatica_requests_per_minute,
             max_concurrent=settings.acumatica_max_concurrent,
             max_sessions=settings.acumatica_max_sessions,
+            closed_period=settings.acumatica_closed_period,
         )
     else:
         file_target = FileTarget(export_dir=settings.gl_export_dir)

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     acumatica_requests_per_minute: int = Field(default=150, ge=1)
     acumatica_max_concurrent: int = Field(default=2, ge=1)
     acumatica_max_sessions: int = Field(default=2, ge=1)
+    # A document dated in a financial period closed in Acumatica: park it, or post it into the
+    # next open period (with a note on the document saying why).
+    acumatica_closed_period: Literal["park", "next_open"] = "park"
 
     mapping_file: Path | None = None
     # The default connection's maker-checker rule (shared.close.approval): none, close (a close

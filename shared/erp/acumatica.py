@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from redis.exceptions import RedisError
 
@@ -26,6 +28,7 @@ from shared.connections import AcumaticaTarget
 from shared.erp.acumatica_client import ENDPOINT_VARIABLE, AcumaticaClient
 from shared.erp.acumatica_entities import (
     APPLICATION_DOC_TYPES,
+    DOC_DESCRIPTION_LEN,
     INVOICE_TYPES,
     PAYMENT_TYPES,
     applications_of,
@@ -53,7 +56,7 @@ from shared.erp.base import (
     add_line_totals,
     period_of,
 )
-from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
+from shared.erp.errors import ClosedPeriod, DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, NotFound, Rejected, Transient
 from shared.exchange import AuditHook
 from shared.settings import ACUMATICA_ENDPOINTS
@@ -74,6 +77,38 @@ def _amount(value: object) -> Decimal:
     if isinstance(value, int | str):
         return Decimal(value)
     raise TypeError(f"not an amount: {value!r}")
+
+
+# Acumatica's answers for a period that takes no postings (guide section 4.3, pitfall 3):
+# "The 08-2026 financial period is inactive.", "... is closed.", "... is locked.",
+# "... is closed in Accounts Receivable."
+_CLOSED = re.compile(r"\b(\d{2})-(\d{4}) financial period is (?:closed|locked|inactive)")
+
+
+def closed_period_of(exc: Rejected) -> str | None:
+    """The period (``YYYY-MM``) an Acumatica refusal says takes no postings, or None."""
+    for text in [*(r.message for r in exc.reasons), exc.message]:
+        found = _CLOSED.search(text or "")
+        if found:
+            return f"{found.group(2)}-{found.group(1)}"
+    return None
+
+
+def _noted(description: str, note: str) -> str:
+    return f"{description} ({note})"[:DOC_DESCRIPTION_LEN]
+
+
+def _as_date(value: object) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
 
 
 class CurrencyCache:
@@ -106,8 +141,15 @@ class CurrencyCache:
 class AcumaticaErp:
     """The :class:`~shared.erp.base.ErpTarget` for Acumatica over one :class:`AcumaticaClient`."""
 
-    def __init__(self, client: AcumaticaClient, *, shared: Any = None) -> None:
+    def __init__(
+        self,
+        client: AcumaticaClient,
+        *,
+        shared: Any = None,
+        closed_period: Literal["park", "next_open"] = "park",
+    ) -> None:
         self.client = client
+        self.closed_period = closed_period
         self._customer_currency = CurrencyCache(CURRENCY_CACHE_SIZE)
         # Optional Redis client: customer currencies are then shared by the whole fleet, so each
         # is read at most once (not once per worker process); an entry lives an hour.
@@ -126,6 +168,7 @@ class AcumaticaErp:
         return cls(
             AcumaticaClient(target, connection=connection, redis=redis, audit=audit, **client_options),
             shared=redis,
+            closed_period=target.closed_period,
         )
 
     # -- writes ----------------------------------------------------------------------------------
@@ -141,13 +184,30 @@ class AcumaticaErp:
     def create_document(self, doc: ArDocument) -> ErpRef:
         self._check_currency(doc.customer_id, doc.currency, f"{doc.kind} {doc.natural_key}")
         applications = self._resolve(doc.applies_to, doc.customer_id)
-        row = self.client.put(*entity_record(doc, applications), repeatable=False)
+        try:
+            row = self.client.put(*entity_record(doc, applications), repeatable=False)
+        except Rejected as exc:
+            closed = self._closed(exc, f"{doc.kind} {doc.natural_key}")
+            period, start = self._next_open_period(closed.period, closed)
+            note = f"posted in {period}: its own period {closed.period} is closed in Acumatica"
+            moved = replace(doc, post_period=start, description=_noted(doc.description, note))
+            row = self.client.put(*entity_record(moved, applications), repeatable=False)
+            return replace(self._created(doc.kind, row), note=note)
         return self._created(doc.kind, row)
 
     def create_payment(self, payment: Payment) -> ErpRef:
         self._check_currency(payment.customer_id, payment.currency, f"{payment.kind} {payment.natural_key}")
         applications = self._resolve(payment.applications, payment.customer_id)
-        row = self.client.put(*entity_record(payment, applications), repeatable=False)
+        try:
+            row = self.client.put(*entity_record(payment, applications), repeatable=False)
+        except Rejected as exc:
+            closed = self._closed(exc, f"{payment.kind} {payment.natural_key}")
+            period, start = self._next_open_period(closed.period, closed)
+            # The Payment entity has no PostPeriod: the period follows the application date.
+            note = f"dated {start.isoformat()} in {period}: its own period {closed.period} is closed in Acumatica"
+            moved = replace(payment, date=start, description=_noted(payment.description, note))
+            row = self.client.put(*entity_record(moved, applications), repeatable=False)
+            return replace(self._created(payment.kind, row), note=note)
         return self._created(payment.kind, row)
 
     def post_journal(self, journal: Journal) -> ErpRef:
@@ -466,6 +526,42 @@ class AcumaticaErp:
         except Rejected as exc:
             return [f"{what} could not be checked: {exc.message}"]
         return [f"{what} is inactive in Acumatica"] if row.get("Active") is False else []
+
+    def _closed(self, exc: Rejected, what: str) -> ClosedPeriod:
+        """``exc`` as a :class:`ClosedPeriod` when it says the document's period takes no postings,
+        returned when the connection posts into the next open period and raised when it parks;
+        any other refusal is raised as it is."""
+        period = closed_period_of(exc)
+        if period is None:
+            raise exc
+        closed = ClosedPeriod(
+            f"{what}: Acumatica's financial period {period} takes no postings ({exc.message}); open "
+            "it in Acumatica and replay the record, or set the connection's closed-period rule to "
+            "next_open",
+            period=period, api=API, status=exc.status, method=exc.method, url=exc.url, reasons=exc.reasons,
+        )  # fmt: skip
+        if self.closed_period != "next_open":
+            raise closed from exc
+        return closed
+
+    def _next_open_period(self, after: str, closed: ClosedPeriod) -> tuple[str, dt.date]:
+        """The first financial period after ``after`` (``YYYY-MM``) open for receivables, as
+        (``YYYY-MM``, its start date), from the master calendar (FinancialPeriod, this year and
+        the next). None open raises ``closed``."""
+        year = int(after[:4])
+        for candidate in (year, year + 1):
+            try:
+                row = self.client.get_record("FinancialPeriod", str(candidate), expand=["Details"])
+            except NotFound:
+                continue
+            for detail in sorted(row.get("Details") or [], key=lambda d: str(d.get("StartDate") or "")):
+                start = _as_date(detail.get("StartDate"))
+                if start is None:
+                    continue
+                period = f"{start.year:04d}-{start.month:02d}"
+                if period > after and detail.get("Status") == "Open" and detail.get("ClosedInAR") is not True:
+                    return period, start
+        raise closed
 
     def _check_period(self, period: str) -> list[str]:
         year, month = period.split("-")

@@ -328,6 +328,9 @@ class ErpRef:
     released: bool
     erp_id: str | None = field(default=None, compare=False)
     status: str | None = field(default=None, compare=False)
+    # What the ERP adapter did differently from the document it was given, and why (a document
+    # posted into the next open period because its own is closed); recorded in the audit trail.
+    note: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

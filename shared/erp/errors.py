@@ -6,6 +6,8 @@
   section 7: a timed-out PUT may still have been committed).
 * :class:`DuplicateDocuments` (a :class:`~shared.errors.Rejected`): more than one ERP document
   carries one Zuora natural key. A person must decide which stays; nothing is retried.
+* :class:`ClosedPeriod` (a :class:`~shared.errors.Rejected`): the document's financial period
+  takes no postings in the ERP; see the connection's closed-period rule.
 * :class:`EndpointNotFound` (an :class:`~shared.errors.AuthFailed`): the configured endpoint does
   not exist on the instance. Like bad credentials, only a configuration change fixes it.
 """
@@ -43,6 +45,16 @@ class DuplicateDocuments(Rejected):
         super().__init__(message, reasons=reasons, **kw)  # type: ignore[arg-type]
         self.natural_key = natural_key
         self.refs = tuple(refs)
+
+
+class ClosedPeriod(Rejected):
+    """The ERP refused a document because its financial period (``period``, ``YYYY-MM``) takes no
+    postings (closed, locked, inactive, or closed in receivables). Trying again changes nothing
+    until a person opens the period, or the connection posts into the next open one."""
+
+    def __init__(self, message: str, *, period: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.period = period
 
 
 class EndpointNotFound(AuthFailed):

@@ -61,7 +61,7 @@ from sqlmodel import Session
 
 from shared.erp import fence
 from shared.erp.base import ArDocument, Customer, ErpRef, RefKind
-from shared.erp.errors import DuplicateDocuments, OutcomeUnknown
+from shared.erp.errors import ClosedPeriod, DuplicateDocuments, OutcomeUnknown
 from shared.errors import ApiError, RateLimited, Rejected
 from shared.exchange import audit_subject
 from shared.item_level import planner
@@ -426,6 +426,9 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
         return _hold(ctx, started, stream, f"{LOST_ANSWER}: {exc}", still_running=exc.still_running)
     except DuplicateDocuments as exc:
         return _park(ctx, rec, stream, f"the ERP has more than one candidate: {exc}")
+    except ClosedPeriod as exc:
+        # Nothing was created, and trying again changes nothing until the period is opened.
+        return _park(ctx, rec, stream, str(exc))
     except RateLimited as exc:
         retry_at = ctx.now() + timedelta(seconds=max(exc.retry_after, 1.0))
         return _failed(ctx, stream, record_id, f"rate limited: {exc}", retry_at)
@@ -456,6 +459,9 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
         # the lookup by natural key finds the document (it is never created twice).
         log.error("posted %s as %s but could not record it: %s", rec.subject, ref.key, exc)
         return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc), erp_ref=ref.key)
+    if ref.note:
+        ctx.ledger.note(rec.subject, f"{ref.key} {ref.note}", ctx.connection)
+        log.info("%s %s", ref.key, ref.note)
     return PostOutcome(
         record_id, POSTED_OUTCOME if stream.marks else MARKED_OUTCOME, stream.name, erp_ref=ref.key
     )

@@ -170,6 +170,7 @@ def _join_connection(row: ConnectionRow, secrets: Mapping[str, Any]) -> Connecti
             requests_per_minute=int(a.get("requests_per_minute", 150)),
             max_concurrent=int(a.get("max_concurrent", 2)),
             max_sessions=int(a.get("max_sessions", 2)),
+            closed_period="next_open" if a.get("closed_period") == "next_open" else "park",
         )
     file_target = (
         FileTarget(export_dir=Path(row.config["file"]["export_dir"])) if "file" in row.config else None

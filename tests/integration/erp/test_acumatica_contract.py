@@ -34,7 +34,7 @@ from shared.erp.base import (
     Payment,
     Totals,
 )
-from shared.erp.errors import DuplicateDocuments, EndpointNotFound
+from shared.erp.errors import ClosedPeriod, DuplicateDocuments, EndpointNotFound
 from shared.errors import Reason, Rejected
 from shared.exchange import REDACTED
 from shared.mapping import check_mapping, load_mapping
@@ -464,6 +464,49 @@ def test_422_for_a_closed_period_names_the_period_field(acumatica_sandbox, make_
         Reason("field", f"The {PERIOD[:2]}-{PERIOD[2:]} financial period is closed.", "PostPeriod")
         in caught.value.reasons
     )
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def test_a_closed_period_parks_by_default_naming_the_period_and_what_to_do(acumatica_sandbox, make_erp):
+    sandbox = acumatica_sandbox()
+    erp = make_erp(cookie_target(sandbox.url))
+    erp.upsert_customer(customer())
+    sandbox.period_status(PERIOD, "Closed")
+
+    with pytest.raises(ClosedPeriod) as caught:
+        erp.create_document(document("invoice", "INV00000005", "10.00"))
+
+    assert caught.value.period == f"{TODAY.year:04d}-{TODAY.month:02d}"
+    assert "open it in Acumatica and replay the record" in caught.value.message
+    assert "next_open" in caught.value.message
+    assert erp.find_document("invoice", "INV00000005") is None
+
+
+def test_next_open_posts_into_the_next_open_period_with_a_note(acumatica_sandbox, make_erp):
+    sandbox = acumatica_sandbox()
+    erp = make_erp(cookie_target(sandbox.url, closed_period="next_open"))
+    erp.upsert_customer(customer())
+    sandbox.period_status(PERIOD, "Closed")
+    following = _next_month(TODAY)
+    label = f"{following.year:04d}-{following.month:02d}"
+
+    invoice = erp.create_document(document("invoice", "INV00000006", "10.00"))
+    paid = erp.create_payment(payment("payment", "P-00000006", "10.00"))
+
+    assert (
+        invoice.note
+        == f"posted in {label}: its own period {TODAY.year:04d}-{TODAY.month:02d} is closed in Acumatica"
+    )
+    assert paid.note is not None and paid.note.startswith(f"dated {following.isoformat()} in {label}")
+    rows = by_number(sandbox.state("Invoice"))
+    assert rows[invoice.key]["PostPeriod"] == f"{following.month:02d}{following.year:04d}"
+    assert invoice.note in rows[invoice.key]["Description"]
+    payments = by_number(sandbox.state("Payment"))
+    assert str(payments[paid.key]["ApplicationDate"]).startswith(following.isoformat())
+    assert erp.find_document("invoice", "INV00000006") == invoice  # found again by its natural key
 
 
 # -- sessions --------------------------------------------------------------------------------------

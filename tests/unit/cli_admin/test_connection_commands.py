@@ -329,11 +329,30 @@ def test_connection_list_json_shows_every_connection_and_no_secret(cli, tmp_path
                 "requests_per_minute": 150,
                 "max_concurrent": 2,
                 "max_sessions": 2,
+                "closed_period": "park",
             },
             "export_dir": None,
             "approval": "none",
         },
     ]
+
+
+def test_a_connection_posts_into_the_next_open_period_only_when_told_to(cli):
+    refused = add_acumatica_connection(
+        cli, "acu", "--acumatica-password", ACUMATICA_PASSWORD, "--acumatica-closed-period", "later",
+        input=f"{ZUORA_SECRET}\n",
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert "--acumatica-closed-period must be park or next_open, not 'later'" in refused.output
+
+    added = add_acumatica_connection(
+        cli, "acu", "--acumatica-password", ACUMATICA_PASSWORD, "--acumatica-closed-period", "next_open",
+        input=f"{ZUORA_SECRET}\n",
+    )  # fmt: skip
+
+    assert added.exit_code == 0, added.output
+    (row,) = json.loads(cli("connection", "list", "--json").output)
+    assert row["acumatica"]["closed_period"] == "next_open"
 
 
 def test_connection_list_table_names_each_connection_and_no_secret(cli, tmp_path):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.erp.errors import OutcomeUnknown
+from shared.erp.errors import ClosedPeriod, OutcomeUnknown
 from shared.errors import RateLimited, Rejected, Transient
 from shared.item_level import post_one, post_records, posting, pull_stream
 from shared.item_level.context import Options
@@ -555,3 +555,40 @@ def test_a_payment_waits_while_the_document_it_applies_to_cannot_be_released(tmp
     assert "to be released in the ERP" in (row.last_error or "")
     assert outcome.outcome == "waiting"
     assert ("create_payment", payment["PaymentNumber"]) not in h.erp.calls
+
+
+def test_a_closed_erp_period_parks_at_once_with_what_to_do(harness):
+    row = _invoice_rows(harness)[0]
+    harness.erp.script.append(
+        ClosedPeriod(
+            "invoice INV1: Acumatica's financial period 2025-06 takes no postings; open it in Acumatica "
+            "and replay the record, or set the connection's closed-period rule to next_open",
+            period="2025-06",
+            api="fake",
+            status=422,
+        )
+    )
+
+    outcome = post_one(harness.ctx, row.id)
+
+    parked = harness.record("invoice", row.zuora_id)
+    assert outcome.outcome == "parked" and parked.state == "parked"
+    assert "open it in Acumatica and replay the record" in parked.last_error
+    assert parked.attempts <= 1  # not tried again and again: only a person changes the answer
+
+
+def test_what_the_erp_did_differently_is_in_the_records_timeline(harness, monkeypatch):
+    row = _invoice_rows(harness)[0]
+    create = harness.erp.create_document
+
+    def moved(doc):
+        ref = create(doc)
+        return replace(ref, note="posted in 2025-07: its own period 2025-06 is closed in Acumatica")
+
+    monkeypatch.setattr(harness.erp, "create_document", moved)
+    post_one(harness.ctx, harness.record("account", row.account_id).id)
+
+    assert post_one(harness.ctx, row.id).outcome == "posted"
+
+    trail = [e.message or "" for e in harness.ledger.timeline(row.subject)]
+    assert any(m.endswith("posted in 2025-07: its own period 2025-06 is closed in Acumatica") for m in trail)
