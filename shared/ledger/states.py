@@ -299,7 +299,8 @@ def upsert_pulled(
     is newer (``zuora_updated`` later, or neither has one, or the same with another content
     ``digest``: :func:`_is_newer`); an older fetch, or an equal one with the same content, is a
     duplicate. A posted row whose content changes gets ``changed_at`` (:func:`_content_change`).
-    ``period_name``/``close_run_id`` are filled in only where unset. Concurrent inserts of one key are safe (INSERT ... ON CONFLICT DO NOTHING).
+    ``period_name``/``close_run_id`` are filled in only where unset. Concurrent inserts of one key
+    are safe (INSERT ... ON CONFLICT DO NOTHING).
     """
     if object_type not in {t.value for t in ObjectType}:
         raise ValueError(f"unknown object type {object_type!r}; one of: {', '.join(ObjectType)}")
@@ -392,12 +393,13 @@ def _content_change(
     session: Session, connection: str, subject: str, existing: Any, *, digest: str | None, now: datetime
 ) -> dict[str, Any]:
     """The columns a newer fetch with content digest ``digest`` sets on a known row: the digest,
-    and ``changed_at`` (with an audit line) when the row was posted already and its content is
-    not what it was. A row posted before digests were kept only takes the digest."""
+    and ``changed_at`` (with an audit line) when the row is posted, or being posted from what it
+    held before, and its content is not what it was. A row posted before digests were kept only
+    takes the digest."""
     if digest is None:
         return {}
     values: dict[str, Any] = {"content_digest": digest}
-    if existing.state in (POSTED, MARKED) and existing.content_digest not in (None, digest):
+    if existing.state in (POSTING, POSTED, MARKED) and existing.content_digest not in (None, digest):
         values["changed_at"] = now
         _audit(
             session, now, connection, AuditKind.NOTE.value, subject,

@@ -12,6 +12,7 @@ from shared.item_level import post_one, pull_stream, sweep
 from shared.item_level.changes import differences
 from shared.item_level.streams import ACCOUNTS, INVOICES, PAYMENTS, content_digest
 from shared.ledger import applications as ledger_applications
+from shared.ledger.states import begin_posting, complete_posting
 from tests.unit.item_level.support import ItemHarness, releasing_harness
 
 
@@ -184,3 +185,24 @@ def test_a_change_in_the_same_second_as_the_marking_is_still_a_change(harness):
     assert changed.zuora_updated == marked.zuora_updated
     assert changed.changed_at is not None
     assert changed.payload["dueDate"] == "2031-01-31"
+
+
+def test_a_change_while_the_record_is_being_posted_is_looked_at_once_it_is_posted(harness):
+    h = harness
+    pull_stream(h.ctx, INVOICES)
+    invoice = h.rows("invoices")[0]
+    row = h.record("invoice", invoice["Id"])
+    post_one(h.ctx, h.record("account", row.account_id).id)
+    with h.ledger.session() as session:
+        begin_posting(session, row.id, erp_payload={"document": {"due_date": "before"}}, now=h.clock.dt())
+    h.advance(5)
+    h.backend.update_record("invoices", invoice["Id"], {"DueDate": "2031-01-31"})
+
+    pull_stream(h.ctx, INVOICES)
+
+    assert h.record("invoice", invoice["Id"]).changed_at is not None
+    h.dispatch.posted.clear()
+    assert sweep(h.ctx).changed == 0  # not while it is being posted
+    with h.ledger.session() as session:
+        complete_posting(session, row.id, erp_ref="invoice/000001", released=True, now=h.clock.dt())
+    assert sweep(h.ctx).changed == 1
