@@ -72,7 +72,11 @@ def _explanation_json(found: Explanation, full: bool) -> dict[str, Any]:
         "query": found.query,
         "connection": found.connection,
         "records": [
-            {**_record_json(item.record, full), "timeline": [_event_json(e) for e in item.timeline]}
+            {
+                **_record_json(item.record, full),
+                "links": item.links,
+                "timeline": [_event_json(e) for e in item.timeline],
+            }
             for item in found.records
         ],
         "close_runs": [
@@ -95,7 +99,7 @@ def _print_explanation(console: Console, found: Explanation, full: bool) -> None
         record = history.record
         console.print(
             field_table(
-                _record_rows(record),
+                [*_record_rows(record), *(("linked", link) for link in history.links)],
                 title=escape(f"{record.object_type} {record.zuora_number or record.zuora_id}"),
             )
         )

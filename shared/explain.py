@@ -22,10 +22,12 @@ SUBJECT_RE = re.compile(r"^([a-z_]+):(.+)$")
 
 @dataclass(frozen=True)
 class RecordHistory:
-    """A synced record and its timeline, oldest first."""
+    """A synced record and its timeline, oldest first; ``links`` names, in words, what it is
+    applied to in the ERP and what is applied to it (a correction and what it corrects)."""
 
     record: SyncRecord
     timeline: list[AuditEvent]
+    links: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,5 +89,17 @@ def explain(ledger: Ledger, connection: str, query: str) -> Explanation:
             records = [record]
         elif events := ledger.timeline(query):
             found.subjects.append(SubjectHistory(query, events))
-    found.records.extend(RecordHistory(record, ledger.timeline(record.subject)) for record in records)
+    found.records.extend(
+        RecordHistory(record, ledger.timeline(record.subject), _links(ledger, record)) for record in records
+    )
     return found
+
+
+def _links(ledger: Ledger, record: SyncRecord) -> list[str]:
+    from shared.ledger.links import links_of
+
+    if record.id is None:
+        return []
+    with ledger.reading() as session:
+        applies_to, applied_by = links_of(session, record.id)
+        return [x.describe("applies to") for x in applies_to] + [x.describe("applied by") for x in applied_by]

@@ -28,6 +28,7 @@ from shared.exchange import audit_subject
 from shared.item_level.context import ItemContext
 from shared.item_level.queries import records_by_zuora_ids
 from shared.ledger import applications as ledger_applications
+from shared.ledger.links import link_later
 from shared.ledger.models import ErpApplication, ObjectType, SyncRecord
 from shared.ledger.states import MARKED, POSTED
 from shared.mapping import MappingError, customer_id_of
@@ -142,5 +143,6 @@ def _apply_one(
         ledger_applications.settle(
             session, app, rec.subject, target_ref=target_ref.key, found=not made, now=ctx.now()
         )
+        link_later(session, rec, target, amount=app.amount, target_ref=target_ref.key, now=ctx.now())
     log.info("%s applied to %s (%s) for %s in the ERP", rec.subject, target.subject, target_ref.key, amount)
     return 1

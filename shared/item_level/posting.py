@@ -73,6 +73,7 @@ from shared.item_level.queries import LOST_ANSWER, row_keys_by_ids, row_keys_by_
 from shared.item_level.streams import Stream, for_object_type
 from shared.ledger.applications import record_left_out
 from shared.ledger.errors import IllegalTransition, LedgerError, TransitionConflict
+from shared.ledger.links import link_created
 from shared.ledger.models import ObjectType, SyncRecord
 from shared.ledger.states import (
     FAILED,
@@ -326,6 +327,7 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
         )
         if ref is not None:
             record_left_out(session, row, now=ctx.now())
+            link_created(session, row, now=ctx.now())
             if not stream.marks:
                 row = mark_transferred(session, record_id, now=ctx.now())
         return row
@@ -447,6 +449,7 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
     def finish(session: Session) -> SyncRecord:
         row = complete_posting(session, record_id, erp_ref=ref.key, released=ref.released, now=ctx.now())
         record_left_out(session, row, now=ctx.now())
+        link_created(session, row, now=ctx.now())
         if not stream.marks:
             row = mark_transferred(session, record_id, now=ctx.now())
         return row

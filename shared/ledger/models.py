@@ -343,6 +343,29 @@ class ErpApplication(LedgerModel, table=True):
     applied_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
 
 
+class RecordLink(LedgerModel, table=True):
+    """A payment, refund or credit memo applied in the ERP to the document it pays, refunds or
+    corrects (an invoice reversal's or write-off's credit memo, a payment rejection's refund), with
+    both ERP references: written when the application is made, at creation or later."""
+
+    __tablename__ = "record_link"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "target_id", name="uq_record_link_key"),
+        sa.Index("ix_record_link_target", "target_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    connection: str = Field(sa_type=sa.String(64), nullable=False)
+    source_id: int = Field(sa_type=BigId, foreign_key="sync_record.id", ondelete="CASCADE", nullable=False)
+    target_id: int = Field(sa_type=BigId, foreign_key="sync_record.id", ondelete="CASCADE", nullable=False)
+    amount: str = Field(sa_type=sa.String(40), nullable=False)
+    source_ref: str | None = Field(default=None, sa_type=sa.String(128), nullable=True)
+    target_ref: str | None = Field(default=None, sa_type=sa.String(128), nullable=True)
+    # "with the document" (sent in its create) or "later" (applied after both were in the ERP)
+    made: str = Field(sa_type=sa.String(32), nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
 class AuditEvent(LedgerModel, table=True):
     """One line of the audit trail: an HTTP exchange (already redacted), a state transition or
     a note, against a subject such as ``invoice:8ad0...`` or ``close:12``."""

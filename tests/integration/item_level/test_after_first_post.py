@@ -149,4 +149,12 @@ def test_changes_after_the_first_post_reach_the_erp_or_a_person(
     shown = json.loads(status.stdout)
     assert shown["applications"] == {"applied": 1}
     assert shown["changes"] == {"being_carried": 0, "needs_a_person": 1}
+    explained = subprocess.run(
+        [sys.executable, "-m", "cli.main", "explain", paid_later["InvoiceNumber"], "--json"],
+        cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    (record,) = json.loads(explained.stdout)["records"]
+    assert [x for x in record["links"] if payment["PaymentNumber"] in x] == [
+        f"applied by payment {payment['PaymentNumber']} ({paying.erp_ref}) for 2, later"
+    ]
     ledger.dispose()

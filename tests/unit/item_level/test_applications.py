@@ -9,6 +9,7 @@ from shared.errors import Transient
 from shared.item_level import post_one, pull_stream, sweep
 from shared.item_level.streams import INVOICES, PAYMENTS
 from shared.ledger import applications as ledger_applications
+from shared.ledger.links import links_of
 from shared.ledger.states import park, replay
 from tests.unit.item_level.support import ItemHarness, releasing_harness
 
@@ -151,3 +152,46 @@ def test_nothing_waits_for_a_target_left_unreleased_by_configuration(tmp_path, f
     posted = h.record("payment", payment.zuora_id)
     assert posted.posted_payload["not_applied"][0]["reason"] == "not released in the ERP"
     assert _applications(h, payment.id) == []
+
+
+def test_each_application_links_both_records_with_their_erp_references(harness):
+    h = harness
+    invoice, payment, _ = _parked_invoice_and_its_payment(h)
+    _fix_and_post(h, invoice)
+    post_one(h.ctx, payment.id)
+    with h.ledger.reading() as session:
+        applies_to, _applied_by = links_of(session, payment.id)
+        invoice_out, invoice_in = links_of(session, invoice.id)
+        described = [x.describe("applies to") for x in applies_to]
+        back = [x.describe("applied by") for x in invoice_in]
+
+    paid = h.record("invoice", invoice.zuora_id)
+    posted = h.record("payment", payment.zuora_id)
+    later = [x for x in described if invoice.zuora_number in x]
+    assert later == [
+        f"applies to invoice {invoice.zuora_number} ({paid.erp_ref}) for {later[0].split(' for ')[1]}"
+    ]
+    assert later[0].endswith("later")
+    assert invoice_out == []
+    assert next(x for x in back if payment.zuora_number in x).startswith(
+        f"applied by payment {payment.zuora_number} ({posted.erp_ref})"
+    )
+
+
+def test_an_application_sent_with_the_document_links_it_too(harness):
+    h = harness
+    pull_stream(h.ctx, INVOICES)
+    pull_stream(h.ctx, PAYMENTS)
+    application = h.rows("payment-applications")[0]
+    invoice = h.record("invoice", application["InvoiceId"])
+    payment = h.record("payment", application["PaymentId"])
+    post_one(h.ctx, h.record("account", invoice.account_id).id)
+
+    assert post_one(h.ctx, payment.id).outcome == "posted"  # its invoice posted first
+
+    with h.ledger.reading() as session:
+        _, applied_by = links_of(session, invoice.id)
+    (link,) = [x for x in applied_by if x.other.id == payment.id]
+    assert link.link.made == "with the document"
+    assert link.link.target_ref == h.record("invoice", invoice.zuora_id).erp_ref
+    assert link.link.source_ref == h.record("payment", payment.zuora_id).erp_ref
