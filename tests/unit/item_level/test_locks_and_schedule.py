@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+import psutil
 import pytest
 
-from shared.coordination.identity import machine, this_process
+from shared.coordination.identity import machine, process_alive, this_process
 from shared.coordination.run_lock import RunLock, lock_key
 from shared.settings import SettingsError, load_settings
 from worker.schedule import beat_schedule, item_level_schedule
@@ -45,6 +46,25 @@ def test_a_lock_whose_holder_may_be_alive_is_left_to_it(fake_redis, holder):
     key = lock_key("c1", "mark:refunds")
     fake_redis.set(key, holder(), px=300_000)
     assert not RunLock(fake_redis, "c1", "mark:refunds", ttl=300).acquire()
+
+
+def test_a_live_holder_stays_alive_when_the_wall_clock_is_stepped(fake_redis, monkeypatch):
+    # NTP or a resumed VM steps the clock: every process's wall-clock creation time moves with it.
+    key = lock_key("c1", "mark:refunds")
+    fake_redis.set(key, "|".join(map(str, this_process())) + "|nonce", px=300_000)
+    stepped = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: stepped(self) + 30.0)
+
+    assert process_alive(*this_process())
+    assert not RunLock(fake_redis, "c1", "mark:refunds", ttl=300).acquire()
+
+
+def test_a_holder_recorded_with_a_wall_clock_start_is_still_understood():
+    # Written by a release that recorded psutil's creation time: alive when it matches.
+    host, pid, _ = this_process()
+    created = psutil.Process(pid).create_time()
+    assert process_alive(host, pid, created)
+    assert not process_alive(host, pid, created - 3600)
 
 
 def test_locks_of_other_streams_and_connections_are_independent(fake_redis):
