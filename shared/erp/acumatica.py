@@ -16,7 +16,7 @@ import datetime as dt
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
@@ -99,16 +99,11 @@ def _noted(description: str, note: str) -> str:
 
 
 def _as_date(value: object) -> dt.date | None:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str) and len(value) >= 10:
-        try:
-            return dt.date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    return None
+    """The date of a DateTimeValue as read back (``2025-07-01T00:00:00``), or None."""
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
 
 
 class CurrencyCache:
@@ -184,31 +179,42 @@ class AcumaticaErp:
     def create_document(self, doc: ArDocument) -> ErpRef:
         self._check_currency(doc.customer_id, doc.currency, f"{doc.kind} {doc.natural_key}")
         applications = self._resolve(doc.applies_to, doc.customer_id)
-        try:
-            row = self.client.put(*entity_record(doc, applications), repeatable=False)
-        except Rejected as exc:
-            closed = self._closed(exc, f"{doc.kind} {doc.natural_key}")
-            period, start = self._next_open_period(closed.period, closed)
-            note = f"posted in {period}: its own period {closed.period} is closed in Acumatica"
-            moved = replace(doc, post_period=start, description=_noted(doc.description, note))
-            row = self.client.put(*entity_record(moved, applications), repeatable=False)
-            return replace(self._created(doc.kind, row), note=note)
-        return self._created(doc.kind, row)
+
+        def into(period: str, start: dt.date, why: str) -> tuple[ArDocument, str]:
+            note = f"posted in {period}: {why}"
+            return replace(doc, post_period=start, description=_noted(doc.description, note)), note
+
+        return self._create(doc, applications, into)
 
     def create_payment(self, payment: Payment) -> ErpRef:
         self._check_currency(payment.customer_id, payment.currency, f"{payment.kind} {payment.natural_key}")
         applications = self._resolve(payment.applications, payment.customer_id)
-        try:
-            row = self.client.put(*entity_record(payment, applications), repeatable=False)
-        except Rejected as exc:
-            closed = self._closed(exc, f"{payment.kind} {payment.natural_key}")
-            period, start = self._next_open_period(closed.period, closed)
+
+        def into(period: str, start: dt.date, why: str) -> tuple[Payment, str]:
             # The Payment entity has no PostPeriod: the period follows the application date.
-            note = f"dated {start.isoformat()} in {period}: its own period {closed.period} is closed in Acumatica"
-            moved = replace(payment, date=start, description=_noted(payment.description, note))
+            note = f"dated {start.isoformat()} in {period}: {why}"
+            return replace(payment, date=start, description=_noted(payment.description, note)), note
+
+        return self._create(payment, applications, into)
+
+    def _create(
+        self,
+        document: ArDocument | Payment,
+        applications: Sequence[tuple[str, str, Decimal]],
+        into: Callable[[str, dt.date, str], tuple[ArDocument | Payment, str]],
+    ) -> ErpRef:
+        """PUT a new AR document or payment. One its financial period refuses (closed, locked ...)
+        parks, or with the connection's ``next_open`` rule is sent again as ``into`` moves it into
+        the next open period (the first PUT was refused: nothing exists twice), with a note."""
+        try:
+            row = self.client.put(*entity_record(document, applications), repeatable=False)
+        except Rejected as exc:
+            closed = self._closed(exc, f"{document.kind} {document.natural_key}")
+            period, start = self._next_open_period(closed.period, closed)
+            moved, note = into(period, start, f"its own period {closed.period} is closed in Acumatica")
             row = self.client.put(*entity_record(moved, applications), repeatable=False)
-            return replace(self._created(payment.kind, row), note=note)
-        return self._created(payment.kind, row)
+            return replace(self._created(document.kind, row), note=note)
+        return self._created(document.kind, row)
 
     def post_journal(self, journal: Journal) -> ErpRef:
         row = self.client.put(*entity_record(journal), repeatable=False)
@@ -293,7 +299,7 @@ class AcumaticaErp:
                 for line in current.get("ApplicationHistory") or []
                 if line.get("DisplayDocType") == target_type and line.get("DisplayRefNbr") == target_number
             ),
-            Decimal(0),
+            ZERO,
         )
         if applied >= application.amount:
             return target, False
