@@ -26,12 +26,12 @@ from shared.erp.errors import OutcomeUnknown
 from shared.errors import ApiError
 from shared.exchange import audit_subject
 from shared.item_level.context import ItemContext
+from shared.item_level.planner import posted_customer_id
 from shared.item_level.queries import records_by_zuora_ids
 from shared.ledger import applications as ledger_applications
 from shared.ledger.links import link_later
 from shared.ledger.models import ErpApplication, ObjectType, SyncRecord
 from shared.ledger.states import MARKED, POSTED
-from shared.mapping import MappingError, customer_id_of
 
 log = logging.getLogger("ledgerbridge.item_level.applications")
 
@@ -46,18 +46,6 @@ PER_CALL = 20
 def _retry_in(ctx: ItemContext, attempts: int) -> timedelta:
     doubled = float(2 ** min(max(attempts - 1, 0), 10))
     return min(timedelta(seconds=ctx.options.short_wait.total_seconds() * doubled), ctx.options.long_wait)
-
-
-def _customer(ctx: ItemContext, rec: SyncRecord) -> str | None:
-    if not rec.account_id:
-        return None
-    account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
-    if account is None or account.state not in (POSTED, MARKED):
-        return None
-    try:
-        return customer_id_of(account.payload)
-    except MappingError:
-        return None
 
 
 def apply_waiting(ctx: ItemContext, rec: SyncRecord) -> int:
@@ -87,7 +75,7 @@ def apply_waiting(ctx: ItemContext, rec: SyncRecord) -> int:
     ]
     if not ready:
         return 0
-    customer_id = _customer(ctx, rec)
+    customer_id = posted_customer_id(ctx, rec)
     if customer_id is None:
         log.warning("%s has applications to make but its account's customer is not known", rec.subject)
         return 0

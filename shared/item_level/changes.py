@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
-
-import sqlalchemy as sa
-from sqlmodel import Session
 
 from shared import jsoncodec
 from shared.erp.base import Customer
@@ -43,17 +40,16 @@ from shared.item_level.planner import Park, Wait
 from shared.item_level.queries import records_by_zuora_ids
 from shared.item_level.streams import ACCOUNTS, Stream, for_object_type
 from shared.ledger import applications as ledger_applications
-from shared.ledger.models import AuditKind, SyncRecord, metadata
+from shared.ledger.links import APPLICATION_KEYS, document_applications
+from shared.ledger.models import SyncRecord
 from shared.ledger.notices import add_notice
+from shared.ledger.states import audit_note, settle_change
 from shared.notify import Notice
 from shared.outbox import draft
 from shared.zuora.records import to_decimal
 
 log = logging.getLogger("ledgerbridge.item_level.changes")
 
-SYNC_RECORDS = metadata.tables["sync_record"]
-AUDIT_EVENTS = metadata.tables["audit_event"]
-APPLICATION_KEYS = ("applications", "applies_to")
 MAX_DIFFERENCES = 12
 
 CARRIED = "carried"
@@ -184,11 +180,8 @@ def _new_applications(
     """Keep the applications Zuora has now and the ERP was never sent as waiting ones; note the
     ones removed or changed. Returns the new ones, named."""
     assert rec.id is not None
-    sent: dict[tuple[str, str], Decimal] = {}  # (kind, number) -> amount applied at creation
-    for key in APPLICATION_KEYS:
-        for app in previous.get(key) or []:
-            if isinstance(app, Mapping):
-                sent[(str(app.get("kind")), str(app.get("natural_key")))] = Decimal(str(app.get("amount")))
+    # (kind, number) -> amount applied at creation
+    sent = {key: Decimal(amount) for key, amount in document_applications(previous).items()}
     with ctx.ledger.reading() as session:
         kept = {
             (a.target_type, a.target_id): a for a in ledger_applications.applications_of(session, [rec.id])
@@ -258,20 +251,12 @@ def _settle(
     """Record how the change seen at ``seen`` ended, unless a newer change arrived meanwhile."""
     assert rec.id is not None
     now = ctx.now()
-    values: dict[str, Any] = {"changed_at": None, "change_note": note, "updated_at": now}
-    if posted_payload is not None:
-        values["posted_payload"] = dict(posted_payload)
     with ctx.ledger.session() as session:
-        result = session.execute(
-            sa.update(SYNC_RECORDS)
-            .where(SYNC_RECORDS.c.id == rec.id, SYNC_RECORDS.c.changed_at == seen)
-            .values(**values, version=SYNC_RECORDS.c.version + 1)
-        )
-        if cast(Any, result).rowcount != 1:
+        if not settle_change(session, rec.id, seen, note=note, posted_payload=posted_payload, now=now):
             return RETRY  # changed again meanwhile: looked at again
         for text in (message, f"needs a person: {note}" if note else None):
             if text:
-                _audit(session, now, rec, text)
+                audit_note(session, now, rec.connection, rec.subject, text)
         if note:
             add_notice(
                 session,
@@ -291,27 +276,3 @@ def _settle(
         log.warning("%s changed after posting and needs a person: %s", rec.subject, note)
         return NOTED
     return CARRIED if carried or added else UNCHANGED
-
-
-def _audit(session: Session, now: datetime, rec: SyncRecord, message: str) -> None:
-    session.execute(
-        sa.insert(AUDIT_EVENTS).values(
-            at=now, connection=rec.connection, kind=AuditKind.NOTE.value, subject=rec.subject, message=message
-        )
-    )
-
-
-def changed_rows(ctx: ItemContext, *, limit: int) -> Sequence[int]:
-    """Posted rows with a change not looked at yet (the sweep sends them to be posted again)."""
-    with ctx.ledger.reading() as session:
-        statement = (
-            sa.select(SYNC_RECORDS.c.id)
-            .where(
-                SYNC_RECORDS.c.connection == ctx.connection,
-                SYNC_RECORDS.c.changed_at.is_not(None),
-                SYNC_RECORDS.c.state.in_(("posted", "marked")),
-            )
-            .order_by(SYNC_RECORDS.c.changed_at)
-            .limit(limit)
-        )
-        return [int(i) for i in session.execute(statement).scalars()]

@@ -193,6 +193,20 @@ def _posted_first(ctx: ItemContext, mode: Mode, found: SyncRecord) -> SyncRecord
     return ctx.ledger.get_record_by_id(found.id)
 
 
+def posted_customer_id(ctx: ItemContext, rec: SyncRecord) -> str | None:
+    """The ERP customer of ``rec``'s account when the account is posted (None otherwise, or when
+    its customer id cannot be read): what an ERP lookup or application of ``rec`` is scoped by."""
+    if not rec.account_id:
+        return None
+    account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
+    if account is None or account.state not in POSTED_STATES:
+        return None
+    try:
+        return customer_id_of(account.payload)
+    except MappingError:
+        return None
+
+
 def _customer_id(
     ctx: ItemContext, rec: SyncRecord, account_id: str, mode: Mode, notes: list[str]
 ) -> str | Wait | Park:

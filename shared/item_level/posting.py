@@ -82,6 +82,7 @@ from shared.ledger.states import (
     PENDING,
     POSTED,
     POSTING,
+    audit_note,
     begin_posting,
     complete_posting,
     fail,
@@ -94,7 +95,6 @@ from shared.ledger.states import (
     retry,
 )
 from shared.logs import log_context
-from shared.mapping import MappingError, customer_id_of
 
 log = logging.getLogger("ledgerbridge.item_level.posting")
 
@@ -291,14 +291,7 @@ def _resolve_in_doubt(ctx: ItemContext, stream: Stream, rec: SyncRecord) -> Sync
     if stream.erp_method != "upsert_customer":  # a customer upsert by key is safe to repeat
         if not rec.zuora_number:
             return _park(ctx, rec, stream, f"{rec.subject} is in doubt and has no number to look it up by")
-        customer_id = None
-        if rec.account_id:
-            account = ctx.ledger.get_record(ctx.connection, ObjectType.ACCOUNT.value, rec.account_id)
-            if account is not None and account.state in (POSTED, MARKED):
-                try:
-                    customer_id = customer_id_of(account.payload)
-                except MappingError:
-                    customer_id = None
+        customer_id = planner.posted_customer_id(ctx, rec)
         try:
             with audit_subject(rec.subject):
                 found = ctx.erp.find_document(stream.erp_kind, rec.zuora_number, customer_id)
@@ -450,6 +443,8 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
         row = complete_posting(session, record_id, erp_ref=ref.key, released=ref.released, now=ctx.now())
         record_left_out(session, row, now=ctx.now())
         link_created(session, row, now=ctx.now())
+        if ref.note:  # what the ERP adapter did differently (a closed period), with the post
+            audit_note(session, ctx.now(), ctx.connection, rec.subject, f"{ref.key} {ref.note}")
         if not stream.marks:
             row = mark_transferred(session, record_id, now=ctx.now())
         return row
@@ -463,7 +458,6 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
         log.error("posted %s as %s but could not record it: %s", rec.subject, ref.key, exc)
         return PostOutcome(record_id, IN_DOUBT, stream.name, str(exc), erp_ref=ref.key)
     if ref.note:
-        ctx.ledger.note(rec.subject, f"{ref.key} {ref.note}", ctx.connection)
         log.info("%s %s", ref.key, ref.note)
     return PostOutcome(
         record_id, POSTED_OUTCOME if stream.marks else MARKED_OUTCOME, stream.name, erp_ref=ref.key

@@ -108,6 +108,23 @@ def unreleased_rows(
         return [RowKey(*row) for row in rows]
 
 
+def changed_rows(ledger: Ledger, connection: str, *, limit: int) -> list[int]:
+    """Posted rows changed in Zuora since and not looked at yet, oldest change first (the sweep
+    sends them to be posted again: :mod:`shared.item_level.changes`)."""
+    with ledger.reading() as session:
+        ids = session.execute(
+            sa.select(col(SyncRecord.id))
+            .where(
+                col(SyncRecord.connection) == connection,
+                col(SyncRecord.changed_at).is_not(None),
+                col(SyncRecord.state).in_([POSTED, MARKED]),
+            )
+            .order_by(col(SyncRecord.changed_at))
+            .limit(limit)
+        ).scalars()
+        return [int(i) for i in ids if i is not None]
+
+
 def row_keys_by_ids(ledger: Ledger, record_ids: Sequence[int]) -> list[RowKey]:
     """:class:`RowKey` of the rows with these ledger ids (any order; missing ids are left out)."""
     found: list[RowKey] = []

@@ -12,10 +12,9 @@ import sqlalchemy as sa
 
 from shared.item_level.queries import callout_counts, mark_failures
 from shared.item_level.streams import STREAMS
-from shared.ledger.applications import SYNC_RECORDS
 from shared.ledger.applications import counts as application_counts
 from shared.ledger.repo import Ledger
-from shared.ledger.states import STATES
+from shared.ledger.states import STATES, SYNC_RECORDS
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,12 @@ def change_counts(ledger: Ledger, connection: str) -> dict[str, int]:
     """``{"being_carried": n, "needs_a_person": m}`` over the connection's posted records."""
     c = SYNC_RECORDS.c
     with ledger.reading() as session:
-        carried = session.execute(
-            sa.select(sa.func.count()).where(c.connection == connection, c.changed_at.is_not(None))
-        ).scalar_one()
-        noted = session.execute(
-            sa.select(sa.func.count()).where(c.connection == connection, c.change_note.is_not(None))
-        ).scalar_one()
+        # count(column) counts the rows where it is set.
+        carried, noted = session.execute(
+            sa.select(sa.func.count(c.changed_at), sa.func.count(c.change_note)).where(
+                c.connection == connection
+            )
+        ).one()
     return {"being_carried": int(carried), "needs_a_person": int(noted)}
 
 

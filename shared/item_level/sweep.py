@@ -30,13 +30,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared.item_level.changes import changed_rows
 from shared.item_level.context import ItemContext
 from shared.item_level.posting import RELEASABLE
 from shared.item_level.pull import ingest_rows
 from shared.item_level.push import MAX_CALLOUTS_PER_TASK
 from shared.item_level.queries import (
     RowKey,
+    changed_rows,
     due_rows,
     earliest_updated,
     known_zuora_ids,
@@ -155,11 +155,15 @@ def sweep(ctx: ItemContext, *, limit: int = 500) -> SweepSummary:
         # Created without an application whose target is in the ERP now: posting it again applies it.
         with ctx.ledger.reading() as session:
             applying = due_sources(session, ctx.connection, now=now, limit=APPLICATIONS_PER_SWEEP)
-        applying = [i for i in applying if i not in set(to_post)]
+        sent = set(to_post)
+        applying = [i for i in applying if i not in sent]
         to_post += applying
         summary.applications = len(applying)
         # Changed in Zuora after they were posted: posting them again carries or notes the change.
-        changed = [i for i in changed_rows(ctx, limit=CHANGED_PER_SWEEP) if i not in set(to_post)]
+        sent.update(applying)
+        changed = [
+            i for i in changed_rows(ctx.ledger, ctx.connection, limit=CHANGED_PER_SWEEP) if i not in sent
+        ]
         to_post += changed
         summary.changed = len(changed)
         for start in range(0, len(to_post), POST_CHUNK):

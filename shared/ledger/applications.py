@@ -19,28 +19,19 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from shared.ledger.db import insert_ignoring_conflict
-from shared.ledger.models import ApplicationState, AuditKind, ErpApplication, SyncRecord, metadata, utcnow
+from shared.ledger.models import ApplicationState, ErpApplication, SyncRecord, metadata, utcnow
+from shared.ledger.states import MARKED, POSTED, SYNC_RECORDS, audit_note
 
 WAITING = ApplicationState.WAITING.value
 APPLYING = ApplicationState.APPLYING.value
 APPLIED = ApplicationState.APPLIED.value
 
 APPLICATIONS = metadata.tables["erp_application"]
-AUDIT_EVENTS = metadata.tables["audit_event"]
-SYNC_RECORDS = metadata.tables["sync_record"]
 
 # The not_applied entries never applied later: an unreadable amount, and a target left unreleased
 # by configuration (documents are not released, so Acumatica cannot apply to it; a person
 # releases and applies there).
 _NEVER = ("unreadable", "not released in the ERP")
-
-
-def _audit(session: Session, now: datetime, connection: str, subject: str, message: str) -> None:
-    session.execute(
-        sa.insert(AUDIT_EVENTS).values(
-            at=now, connection=connection, kind=AuditKind.NOTE.value, subject=subject, message=message
-        )
-    )
 
 
 def left_out_entries(erp_payload: Mapping[str, Any] | None) -> list[dict[str, str]]:
@@ -90,7 +81,7 @@ def keep(
         if insert_ignoring_conflict(session, APPLICATIONS, values, ["record_id", "target_type", "target_id"]):
             added += 1
             name = entry.get("target") or entry["zuora_id"]
-            _audit(
+            audit_note(
                 session, now, rec.connection, rec.subject,
                 f"application to {entry['object_type']} {name} for {entry['amount']} is kept to be applied in "
                 f"the ERP once {name} is posted there ({entry.get('reason')})",
@@ -156,7 +147,7 @@ def settle(
         )
     )  # fmt: skip
     how = "found applied already" if found else "applied"
-    _audit(
+    audit_note(
         session, now, app.connection, subject,
         f"application to {app.target_type} {target_ref} for {app.amount} {how} in the ERP",
     )  # fmt: skip
@@ -171,7 +162,7 @@ def back_off(
         .where(APPLICATIONS.c.id == app.id, APPLICATIONS.c.state == APPLYING)
         .values(state=WAITING, next_attempt_at=retry_at, last_error=error[:2000], updated_at=now)
     )
-    _audit(
+    audit_note(
         session, now, app.connection, subject, f"application to {app.target_type} not applied yet: {error}"
     )
 
@@ -180,7 +171,7 @@ def due_sources(session: Session, connection: str, *, now: datetime, limit: int)
     """Posted and released documents with a due application whose target is posted and released
     in the ERP now (at most ``limit``)."""
     app, target, source = APPLICATIONS.alias("a"), SYNC_RECORDS.alias("t"), SYNC_RECORDS.alias("s")
-    posted = ("posted", "marked")
+    posted = (POSTED, MARKED)
     due = sa.or_(
         sa.and_(
             app.c.state == WAITING, sa.or_(app.c.next_attempt_at.is_(None), app.c.next_attempt_at <= now)

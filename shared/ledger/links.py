@@ -19,9 +19,9 @@ from sqlmodel import Session, col, select
 
 from shared.ledger.db import insert_ignoring_conflict
 from shared.ledger.models import RecordLink, SyncRecord, metadata, utcnow
+from shared.ledger.states import SYNC_RECORDS
 
 LINKS = metadata.tables["record_link"]
-SYNC_RECORDS = metadata.tables["sync_record"]
 APPLICATION_KEYS = ("applications", "applies_to")
 WITH_THE_DOCUMENT = "with the document"
 LATER = "later"
@@ -31,16 +31,22 @@ def _insert(session: Session, values: Mapping[str, Any]) -> bool:
     return insert_ignoring_conflict(session, LINKS, dict(values), ["source_id", "target_id"])
 
 
+def document_applications(document: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """``{(kind, Zuora number): amount}`` of the applications an ERP payload's document was sent
+    with (its ``applications`` / ``applies_to``)."""
+    found: dict[tuple[str, str], str] = {}
+    for key in APPLICATION_KEYS:
+        for app in document.get(key) or []:
+            if isinstance(app, Mapping) and app.get("natural_key") and app.get("kind"):
+                found[(str(app["kind"]), str(app["natural_key"]))] = str(app.get("amount"))
+    return found
+
+
 def link_created(session: Session, rec: SyncRecord, *, now: datetime | None = None) -> int:
     """Link a document just recorded as posted to the documents its create applied it to (the
     ``applications`` / ``applies_to`` of its ERP payload, by Zuora number). Returns how many."""
     assert rec.id is not None
-    document = (rec.posted_payload or {}).get("document") or {}
-    wanted: dict[tuple[str, str], str] = {}
-    for key in APPLICATION_KEYS:
-        for app in document.get(key) or []:
-            if isinstance(app, Mapping) and app.get("natural_key") and app.get("kind"):
-                wanted[(str(app["kind"]), str(app["natural_key"]))] = str(app.get("amount"))
+    wanted = document_applications((rec.posted_payload or {}).get("document") or {})
     if not wanted:
         return 0
     c = SYNC_RECORDS.c

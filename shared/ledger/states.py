@@ -232,6 +232,35 @@ def _audit(session: Session, at: datetime, connection: str, kind: str, subject: 
     )
 
 
+def audit_note(session: Session, at: datetime, connection: str, subject: str, message: str) -> None:
+    """A note on ``subject``'s timeline, written in the caller's transaction."""
+    _audit(session, at, connection, AuditKind.NOTE.value, subject, message=message)
+
+
+def settle_change(
+    session: Session,
+    record_id: int,
+    seen: datetime,
+    *,
+    note: str | None,
+    posted_payload: Mapping[str, Any] | None = None,
+    now: datetime,
+) -> bool:
+    """The change of a posted row seen at ``seen`` is dealt with: ``changed_at`` cleared,
+    ``change_note`` set to what a person must do (None: nothing), and the ERP payload replaced when
+    the change was carried. False, and nothing written, when a newer change arrived meanwhile
+    (``changed_at`` is no longer ``seen``): it is looked at again."""
+    values: dict[str, Any] = {"changed_at": None, "change_note": note, "updated_at": now}
+    if posted_payload is not None:
+        values["posted_payload"] = dict(posted_payload)
+    result = session.execute(
+        sa.update(SYNC_RECORDS)
+        .where(SYNC_RECORDS.c.id == record_id, SYNC_RECORDS.c.changed_at == seen)
+        .values(**values, version=SYNC_RECORDS.c.version + 1)
+    )
+    return bool(cast(Any, result).rowcount == 1)
+
+
 def reschedule_pending(
     session: Session,
     connection: str,
