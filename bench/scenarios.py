@@ -318,8 +318,9 @@ def machine() -> dict[str, Any]:
 class Sandboxes:
     """The Zuora and Acumatica sandboxes as child processes, driven through their control planes."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, zuora_pages: str = "sdk") -> None:
         self.stack = stack
+        self.zuora_pages = zuora_pages
         zuora_port, acumatica_port = demo.free_port(), demo.free_port()
         self.zuora_url = f"http://127.0.0.1:{zuora_port}"
         self.acumatica_url = f"http://127.0.0.1:{acumatica_port}"
@@ -369,7 +370,8 @@ class Sandboxes:
         self.zuora("DELETE", "callouts")
         self.acumatica("POST", "reset", {"seed": True})
         base_zuora = {"latency_ms": 0, "trial_balance": {"pending_seconds": 0.2, "processing_seconds": 0.2},
-                      "journal_run": {"pending_seconds": 0.2, "processing_seconds": 0.2}}  # fmt: skip
+                      "journal_run": {"pending_seconds": 0.2, "processing_seconds": 0.2},
+                      "page_limits": self.zuora_pages}  # fmt: skip
         self.zuora("POST", "config", {**base_zuora, **(zuora_config or {})})
         base_acumatica = {"latency_ms": 0, "requests_per_minute": None, "max_concurrent": None}
         self.acumatica("POST", "config", {**base_acumatica, **(acumatica_config or {})})
@@ -1016,6 +1018,9 @@ class Bench:
     console: Console
     database: str = DEFAULT_DATABASE
     keep: bool = False
+    # Zuora's page limits in the sandbox: "sdk" (its OpenAPI document: Object Query 50, the v1
+    # lists 40), the strictest of Zuora's sources, or "web" (its reference pages: 99 and 300).
+    zuora_pages: str = "sdk"
     # What each fleet of the scenario running asked of the ledger, by fleet name (see Fleet.stop).
     statements: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -1030,6 +1035,7 @@ class Bench:
             "concurrency": tuning.concurrency,
             "worker_command": " ".join([*(f"{k}={v}" for k, v in env.items()), "celery", *args]),
             "procfile": tuning.pool == "procfile",
+            "zuora_page_limits": self.zuora_pages,
         }
 
     def shape_text(self) -> str:
@@ -1038,9 +1044,11 @@ class Bench:
             f"{'PostgreSQL' if shape['ledger'] == 'postgresql' else 'SQLite'} ledger, {shape['workers']} workers "
             f"x {shape['pool']} {shape['concurrency']}"
         )
-        return text + (
+        text += (
             " (the Procfile's worker command)" if shape["procfile"] else " (the bench's own worker command)"
         )
+        pages = "Object Query 50, lists 40" if self.zuora_pages == "sdk" else "Object Query 99, lists 300"
+        return f"{text}; Zuora pages at most {pages}"
 
     def database_url(self, folder: Path, connection: str) -> str:
         """A fresh ledger: a SQLite file in ``folder``, or a new database on the PostgreSQL server
@@ -1083,7 +1091,7 @@ class Bench:
         stack.workdir.mkdir(parents=True, exist_ok=True)
         sandboxes: Sandboxes | None = None
         try:
-            sandboxes = Sandboxes(stack)
+            sandboxes = Sandboxes(stack, zuora_pages=self.zuora_pages)
             yield sandboxes
         finally:
             if sandboxes is not None:
@@ -2150,6 +2158,13 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
                 "server, or LEDGERBRIDGE_BENCH_DATABASE), or sqlite (a file per run)."
             ),
         ] = DEFAULT_DATABASE,
+        zuora_pages: Annotated[
+            str,
+            typer.Option(
+                help="The sandbox's Zuora page limits: sdk (Zuora's OpenAPI document: Object Query 50, lists 40; "
+                "the strictest) or web (its reference pages: 99 and 300)."
+            ),
+        ] = "sdk",
     ) -> None:
         """Measure ledgerbridge side by side with the obvious script against the sandboxes."""
         chosen = scenarios or list(SCENARIOS)
@@ -2160,10 +2175,11 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             or duration_scale <= 0
             or pool not in ("procfile", "prefork", "threads")
             or (concurrency is not None and concurrency < 1)
+            or zuora_pages not in ("sdk", "web")
         ):
             err.print(f"[bold red]error:[/] unknown scenario {unknown}; one of {', '.join(SCENARIOS)}; "
                       "--size tiny|full; --duration-scale > 0; --pool procfile|prefork|threads; "
-                      "--concurrency >= 1")  # fmt: skip
+                      "--concurrency >= 1; --zuora-pages sdk|web")  # fmt: skip
             raise typer.Exit(2)
         folder = workdir or Path(tempfile.gettempdir()) / f"ledgerbridge-bench-{uuid.uuid4().hex[:6]}"
         if folder.exists():
@@ -2176,7 +2192,8 @@ def register(app: typer.Typer, console: Console, err: Console) -> None:
             redis_proc = demo.ensure_redis(redis_url, folder, console)
             if redis_proc is not None:
                 stack.procs["redis-server"] = redis_proc
-            runner = Bench(plan, tuning_for(pool, concurrency), folder, redis_url, console, database)
+            runner = Bench(plan, tuning_for(pool, concurrency), folder, redis_url, console, database,
+                           zuora_pages=zuora_pages)  # fmt: skip
             console.rule(f"[bold]ledgerbridge bench[/] ({size}; logs in {folder})")
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:

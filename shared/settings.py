@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     pull_max_pages: int = Field(default=200, ge=1)
     pull_lock_seconds: int = Field(default=300, ge=5)
     posting_timeout_seconds: int = Field(default=900, ge=5)
+    # A connection's posting batches waiting in the broker beyond this many go behind every other
+    # connection's (shared/coordination/fair_share.py); 0 sends them all at one priority.
+    fair_share_batches: int = Field(default=8, ge=0)
     # A create whose answer was lost and that a lookup does not find is sent again only this long
     # after the loss: the ERP may still be running the lost request (ASP.NET's default
     # executionTimeout is 110 s). A lookup that finds it settles it at once.

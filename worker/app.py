@@ -35,9 +35,12 @@ TASK_TIME_LIMIT = 900
 VISIBILITY_TIMEOUT = 3600
 # Redis keeps one list per priority step and serves step 0 first. Every task is sent at 0 except
 # the posting batches, the bulk of a backlog: sent at BULK_PRIORITY, they never hold up a close
-# step, a callout or a mark run queued after thousands of them.
+# step, a callout or a mark run queued after thousands of them. A connection's batches beyond its
+# fair share of the queue go at BACKLOG_PRIORITY, behind every other connection's share
+# (shared/coordination/fair_share.py).
 PRIORITY_STEPS = [0, 3, 6, 9]
 BULK_PRIORITY = 3
+BACKLOG_PRIORITY = 6
 
 TASK_MODULES = [
     "worker.tasks.upkeep",

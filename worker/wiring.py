@@ -15,11 +15,12 @@ from functools import lru_cache
 from kombu.exceptions import ChannelError
 
 from shared import ports
+from shared.coordination import fair_share
 from shared.coordination.run_lock import RunLock
 from shared.errors import RateLimited
 from shared.item_level.context import ItemContext, Options, mapping_from_settings
 from shared.notify import Notifier, notifier_from_settings
-from worker.app import BULK_PRIORITY, MAX_COUNTDOWN, app
+from worker.app import BACKLOG_PRIORITY, BULK_PRIORITY, MAX_COUNTDOWN, app
 
 log = logging.getLogger("ledgerbridge.dispatch")
 
@@ -49,16 +50,21 @@ class CeleryDispatcher:
     def post(self, connection: str, record_ids: Sequence[int], *, countdown: float = 0.0) -> None:
         if not record_ids:
             return
+        counted = _count_sent(connection)
         try:
             app.send_task(
                 POST_BATCH,
                 kwargs={"connection": connection, "record_ids": [int(i) for i in record_ids]},
                 countdown=countdown or None,
-                priority=BULK_PRIORITY,
+                priority=BULK_PRIORITY
+                if counted is None or fair_share.within_share(counted)
+                else BACKLOG_PRIORITY,
                 retry=False,
             )
         except Exception as exc:  # a broker that is down: the rows stay pending for the sweep
             log.error("could not enqueue posting of %d rows (the sweep will): %s", len(record_ids), exc)
+            if counted is not None:
+                batch_left(connection)
 
     def mark(self, connection: str, stream: str) -> None:
         try:
@@ -98,6 +104,28 @@ class CeleryDispatcher:
         except Exception as exc:
             log.warning("could not read how many tasks wait in the broker: %s", exc)
             return None
+
+
+def _count_sent(connection: str) -> int | None:
+    """Count a posting batch sent for ``connection`` (:mod:`shared.coordination.fair_share`); None
+    when Redis did not answer (the batch then goes at the bulk priority)."""
+    try:
+        return fair_share.batch_sent(ports.redis_client(), connection)
+    except Exception as exc:
+        log.warning("could not count a posting batch of %s (sent at the bulk priority): %s", connection, exc)
+        return None
+
+
+def _within_share(counted: int) -> bool:
+    return fair_share.within_share(counted, ports.settings().fair_share_batches)
+
+
+def batch_left(connection: str) -> None:
+    """Count a posting batch of ``connection`` out of the broker (it started, or was never sent)."""
+    try:
+        fair_share.batch_left(ports.redis_client(), connection)
+    except Exception as exc:  # the count only orders batches; a missed one is forgotten within the hour
+        log.warning("could not count a posting batch of %s out: %s", connection, exc)
 
 
 def item_context(connection: str | None = None) -> ItemContext:

@@ -126,3 +126,16 @@ if (current == false and ARGV[1] == '') or current == ARGV[1] then
 end
 return 0
 """
+
+# -- counts ---------------------------------------------------------------------------------------
+
+# Count one down, never below 0 (a count that is a hint: a message delivered twice is counted
+# down twice). KEYS: the key; ARGV: seconds to live. The new count.
+DECREMENT_TO_ZERO = """
+local n = redis.call('DECR', KEYS[1])
+if n < 0 then
+  redis.call('SET', KEYS[1], 0, 'EX', tonumber(ARGV[1]))
+  return 0
+end
+return n
+"""

@@ -7,6 +7,7 @@ and sets the JSON codec that keeps amounts exact.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -162,6 +163,20 @@ def _begin_sqlite_transactions(engine: Engine, turns: _WriteTurns | None) -> Non
         turns.give_back(dbapi_connection)
 
 
+def application_name(pid: int | None = None) -> str:
+    """What a PostgreSQL connection of this process calls itself (``pg_stat_activity``)."""
+    return f"ledgerbridge pid {pid or os.getpid()}"
+
+
+def _name_connections(engine: Engine) -> None:
+    """Each connection names the process that opened it (at connect time: a prefork child's are
+    its own), so ``pg_stat_activity`` shows how many connections each process holds."""
+
+    @event.listens_for(engine, "do_connect")
+    def _named(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams.setdefault("application_name", application_name())
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url`` (``sqlite:///path``, ``sqlite://`` in memory, or
     ``postgresql[+psycopg]://...``; plain ``postgresql://`` is driven by psycopg 3)."""
@@ -196,6 +211,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         # The most recently returned connection first (LIFO): the ones a busy process keeps using
         # stay warm, and only those that sat idle are pinged (see _ping_when_idle).
         engine = sa.create_engine(parsed, pool_use_lifo=True, **pooled, **common)
+        _name_connections(engine)
         _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
         count_statements(engine)
         return engine

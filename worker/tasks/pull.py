@@ -26,6 +26,7 @@ from worker.wiring import (
     MARK_DELAY_SECONDS,
     MARK_LOCK_SECONDS,
     POST_BATCH,
+    batch_left,
     item_context,
     mark_debounce_key,
     mark_rerun_key,
@@ -101,6 +102,8 @@ def pull(
 )
 def post_batch(self: Task, *, connection: str, record_ids: list[int]) -> dict[str, int]:
     """Post these ledger rows (dependencies first, concurrently within the ERP's licence)."""
+    if not self.request.retries:  # a retry was sent by Celery, not counted by the dispatcher
+        batch_left(connection)
     ctx = item_context(connection)
     with log_context(connection=ctx.connection):
         return item_level.post_records(ctx, record_ids).counts()

@@ -54,3 +54,18 @@ def test_a_connection_idle_past_the_threshold_is_pinged_and_a_dead_one_replaced(
 
     assert second != first
     assert len(pings) == 1
+
+
+def test_each_connection_names_the_process_that_opened_it(postgres_url):
+    import os
+
+    engine = db.make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            named = conn.execute(
+                sa.text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+    assert named == f"ledgerbridge pid {os.getpid()}" == db.application_name()

@@ -96,3 +96,13 @@ def test_slot_and_permit_take_both_or_neither(any_redis, key):
     waited = float(take(keys=keys, args=[1.0, 1, 1, 1, 60, "b"]))  # a slot, but no permit yet
     assert 0.0 < waited <= 1.0
     assert any_redis.zcard(f"{key}:slots") == 0  # ... so no slot was kept either
+
+
+def test_decrement_to_zero_counts_down_and_never_below_zero(any_redis, key):
+    run = any_redis.register_script(scripts.DECREMENT_TO_ZERO)
+    any_redis.set(key, 2)
+
+    assert run(keys=[key], args=[60]) == 1
+    assert run(keys=[key], args=[60]) == 0
+    assert run(keys=[key], args=[60]) == 0  # counted down twice (delivered again): stays at 0
+    assert any_redis.get(key) == b"0" and 0 < any_redis.ttl(key) <= 60
