@@ -296,3 +296,38 @@ def update_payment(backend: ZuoraBackend, call: Call) -> Reply:
 
 def update_refund(backend: ZuoraBackend, call: Call) -> Reply:
     return Reply(backend.update_payment_or_refund("Refund", call.path_params["refund_id"], call.json()))
+
+
+# -- corrections (Invoice Settlement) -------------------------------------------------------------
+
+
+def reverse_invoice(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.reverse_invoice(call.path_params["key"], call.json()))
+
+
+def write_off_invoice(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.write_off_invoice(call.path_params["key"], call.json()))
+
+
+def reverse_credit_memo(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.reverse_credit_memo(call.path_params["key"], call.json()))
+
+
+def apply_credit_memo(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.apply_credit_memo(call.path_params["key"], call.json()))
+
+
+def unapply_credit_memo(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.unapply_credit_memo(call.path_params["key"], call.json()))
+
+
+def apply_payment(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.apply_payment(call.path_params["payment_id"], call.json()))
+
+
+def unapply_payment(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.unapply_payment(call.path_params["payment_id"], call.json()))
+
+
+def refund_payment(backend: ZuoraBackend, call: Call) -> Reply:
+    return Reply(backend.refund_payment(call.path_params["payment_id"], call.json()))

@@ -72,6 +72,14 @@ ROUTES: tuple[Route, ...] = (
     _v1("PUT", "/v1/debit-memos/{key}", h.update_debit_memo),
     _v1("PUT", "/v1/payments/{payment_id}", h.update_payment),
     _v1("PUT", "/v1/refunds/{refund_id}", h.update_refund),
+    _v1("PUT", "/v1/invoices/{key}/reverse", h.reverse_invoice),
+    _v1("PUT", "/v1/invoices/{key}/write-off", h.write_off_invoice),
+    _v1("PUT", "/v1/credit-memos/{key}/reverse", h.reverse_credit_memo),
+    _v1("PUT", "/v1/credit-memos/{key}/apply", h.apply_credit_memo),
+    _v1("PUT", "/v1/credit-memos/{key}/unapply", h.unapply_credit_memo),
+    _v1("PUT", "/v1/payments/{payment_id}/apply", h.apply_payment),
+    _v1("PUT", "/v1/payments/{payment_id}/unapply", h.unapply_payment),
+    _v1("POST", "/v1/payments/{payment_id}/refunds", h.refund_payment),
     *(
         route
         for path in ENDPOINTS

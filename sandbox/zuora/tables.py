@@ -65,6 +65,18 @@ class Table:
             row[name] = value
         return row
 
+    def delete(self, row_id: str) -> dict[str, Any]:
+        """Remove a row and its index entries (an application unapplied in full is gone in Zuora)."""
+        row = self.rows.pop(row_id)
+        self._version += 1
+        if self.obj.number_field and row.get(self.obj.number_field):
+            self._numbers.pop(row[self.obj.number_field], None)
+        for name, index in self._indexes.items():
+            ids = index.get(row.get(name), [])
+            if row_id in ids:
+                ids.remove(row_id)
+        return row
+
     def where(self, field: str, value: Any) -> list[dict[str, Any]]:
         """Rows whose indexed ``field`` equals ``value``, in insertion order."""
         index = self._indexes.get(field)

@@ -9,6 +9,8 @@ from ``state.TenantState`` (which declares the shared state and what one area as
 - ``object_query``: Object Query pages and keys; ``periods``: accounting periods, trial balances;
 - ``journal_runs``: journal runs and the entries they book; ``journal_entries``: entry reads,
   manual entries, marking, cancelling and deleting;
+- ``corrections``: reversals, write-offs, applying and unapplying payments and credit memos,
+  refunds of payments;
 - ``records``: control-plane record creation and state views; ``control``: config, clock, events.
 
 This module holds the class itself: its tables, lock and clock (``__init__``, ``_reset_data``),
@@ -43,6 +45,7 @@ from sandbox.zuora.tables import Table, new_tables
 from .actions import Actions
 from .auth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TENANT_ID, Auth
 from .control import Control
+from .corrections import Corrections
 from .journal_entries import JournalEntries
 from .journal_runs import JournalRuns
 from .object_query import ObjectQueries
@@ -55,7 +58,16 @@ MAX_EVENTS = 100_000  # the oldest events drop off; sequence numbers keep counti
 
 
 class ZuoraBackend(
-    Auth, Actions, Transfers, ObjectQueries, Periods, JournalRuns, JournalEntries, Records, Control
+    Auth,
+    Actions,
+    Transfers,
+    Corrections,
+    ObjectQueries,
+    Periods,
+    JournalRuns,
+    JournalEntries,
+    Records,
+    Control,
 ):
     """All state of one sandbox tenant. See the module docstring."""
 

@@ -184,6 +184,10 @@ class TenantState(ABC):
         """Finish every asynchronous job whose time has come (called at the start of each operation)."""
 
     @abstractmethod
+    def _row(self, kind: str, key: str, resource: int) -> dict[str, Any]:
+        """The ``kind`` row with id or number ``key``, or the API's 404 for ``resource`` (transfers)."""
+
+    @abstractmethod
     def _period_by_name(self, name: str) -> dict[str, Any] | None:
         """The accounting period row named ``name`` (periods)."""
 
