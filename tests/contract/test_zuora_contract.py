@@ -400,6 +400,148 @@ def test_the_sdk_client_runs_every_operation_against_the_sandbox(sandbox):
         periods_api.reopen_accounting_period(period.id, zuora_version=version)
 
 
+# The corrections the sandbox models (sandbox/zuora/backend/corrections.py), by zuora-sdk's names.
+CORRECTION_OPERATIONS = frozenset(
+    {
+        "InvoicesApi.reverse_invoice",
+        "InvoicesApi.write_off_invoice",
+        "CreditMemosApi.reverse_credit_memo",
+        "CreditMemosApi.apply_credit_memo",
+        "CreditMemosApi.unapply_credit_memo",
+        "PaymentsApi.apply_payment",
+        "PaymentsApi.unapply_payment",
+        "PaymentsApi.create_refund_payment",
+    }
+)
+
+
+def _record(sandbox: ThreadedServer, table: str, fields: dict) -> dict:
+    created = httpx.post(f"{sandbox.url}/_sandbox/records/{table}", json=fields)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def test_the_sdk_client_runs_zuoras_corrections_against_the_sandbox(sandbox):
+    """zuora-sdk's own API classes send each correction with its request model; each answer is read
+    into the SDK's response model, and the check of every exchange passes."""
+    import zuora_sdk
+    from zuora_sdk import models as m
+
+    RECORDER.operations.clear()
+    one_item = {"items": [{"ChargeAmount": 100, "TaxAmount": 0}]}
+    reversed_invoice = _record(sandbox, "invoices", one_item)
+    written_off = _record(sandbox, "invoices", one_item)
+    paid = _record(sandbox, "invoices", one_item)
+    payment = _record(sandbox, "payments", {"invoiceId": paid["Id"], "Type": "External"})
+    memo = _record(sandbox, "credit-memos", {"items": [{"AmountWithoutTax": 30, "TaxAmount": 0}]})
+    with zuora_sdk.ApiClient(zuora_sdk.Configuration(host=sandbox.url)) as api:
+        token = zuora_sdk.OAuthApi(api).create_token(
+            client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET, grant_type="client_credentials"
+        )
+        api.default_headers["Authorization"] = f"Bearer {token.access_token}"
+        version = "2025-08-12"
+        invoices, memos = zuora_sdk.InvoicesApi(api), zuora_sdk.CreditMemosApi(api)
+        payments = zuora_sdk.PaymentsApi(api)
+
+        reversal = invoices.reverse_invoice(
+            reversed_invoice["InvoiceNumber"],
+            m.ReverseInvoiceRequest(reason_code="Invoice reversal", comment="billed twice"),
+            zuora_version=version,
+        )
+        assert isinstance(reversal, m.ReverseInvoiceResponse) and reversal.credit_memo.id
+        write_off = invoices.write_off_invoice(
+            written_off["Id"], m.WriteOffInvoiceRequest(comment="uncollectable"), zuora_version=version
+        )
+        assert isinstance(write_off, m.WriteOffInvoiceResponse) and write_off.credit_memo.id
+
+        unapplied = payments.unapply_payment(
+            payment["PaymentNumber"],
+            m.UnapplyPaymentRequest(
+                invoices=[m.UnapplyPaymentInvoiceApplication(invoice_id=paid["Id"], amount=100)]
+            ),
+            zuora_version=version,
+        )
+        assert isinstance(unapplied, m.PaymentResponse) and unapplied.unapplied_amount == 100
+        reapplied = payments.apply_payment(
+            payment["Id"],
+            m.ApplyPaymentRequest(
+                invoices=[m.ApplyPaymentInvoiceApplication(invoice_number=paid["InvoiceNumber"], amount=60)]
+            ),
+            zuora_version=version,
+        )
+        assert (reapplied.applied_amount, reapplied.unapplied_amount) == (60, 40)
+        refund = payments.create_refund_payment(
+            payment["Id"],
+            m.CreateRefundRequest(
+                type="External", total_amount=40, reason_code="Payment Rejection", method_type="Check"
+            ),
+            zuora_version=version,
+            idempotency_key="sdk-contract-refund",
+        )
+        assert isinstance(refund, m.RefundResponse) and refund.payment_id == payment["Id"]
+
+        applied = memos.apply_credit_memo(
+            memo["MemoNumber"],
+            m.ApplyCreditMemoRequest(invoices=[m.ApplyCreditMemoToInvoice(invoice_id=paid["Id"], amount=10)]),
+            zuora_version=version,
+        )
+        assert isinstance(applied, m.CreditMemoResponse) and applied.applied_amount == 10
+        unapplied_memo = memos.unapply_credit_memo(
+            memo["Id"],
+            m.UnapplyCreditMemoRequest(
+                invoices=[m.UnapplyCreditMemoToInvoice(invoice_id=paid["Id"], amount=10)]
+            ),
+            zuora_version=version,
+        )
+        assert unapplied_memo.applied_amount == 0
+        memo_reversal = memos.reverse_credit_memo(
+            memo["Id"], m.ReverseCreditMemoRequest(comment="issued in error"), zuora_version=version
+        )
+        assert isinstance(memo_reversal, m.ReverseCreditMemoResponse) and memo_reversal.debit_memo.id
+
+        # A refusal is an error the SDK reads as Zuora's (HTTP 400, CommonResponse).
+        with pytest.raises(zuora_sdk.ApiException) as refused:
+            invoices.reverse_invoice(paid["Id"], m.ReverseInvoiceRequest(), zuora_version=version)
+        assert refused.value.status == 400
+
+    missing = CORRECTION_OPERATIONS - _seen()
+    assert not missing, f"not exercised against the sandbox: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "problems"),
+    [
+        ("PUT", "/v1/invoices/INV00000001/reverse", {"applyEffectiveDate": "2026-01-02"}, ()),
+        (
+            "PUT",
+            "/v1/invoices/INV00000001/write-off",
+            {"revenueImpacting": "Maybe"},
+            ("body.revenueImpacting",),
+        ),
+        (
+            "PUT",
+            "/v1/payments/P-00000001/unapply",
+            {"invoices": [{"invoiceId": "i1"}]},
+            ("body.invoices[0]",),
+        ),
+        (
+            "PUT",
+            "/v1/credit-memos/CM00000001/apply",
+            {"invoices": [{"invoiceNumber": "INV1", "amount": 1}]},
+            ("body.invoices[0].invoiceNumber", "body.invoices[0]"),  # a credit memo names invoices by id
+        ),
+        ("POST", "/v1/payments/P-00000001/refunds", {"type": "External"}, ("body",)),
+        ("PUT", "/v1/credit-memos/CM00000001/reverse", {"memoDate": "2026-01-02"}, ()),
+    ],
+)
+def test_correction_requests_are_judged_by_their_sdk_models(method, path, body, problems):
+    checked = ZuoraChecker().check_request(
+        HttpRequest(method, path, (), (("content-type", "application/json"),), json.dumps(body).encode())
+    )
+    assert checked.operation in CORRECTION_OPERATIONS
+    assert [p.split(":")[0] for p in checked.problems] == list(problems)
+
+
 def test_an_undeclared_request_field_is_caught():
     request = HttpRequest(
         method="PUT",
