@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from cli.demo_stack import Stack
 
 
-SCENARIOS = ("backlog", "licence", "memory", "push", "close", "in_doubt")
+SCENARIOS = ("backlog", "licence", "memory", "push", "close", "in_doubt", "fair_share", "scale_out")
 Size = Literal["tiny", "full"]
 RSS_INTERVAL = 0.5
 SEED = 7
@@ -134,6 +134,8 @@ class Plan:
     trial_balance_seconds: float
     journal_run_seconds: float
     in_doubt_documents: int
+    fair_share_documents: int
+    scale_out_documents: int
 
     @classmethod
     def for_size(cls, size: Size, duration_scale: float = 1.0) -> Plan:
@@ -151,6 +153,8 @@ class Plan:
                 trial_balance_seconds=0.5,
                 journal_run_seconds=1.0,
                 in_doubt_documents=60,
+                fair_share_documents=10,
+                scale_out_documents=40,
             )
         return cls(
             size=size,
@@ -167,6 +171,10 @@ class Plan:
             journal_run_seconds=10.0,
             # A month of a small tenant, as a new user tried it.
             in_doubt_documents=328,
+            # Five connections with this many new documents each arrive during the backlog.
+            fair_share_documents=50,
+            # At 2 s per Acumatica call, a minute or more of the largest fleet's work.
+            scale_out_documents=4_000,
         )
 
 
@@ -498,6 +506,8 @@ class Fleet:
         self.stack = demo.Stack(workdir=bench.workdir / name, env={})
         self.stack.workdir.mkdir(parents=True, exist_ok=True)
         self.connection = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        # Connections stored in the ledger besides the fleet's own (their Redis keys go at stop).
+        self.extra_connections: list[str] = []
         self.web_port = demo.free_port()
         opts = demo.DemoOptions(workdir=self.stack.workdir, redis_url=bench.redis_url, sizes={})
         base = demo.demo_env(opts, zuora_url=sandboxes.zuora_url, acumatica_url=sandboxes.acumatica_url,
@@ -525,33 +535,45 @@ class Fleet:
     def database_url(self) -> str:
         return self.env["LEDGERBRIDGE_DATABASE_URL"]
 
-    def start_workers(self) -> None:
+    def start_workers(self, *, count: int | None = None, separate: bool = False) -> None:
+        """Start ``count`` workers (default: the tuning's). ``separate``: each as on a machine of
+        its own: its own process group (every worker has one), environment, temporary folder and
+        host name, so the workers share nothing but Redis and the ledger."""
         tuning = self.bench.tuning
         env, args = tuning.worker_command()
-        self.stack.env = {**self.env, **env}
+        expected = tuning.workers if count is None else count
+        hosts: list[str] = []
         try:
-            for i in range(tuning.workers):
+            for i in range(expected):
+                host = f"machine-{i}" if separate else os.uname().nodename
+                own: dict[str, str] = {}
+                if separate:
+                    tmp = self.stack.workdir / host
+                    tmp.mkdir(exist_ok=True)
+                    own = {"TMPDIR": str(tmp)}
+                self.stack.env = {**self.env, **env, **own}
                 self.stack.spawn(
                     f"worker-{i}",
                     [sys.executable, "-m", "celery", *args, "-Q", self.env["LEDGERBRIDGE_QUEUE"],
-                     "-n", f"{self.connection}-{i}@%h", "--without-gossip", "--without-mingle"],
+                     "-n", f"{self.connection}-{i}@{host}", "--without-gossip", "--without-mingle"],
                 )  # fmt: skip
+                hosts.append(host)
         finally:
             self.stack.env = self.env
-        self._wait_workers(tuning.workers)
+        self._wait_workers(hosts)
 
-    def _wait_workers(self, expected: int) -> None:
+    def _wait_workers(self, hosts: Sequence[str]) -> None:
         from celery import Celery
 
         client = Celery(broker=self.bench.redis_url, backend=self.bench.redis_url)
         client.conf.broker_connection_retry_on_startup = True
         deadline = time.monotonic() + 90
+        expected = len(hosts)
         try:
             while time.monotonic() < deadline:
                 self.check_alive()
                 replies = client.control.ping(
-                    destination=[f"{self.connection}-{i}@{os.uname().nodename}" for i in range(expected)],
-                    timeout=1.0,
+                    destination=[f"{self.connection}-{i}@{host}" for i, host in enumerate(hosts)], timeout=1.0
                 )
                 if len(replies or []) >= expected:
                     return
@@ -660,13 +682,17 @@ class Fleet:
 
         client = redis.Redis.from_url(self.bench.redis_url)
         try:
-            keys = list(client.scan_iter(f"ledgerbridge:{self.connection}:*", count=1000))
+            keys = [
+                key
+                for connection in (self.connection, *self.extra_connections)
+                for key in client.scan_iter(f"ledgerbridge:{connection}:*", count=1000)
+            ]
             # The run's task results too (the result backend keeps them for days); they name the
             # connection in their kwargs, and the connection name is this run's own.
-            marker = f'"{self.connection}"'.encode()
+            markers = [f'"{c}"'.encode() for c in (self.connection, *self.extra_connections)]
             for key in client.scan_iter("celery-task-meta-*", count=2000):
                 value = client.get(key)
-                if value is not None and marker in value:
+                if value is not None and any(marker in value for marker in markers):
                     keys.append(key)
             for start in range(0, len(keys), 500):
                 client.delete(*keys[start : start + 500])
@@ -2007,7 +2033,16 @@ RUNNERS: dict[str, Callable[[Bench], ScenarioResult]] = {
     "push": scenario_push,
     "close": scenario_close,
     "in_doubt": scenario_in_doubt,
+    "fair_share": lambda bench: _fleets().scenario_fair_share(bench),
+    "scale_out": lambda bench: _fleets().scenario_scale_out(bench),
 }
+
+
+def _fleets() -> Any:
+    """The scenarios of several connections and of a growing fleet (they build on this module)."""
+    from bench import fleets
+
+    return fleets
 
 
 def run_bench(bench: Bench, scenarios: Sequence[str], *, out: Path, command: str) -> dict[str, Any]:

@@ -98,9 +98,14 @@ class Stream:
     def depends_on_account(self) -> bool:
         return self.object_type != ObjectType.ACCOUNT.value
 
-    def query(self, since: datetime | None = None, *, page_size: int = MAX_PAGE_SIZE) -> ObjectQuery:
-        """The pull query: the stream's filters, ``updateddate.GE:<since>``, ascending by updatedDate."""
+    def query(
+        self, since: datetime | None = None, *, before: datetime | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> ObjectQuery:
+        """The pull query: the stream's filters, ``updateddate.GE:<since>`` and
+        ``updateddate.LE:<before>``, ascending by updatedDate."""
         filters = self.filters
+        if before is not None:
+            filters = (condition("updateddate", "LE", before), *filters)
         if since is not None:
             filters = (condition("updateddate", "GE", since), *filters)
         return self._query(filters, page_size=page_size)

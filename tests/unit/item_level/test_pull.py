@@ -348,3 +348,31 @@ def test_a_page_another_worker_changed_meanwhile_is_upserted_again(harness, monk
     assert sum(n for (o, _), n in harness.states().items() if o == "invoice") == len(
         _posted_invoices(harness)
     )
+
+
+def test_records_marked_while_a_run_reads_are_read_once_by_it_and_again_by_the_next(tmp_path, fake_redis):
+    h = ItemHarness(
+        tmp_path,
+        fake_redis,
+        sizes=Sizes(
+            accounts=10, invoices=260, payments=0, refunds=0, credit_memos=0, debit_memos=0, tie_count=0,
+            large_invoices=0,
+        ),
+    )  # fmt: skip
+    posted = [r for r in h.rows("invoices") if r["Status"] == "Posted"]
+
+    def marked_meanwhile(progress) -> None:
+        # Workers mark what the first page brought while the run reads on (a later updatedDate).
+        if progress.pages == 1:
+            h.advance(30)
+            for row in h.rows("invoices"):
+                if h.ledger.get_record(h.connection, "invoice", row["Id"]) is not None:
+                    h.backend.update_record("invoices", row["Id"], {"TransferredToAccounting": "Yes"})
+
+    first = pull_stream(h.ctx, INVOICES, progress=marked_meanwhile)
+
+    assert first.rows == len(posted)  # not 99 more: the marked ones did not come round again
+    assert first.pages == 3
+    h.advance(400)
+    again = pull_stream(h.ctx, INVOICES)
+    assert again.rows >= 99 and again.new == 0  # the next window reads what changed, once
