@@ -240,6 +240,14 @@ class Corrections(TenantState):
             raise invalid(
                 f"methodType {method_type!r} is not a payment method type.", resource=RESOURCE_PAYMENT
             )
+        # An external refund says how it was paid out; an electronic one goes back through the
+        # payment's gateway on a date Zuora sets (docs/vendor-notes.md, "Corrections").
+        if refund_type == "External" and method_type is None:
+            raise missing("methodType is required for an external refund.", resource=RESOURCE_PAYMENT)
+        if refund_type == "Electronic" and (method_type is not None or body.get("refundDate")):
+            raise invalid(
+                "methodType and refundDate are for external refunds only.", resource=RESOURCE_PAYMENT
+            )
         with self._lock:
             self._advance()
             payment = self._row("Payment", key, RESOURCE_PAYMENT)
@@ -571,7 +579,7 @@ class Corrections(TenantState):
         if refund_type == "External":
             # An external refund is recorded, not sent through a gateway.
             row.update(
-                MethodType=method_type or (method["Type"] if method else "Other"),
+                MethodType=method_type,
                 Gateway=None,
                 GatewayState=None,
                 SubmittedOn=None,

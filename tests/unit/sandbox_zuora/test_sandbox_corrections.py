@@ -314,24 +314,48 @@ def test_a_payment_is_refunded_up_to_its_unapplied_amount_with_the_reason_given(
     assert backend.events_since(0)[-1].category == 2410
 
 
-def test_refund_type_and_amount_are_required(client: TestClient, auth: dict, backend: ZuoraBackend):
+def test_a_refund_needs_its_type_amount_and_for_an_external_one_its_method(
+    client: TestClient, auth: dict, backend: ZuoraBackend
+):
     payment = backend.state("payments")[0]
+    refunds = f"/v1/payments/{payment['Id']}/refunds"
+    external = {"type": "External", "methodType": "Check"}
 
+    _refused(client.post(refunds, headers=auth, json={**external, "totalAmount": 0}), "positive")
     _refused(
-        client.post(
-            f"/v1/payments/{payment['Id']}/refunds", headers=auth, json={"type": "External", "totalAmount": 0}
-        ),
-        "positive",
-    )
-    _refused(
-        client.post(
-            f"/v1/payments/{payment['Id']}/refunds", headers=auth, json={"type": "Cheque", "totalAmount": 1}
-        ),
+        client.post(refunds, headers=auth, json={**external, "type": "Cheque", "totalAmount": 1}),
         "type must be",
     )
-    assert (
-        client.post(
-            "/v1/payments/P-99999999/refunds", headers=auth, json={"type": "External", "totalAmount": 1}
-        ).status_code
-        == 404
+    _refused(
+        client.post(refunds, headers=auth, json={"type": "External", "totalAmount": 1}),
+        "methodType is required",
+    )
+    electronic = {"type": "Electronic", "totalAmount": 1, "methodType": "Check"}
+    _refused(client.post(refunds, headers=auth, json=electronic), "external refunds only")
+    missing = client.post(
+        "/v1/payments/P-99999999/refunds", headers=auth, json={**external, "totalAmount": 1}
+    )
+    assert missing.status_code == 404
+
+
+def test_an_electronic_payment_is_refunded_through_its_gateway(
+    client: TestClient, auth: dict, backend: ZuoraBackend
+):
+    payment = next(
+        p for p in backend.state("payments") if p["Type"] == "Electronic" and p["UnappliedAmount"] >= 1
+    )
+    external = client.post("/_sandbox/records/payments", json={"Type": "External", "Amount": 5}).json()
+    body = {"type": "Electronic", "totalAmount": 1}
+
+    refund = client.post(f"/v1/payments/{payment['Id']}/refunds", headers=auth, json=body)
+    _refused(
+        client.post(f"/v1/payments/{external['Id']}/refunds", headers=auth, json=body), "electronic payment"
+    )
+
+    assert refund.status_code == 200, refund.text
+    stored = backend.state_record("refunds", refund.json()["id"])
+    assert (stored["Type"], stored["GatewayState"], stored["ReasonCode"]) == (
+        "Electronic",
+        "Settled",
+        "Standard Refund",
     )
