@@ -10,7 +10,7 @@ a refused one leaves the tenant as it was.
 
 Applications are kept as the seed keeps them: one ``PaymentApplication`` or ``CreditMemoApplication``
 row per document and target, whose amount grows with an apply and shrinks with an unapply, and
-which is gone once unapplied in full (docs/vendor-notes.md, "Corrections").
+which is gone once unapplied in full (docs/vendor-notes.md, "Corrections in the sandbox").
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class Corrections(TenantState):
                 f"methodType {method_type!r} is not a payment method type.", resource=RESOURCE_PAYMENT
             )
         # An external refund says how it was paid out; an electronic one goes back through the
-        # payment's gateway on a date Zuora sets (docs/vendor-notes.md, "Corrections").
+        # payment's gateway on a date Zuora sets (docs/vendor-notes.md, "Corrections in the sandbox").
         if refund_type == "External" and method_type is None:
             raise missing("methodType is required for an external refund.", resource=RESOURCE_PAYMENT)
         if refund_type == "Electronic" and (method_type is not None or body.get("refundDate")):
