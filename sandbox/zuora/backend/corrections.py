@@ -217,7 +217,8 @@ class Corrections(TenantState):
     # -- payments ---------------------------------------------------------------------------------
 
     def apply_payment(self, key: str, body: Any) -> dict[str, Any]:
-        """``PUT /v1/payments/{paymentKey}/apply``: apply unapplied amount to ``invoices`` / ``debitMemos``."""
+        """``PUT /v1/payments/{paymentKey}/apply``: apply the unapplied amount to ``invoices`` and
+        ``debitMemos``."""
         return self._change_applications(PAYMENT, key, body, unapply=False)
 
     def unapply_payment(self, key: str, body: Any) -> dict[str, Any]:
@@ -317,17 +318,22 @@ class Corrections(TenantState):
         sources = self._tables["InvoiceItem"].where("InvoiceId", invoice["Id"])
         shares = _shares([(i["ChargeAmount"], i["TaxAmount"]) for i in sources], amount)
         memo = memo_row(
-            self._factory, "CreditMemo", account, memo_date=memo_date, created=self._now_dt(), drafts=[],
-            invoice=invoice, reason=reason,
-        )  # fmt: skip
+            self._factory,
+            "CreditMemo",
+            account,
+            memo_date=memo_date,
+            created=self._now_dt(),
+            drafts=[],
+            invoice=invoice,
+            reason=reason,
+        )
         memo.pop("_items")
-        items = [
-            self._mirrored_item(source, memo, "CreditMemoItem", without_tax, tax)
-            for source, (without_tax, tax) in zip(sources, shares, strict=True)
-        ]
-        for item in items:
+        items = []
+        for source, (without_tax, tax) in zip(sources, shares, strict=True):
+            item = self._mirrored_item(source, memo, "CreditMemoItem", without_tax, tax)
             # Applied in full at once: nothing of any item is left unapplied.
-            item.update(memo_item_codes(_revenue_code(item.pop("_code")), credit=True), UnappliedAmount=ZERO)
+            codes = memo_item_codes(_revenue_code(source["AccountingCode"]), credit=True)
+            items.append({**item, **codes, "UnappliedAmount": ZERO})
         extra: dict[str, Any] = {"Comments": comment}
         if revenue_impacting is not None:
             extra["RevenueImpacting"] = revenue_impacting
@@ -340,9 +346,15 @@ class Corrections(TenantState):
         account = self._tables["Account"].rows[credit["AccountId"]]
         sources = self._tables["CreditMemoItem"].where("CreditMemoId", credit["Id"])
         memo = memo_row(
-            self._factory, "DebitMemo", account, memo_date=memo_date, created=self._now_dt(), drafts=[],
-            invoice=None, reason=reason,
-        )  # fmt: skip
+            self._factory,
+            "DebitMemo",
+            account,
+            memo_date=memo_date,
+            created=self._now_dt(),
+            drafts=[],
+            invoice=None,
+            reason=reason,
+        )
         memo.pop("_items")
         settled = credit["Balance"] == credit["TotalAmount"]  # applied in full: item balances are 0
         items = []
@@ -350,7 +362,6 @@ class Corrections(TenantState):
             item = self._mirrored_item(
                 source, memo, "DebitMemoItem", source["AmountWithoutTax"], source["TaxAmount"]
             )
-            item.pop("_code")
             item.update(
                 {name: source[name] for name in _CODE_IDS},
                 CreditMemoItemId=source["Id"],
@@ -376,7 +387,6 @@ class Corrections(TenantState):
             "UnitOfMeasure": source["UOM"] if invoice_item else source["UnitOfMeasure"],
             "Sku": source["SKU"] if invoice_item else source["Sku"],
             "InvoiceItemId": source["Id"] if invoice_item else None,
-            "_code": source.get("AccountingCode"),
             **{name: source[name] for name in _CARRIED},
             **self._factory.stamp(self._now_dt()),
         }
@@ -705,10 +715,10 @@ _CODE_IDS = (
 )
 
 
-def _revenue_code(code: str | None) -> str:
+def _revenue_code(code: Any) -> str:
     """The revenue accounting code an invoice item books to (its ``AccountingCode``, a name of
     the chart), which a mirrored credit memo item names by id."""
-    if code not in ACCOUNTING_CODES:
+    if not isinstance(code, str) or code not in ACCOUNTING_CODES:
         raise ValueError(f"invoice item accounting code {code!r} is not in the chart")
     return code
 
