@@ -8,6 +8,10 @@ sweep, and visible in ``ledgerbridge status``). Credit and debit memos are not A
 they take the bulk ``PUT /v1/credit-memos/bulk`` / ``PUT /v1/debit-memos/bulk`` (at most 50
 memos, one result each), or, where a tenant refuses the bulk call, one ``PUT /v1/credit-memos/{id}`` each.
 
+A run leaves a last, partial batch to the next run while more rows of the stream are being posted
+(each posting asks for a mark run): in a backlog every call then carries 50 rows. Once the stream
+has nothing left to post, the next run marks what is left, however few.
+
 Marking bumps the record's ``updatedDate`` in Zuora, so the next pull reads it again; the ledger
 knows it (same id, state ``marked``) and posts nothing. Setting ``Yes`` twice is harmless, so a
 crash between Zuora's answer and the ledger commit only costs a repeated mark.
@@ -26,7 +30,7 @@ from sqlmodel import Session
 
 from shared.errors import ApiError, NotFound, RateLimited, Rejected
 from shared.item_level.context import ItemContext
-from shared.item_level.queries import RowKey, markable
+from shared.item_level.queries import RowKey, markable, still_posting
 from shared.item_level.streams import Stream
 from shared.ledger.errors import IllegalTransition, TransitionConflict
 from shared.ledger.states import mark_transferred, mark_transferred_many, reschedule
@@ -134,6 +138,15 @@ def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey], summar
     _mark_in_batches(ctx, rows, MAX_MEMOS_PER_CALL, send, summary=summary, refused=one_by_one)
 
 
+def _whole_batches(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey]) -> Sequence[RowKey]:
+    """``rows`` without a last, partial batch while more of the stream is being posted."""
+    size = MAX_OBJECTS_PER_CALL if stream.mark_action_type is not None else MAX_MEMOS_PER_CALL
+    partial = len(rows) % size
+    if not partial or not still_posting(ctx.ledger, ctx.connection, stream.object_type):
+        return rows
+    return rows[: len(rows) - partial]
+
+
 def _mark_in_batches(
     ctx: ItemContext,
     rows: Sequence[RowKey],
@@ -218,6 +231,7 @@ def mark_stream(ctx: ItemContext, stream: Stream, *, limit: int = 1000) -> MarkS
         return summary
     with log_context(connection=ctx.connection, stream=stream.name):
         rows = markable(ctx.ledger, ctx.connection, stream.object_type, ctx.shifted(ctx.now()), limit)
+        rows = _whole_batches(ctx, stream, rows)
         if not rows:
             return summary
         if stream.mark_action_type is not None:

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from shared.ledger.models import AuditEvent, AuditKind, CalloutNotification, SyncRecord
 from shared.ledger.repo import Ledger
-from shared.ledger.states import MARKED, POSTED, POSTING
+from shared.ledger.states import MARKED, PENDING, POSTED, POSTING
 
 # How a hold for a lost ERP answer starts its reason (posting.py writes it, settle_times reads it).
 LOST_ANSWER = "the ERP's answer was lost"
@@ -212,6 +212,30 @@ def markable(ledger: Ledger, connection: str, object_type: str, due: datetime, l
             .limit(limit)
         )
         return [RowKey(*row) for row in rows]
+
+
+def still_posting(ledger: Ledger, connection: str, object_type: str) -> bool:
+    """Whether rows of ``object_type`` are being posted or wait for their first try (sent to the
+    workers; not those waiting for something else, such as a document they apply to): each one
+    posted asks for a mark run again soon."""
+    with ledger.reading() as session:
+        found = session.execute(
+            sa.select(col(SyncRecord.id))
+            .where(
+                col(SyncRecord.connection) == connection,
+                col(SyncRecord.object_type) == object_type,
+                sa.or_(
+                    col(SyncRecord.state) == POSTING,
+                    sa.and_(
+                        col(SyncRecord.state) == PENDING,
+                        col(SyncRecord.attempts) == 0,
+                        col(SyncRecord.last_error).is_(None),
+                    ),
+                ),
+            )
+            .limit(1)
+        ).first()
+    return found is not None
 
 
 def open_callouts(

@@ -189,3 +189,21 @@ def test_nothing_to_mark_costs_no_call(tmp_path, fake_redis):
     summary = mark_stream(h.ctx, INVOICES)
     assert (summary.marked, summary.calls) == (0, 0)
     assert h.zuora_calls() == 0
+
+
+def test_a_last_partial_batch_waits_while_the_stream_is_still_being_posted(tmp_path, fake_redis):
+    h = ItemHarness(tmp_path, fake_redis, sizes=MANY)
+    pull_stream(h.ctx, INVOICES)
+    waiting = [i for i in h.dispatch.post_ids if h.ledger.get_record_by_id(i).object_type == "invoice"]
+    assert len(waiting) > 70
+    post_records(h.ctx, waiting[:70])  # the rest are still queued for the workers
+    posted = h.states()[("invoice", "posted")]
+
+    first = mark_stream(h.ctx, INVOICES)
+
+    assert first.marked == posted - posted % 50 and first.calls == posted // 50  # whole calls only
+    post_records(h.ctx, waiting[70:])
+    rest = h.states()[("invoice", "posted")]
+    second = mark_stream(h.ctx, INVOICES)
+    assert second.marked == rest  # nothing left to post: the last, partial call goes too
+    assert ("invoice", "posted") not in h.states()
