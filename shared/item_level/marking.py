@@ -138,7 +138,7 @@ def _mark_memos(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey], summar
     _mark_in_batches(ctx, rows, MAX_MEMOS_PER_CALL, send, summary=summary, refused=one_by_one)
 
 
-def _whole_batches(ctx: ItemContext, stream: Stream, rows: Sequence[RowKey]) -> Sequence[RowKey]:
+def _whole_batches(ctx: ItemContext, stream: Stream, rows: list[RowKey]) -> list[RowKey]:
     """``rows`` without a last, partial batch while more of the stream is being posted."""
     size = MAX_OBJECTS_PER_CALL if stream.mark_action_type is not None else MAX_MEMOS_PER_CALL
     partial = len(rows) % size
