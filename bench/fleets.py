@@ -142,11 +142,29 @@ def wait_settled(fleet: Fleet, arrival: Arrival, *, timeout: float) -> dict[str,
     }
 
 
+def broker_depth(fleet: Fleet) -> int:
+    """Messages waiting in the fleet's queue, every priority (kombu keeps a list per priority)."""
+    import redis
+
+    client = redis.Redis.from_url(fleet.bench.redis_url)
+    try:
+        queue = fleet.env["LEDGERBRIDGE_QUEUE"]
+        keys = list(client.scan_iter(match=f"{queue}*"))
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("TYPE", key)  # type: ignore[no-untyped-call]
+        lists = [k for k, kind in zip(keys, pipe.execute(), strict=True) if kind in (b"list", "list")]
+        return sum(int(client.llen(key)) for key in lists)
+    finally:
+        client.close()
+
+
 def latency_figures(seconds: Sequence[float]) -> dict[str, float | None]:
     return {
         "documents": len(seconds),
-        "p50": rounded(percentile(seconds, 50)),
-        "p99": rounded(percentile(seconds, 99)),
+        "first": rounded(min(seconds) if seconds else None),
+        "p50": rounded(percentile(seconds, 0.5)),
+        "p99": rounded(percentile(seconds, 0.99)),
         "max": rounded(max(seconds) if seconds else None),
     }
 
@@ -236,6 +254,7 @@ def _with_backlog(fleet: Fleet, names: Mapping[str, str], documents: int) -> dic
             raise BenchError(f"the backlog did not reach {deep} documents posted; see {fleet.stack.workdir}")
         time.sleep(0.5)
     before = posted_count(fleet, fleet.connection)
+    queued = broker_depth(fleet)
     arrival = arrive(fleet, names)
     newcomers = wait_settled(fleet, arrival, timeout=1800)
     window = max(max(s) if s else 0.0 for s in newcomers.values())
@@ -258,6 +277,7 @@ def _with_backlog(fleet: Fleet, names: Mapping[str, str], documents: int) -> dic
             "seconds": round(seconds, 1),
             "documents_per_second": rounded(ratio(posted, seconds), 1),
             "posted_before_arrival": before,
+            "tasks_in_the_broker_at_arrival": queued,
             "window_seconds": round(window, 2),
             "posted_in_window": in_window,
             "documents_per_second_in_window": rounded(ratio(in_window, window), 1),
@@ -286,6 +306,8 @@ def _fair_share_report(
                    f"{ours['p50']} / {ours['p99']} ({rounded(multiple, 1)}x)",
                    f"alone {by_itself['p50']} / {by_itself['p99']}; without {without['p50']} / {without['p99']}")  # fmt: skip
     sb, ub = shared["backlog"], unshared["backlog"]
+    result.row("tasks waiting in the broker when the newcomers arrived", sb["tasks_in_the_broker_at_arrival"],
+               ub["tasks_in_the_broker_at_arrival"])  # fmt: skip
     result.row("backlog: documents/s over its run", sb["documents_per_second"], ub["documents_per_second"])
     result.row("backlog: documents/s while the newcomers were posted",
                f"{sb['documents_per_second_in_window']} ({sb['posted_in_window']} in {sb['window_seconds']} s)",
@@ -367,7 +389,7 @@ class ConnectionSampler:
         return {
             "processes": len(peaks),
             "peak_per_process_max": peaks[-1] if peaks else 0,
-            "peak_per_process_p50": percentile([float(p) for p in peaks], 50),
+            "peak_per_process_p50": percentile([float(p) for p in peaks], 0.5),
             "peak_total": self.total,
         }
 
