@@ -679,6 +679,9 @@ class Fleet:
             counted["records_error"] = f"{type(exc).__name__}: {exc}"
         self.bench.statements[self.name] = counted
         import redis
+        from kombu.transport.redis import Channel
+
+        from worker.app import PRIORITY_STEPS
 
         client = redis.Redis.from_url(self.bench.redis_url)
         try:
@@ -696,7 +699,9 @@ class Fleet:
                     keys.append(key)
             for start in range(0, len(keys), 500):
                 client.delete(*keys[start : start + 500])
-            client.delete(self.env["LEDGERBRIDGE_QUEUE"])
+            # The queue's list and kombu's list per priority step (a scenario may stop mid-backlog).
+            queue = self.env["LEDGERBRIDGE_QUEUE"]
+            client.delete(queue, *(f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step))
         finally:
             client.close()
         if not self.bench.keep:

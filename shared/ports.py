@@ -63,7 +63,9 @@ def ledger() -> Ledger:
             from shared.ledger.db import make_engine
             from shared.ledger.repo import Ledger
 
-            _registry.ledger = Ledger(make_engine(settings().database_url))
+            _registry.ledger = Ledger(
+                make_engine(settings().database_url, pg_pool_size=settings().database_pool_size)
+            )
         return _registry.ledger
 
 

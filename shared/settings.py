@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     database_url: str = "sqlite:///ledgerbridge.db"
+    # A PostgreSQL ledger's connections per process, at most (shared/ledger/db.py PG_POOL_SIZE).
+    database_pool_size: int = Field(default=10, ge=1, le=100)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # The Celery queue every task goes to and the worker consumes (tests use a unique one).
     queue: str = "ledgerbridge"

@@ -33,6 +33,11 @@ loads_json = jsoncodec.loads
 POOL_SIZE = 24
 BUSY_TIMEOUT_SECONDS = 30
 POOL_OVERFLOW = 24
+# A PostgreSQL ledger's connections per process, at most (LEDGERBRIDGE_DATABASE_POOL_SIZE): a
+# worker process needs one for its task, one per posting thread (at most 8) and one for its audit
+# writer. Opened only when that many are in use at once; a thread finding all of them busy waits
+# for one (transactions are short), so a fleet holds at most processes x this many.
+PG_POOL_SIZE = 10
 PING_AFTER_IDLE_SECONDS = 1.0
 
 # The execution option (engine, connection or session) that chooses a :class:`Begin`.
@@ -177,9 +182,10 @@ def _name_connections(engine: Engine) -> None:
         cparams.setdefault("application_name", application_name())
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pg_pool_size: int = PG_POOL_SIZE) -> Engine:
     """An engine for ``url`` (``sqlite:///path``, ``sqlite://`` in memory, or
-    ``postgresql[+psycopg]://...``; plain ``postgresql://`` is driven by psycopg 3)."""
+    ``postgresql[+psycopg]://...``; plain ``postgresql://`` is driven by psycopg 3). On PostgreSQL
+    a process holds at most ``pg_pool_size`` connections."""
     parsed = sa.make_url(url)
     common: dict[str, Any] = {
         "echo": echo,
@@ -210,7 +216,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         # The most recently returned connection first (LIFO): the ones a busy process keeps using
         # stay warm, and only those that sat idle are pinged (see _ping_when_idle).
-        engine = sa.create_engine(parsed, pool_use_lifo=True, **pooled, **common)
+        engine = sa.create_engine(
+            parsed, pool_use_lifo=True, pool_size=pg_pool_size, max_overflow=0, **common
+        )
         _name_connections(engine)
         _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
         count_statements(engine)

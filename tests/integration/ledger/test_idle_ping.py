@@ -69,3 +69,29 @@ def test_each_connection_names_the_process_that_opened_it(postgres_url):
         engine.dispose()
 
     assert named == f"ledgerbridge pid {os.getpid()}" == db.application_name()
+
+
+def test_a_process_holds_at_most_its_pool_of_connections(postgres_url):
+    import threading
+
+    engine = db.make_engine(postgres_url, pg_pool_size=2)
+    held = [engine.connect(), engine.connect()]
+    try:
+        third: list[str] = []
+
+        def take() -> None:
+            try:
+                with engine.connect():
+                    third.append("connected")
+            except sa.exc.TimeoutError:
+                third.append("waited")
+
+        engine.pool._timeout = 0.2  # a thread waits this long for a free connection (default 30 s)
+        thread = threading.Thread(target=take)
+        thread.start()
+        thread.join(timeout=10)
+        assert third == ["waited"]  # no third connection is opened
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()
