@@ -393,6 +393,10 @@ def _post_pending(ctx: ItemContext, stream: Stream, rec: SyncRecord, depth: int)
             # Posted here, not by its own batch (which found it busy, or has not run yet): that
             # batch would not ask for its marking, so ask now.
             ctx.dispatch.mark(ctx.connection, outcome.stream)
+        if outcome.retry_in is not None:
+            # Its own batch found it busy (being posted here) and sent nothing: an in-doubt
+            # dependency must be looked up again when due, or the rows waiting for it wait on.
+            ctx.dispatch.post(ctx.connection, [dependency_id], countdown=outcome.retry_in)
         return outcome
 
     post_first = post_dependency if depth < MAX_DEPTH else None

@@ -145,6 +145,41 @@ def test_in_doubt_tiny_settles_every_lost_answer_and_posts_each_document_once(tm
     }
 
 
+@pytest.mark.slow
+def test_fair_share_tiny_posts_every_newcomer_alone_and_beside_a_backlog_with_and_without_shares(
+    tmp_path, redis_url
+):
+    result = run_tiny(tmp_path, redis_url, "fair_share")
+
+    assert failed_checks(result) == {}
+    figures = result["figures"]
+    plan = bench.Plan.for_size("tiny")
+    for run in (figures["alone"], figures["shared"]["newcomers"], figures["unshared"]["newcomers"]):
+        assert set(run) == {f"small-{i}" for i in range(5)}
+        assert all(0 < f["documents"] <= plan.fair_share_documents for f in run.values())
+        assert all(0 < f["first"] <= f["p50"] <= f["p99"] <= f["max"] for f in run.values())
+    assert figures["shared"]["backlog"]["tasks_in_the_broker_at_arrival"] >= 0
+    assert {t["name"] for t in result["targets"]} == {
+        "newcomers' p99 with the backlog, x alone (worst connection)",
+        "backlog's rate while the newcomers are posted, share of its rate before",
+    }
+
+
+@pytest.mark.slow
+def test_scale_out_tiny_syncs_with_each_fleet_size_within_the_licence_and_the_connections(
+    tmp_path, redis_url
+):
+    result = run_tiny(tmp_path, redis_url, "scale_out")
+
+    assert failed_checks(result) == {}
+    points = result["figures"]["points"]
+    assert [p["workers"] for p in points] == [2, 4, 6]
+    for point in points:
+        assert point["records"] > 0
+        assert 0 < point["ledger_connections"]["peak_per_process_max"] <= result["figures"]["pool_size"]
+        assert point["erp_max_concurrent_observed"] <= result["figures"]["licence"]["max_concurrent"]
+
+
 # -- the pieces, without processes ----------------------------------------------------------------
 
 

@@ -592,3 +592,21 @@ def test_what_the_erp_did_differently_is_in_the_records_timeline(harness, monkey
 
     trail = [e.message or "" for e in harness.ledger.timeline(row.subject)]
     assert any(m.endswith("posted in 2025-07: its own period 2025-06 is closed in Acumatica") for m in trail)
+
+
+def test_a_dependency_left_in_doubt_is_sent_to_be_looked_up_when_due(harness):
+    # The payment posts its invoice first; the invoice's answer is lost. Its own batch finds it
+    # busy and sends nothing, so the payment's post must: else both wait until the posting timeout.
+    pull_stream(harness.ctx, INVOICES)
+    pull_stream(harness.ctx, PAYMENTS)
+    application = harness.rows("payment-applications")[0]
+    invoice = harness.record("invoice", application["InvoiceId"])
+    post_one(harness.ctx, harness.record("account", invoice.account_id).id)
+    harness.erp.script.append(OutcomeUnknown("HTTP 500", api="fake", status=500))
+    harness.dispatch.posted.clear()
+
+    post_one(harness.ctx, harness.record("payment", application["PaymentId"]).id)
+
+    assert harness.record("invoice", invoice.zuora_id).state == "posting"  # in doubt
+    assert ([invoice.id], 2.0) in harness.dispatch.posted
+    assert post_one(harness.ctx, invoice.id).outcome == "busy"  # what its own batch finds meanwhile
