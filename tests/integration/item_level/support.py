@@ -202,6 +202,12 @@ def expected_documents(zuora: Zuora) -> dict[tuple[str, str], str]:
     return expected
 
 
+def all_rows_marked(ledger: Any, connection: str) -> bool:
+    """Whether the connection has ledger rows and every one of them is ``marked``."""
+    states = ledger.counts_by_state(connection)
+    return bool(states) and all(state == "marked" for _, state in states)
+
+
 def unmarked(zuora: Zuora) -> list[str]:
     """Numbers of synced Zuora records not marked TransferredToAccounting=Yes."""
     missing = []

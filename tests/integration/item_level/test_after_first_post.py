@@ -27,6 +27,7 @@ from tests.integration.item_level.support import (
     Zuora,
     acumatica_env,
     acumatica_server,
+    all_rows_marked,
     forget_queue,
     item_env,
     unmarked,
@@ -45,11 +46,6 @@ MONTH = Sizes(
     tie_count=0,
     large_invoices=0,
 )
-
-
-def _all_marked(ledger: Ledger, connection: str) -> bool:
-    states = ledger.counts_by_state(connection)
-    return bool(states) and all(state == "marked" for _, state in states)
 
 
 def test_changes_after_the_first_post_reach_the_erp_or_a_person(
@@ -78,7 +74,7 @@ def test_changes_after_the_first_post_reach_the_erp_or_a_person(
         beat = Beat(fleet.env, tmp_path).start()
         wait_until(lambda: not unmarked(zuora), timeout=120, interval=1, what="every Zuora record marked")
         wait_until(
-            lambda: _all_marked(ledger, connection_name), timeout=60, interval=1, what="every row marked"
+            lambda: all_rows_marked(ledger, connection_name), timeout=60, interval=1, what="every row marked"
         )
         problems, _ = checks.document_problems(zuora, checks.ErpState(erp))
         assert problems == []

@@ -25,6 +25,7 @@ from tests.integration.item_level.support import (
     Zuora,
     acumatica_env,
     acumatica_server,
+    all_rows_marked,
     forget_queue,
     item_env,
     unmarked,
@@ -60,11 +61,6 @@ def _zuora_api(url: str) -> httpx.Client:
     )
 
 
-def _all_marked(ledger: Ledger, connection: str) -> bool:
-    states = ledger.counts_by_state(connection)
-    return bool(states) and all(state == "marked" for _, state in states)
-
-
 def test_a_reversal_and_a_rejected_payment_reach_the_erp_applied(
     tmp_path, worker_fleet, zuora_sandbox, connection_name, database_url
 ):
@@ -98,7 +94,7 @@ def test_a_reversal_and_a_rejected_payment_reach_the_erp_applied(
         beat = Beat(fleet.env, tmp_path).start()
         wait_until(lambda: not unmarked(zuora), timeout=120, interval=1, what="every Zuora record marked")
         wait_until(
-            lambda: _all_marked(ledger, connection_name), timeout=60, interval=1, what="every row marked"
+            lambda: all_rows_marked(ledger, connection_name), timeout=60, interval=1, what="every row marked"
         )
         assert checks.document_problems(zuora, checks.ErpState(erp))[0] == []
 
@@ -120,7 +116,7 @@ def test_a_reversal_and_a_rejected_payment_reach_the_erp_applied(
         refund_number = refund.json()["number"]
 
         def carried() -> bool:
-            marked = not unmarked(zuora) and _all_marked(ledger, connection_name)
+            marked = not unmarked(zuora) and all_rows_marked(ledger, connection_name)
             return marked and bool(ledger.find_records(connection_name, refund_number))
 
         wait_until(carried, timeout=120, interval=1, what="the credit memo and the refund posted and marked")
