@@ -5,9 +5,9 @@ batches; a connection whose 50 new documents arrive behind them would wait for a
 dispatcher counts each connection's batches waiting in the broker (sent, not yet started): the
 first :data:`FAIR_SHARE_BATCHES` go at the bulk priority, those beyond at a lower one, which
 Redis hands out only while no message of a higher priority waits. A connection with little to
-do is served within a few batches of arriving, and a backlog is never starved: what the others
-send ahead of it is bounded by their own share, and its own share is always at the bulk
-priority.
+do is handed out within a few batches of arriving (it still waits for a worker process to come
+free), and a backlog is never starved: what the others send ahead of it is bounded by their own
+share, and its own share is always at the bulk priority.
 
 The count orders work; it never decides whether work is done. It drifts only towards serving a
 connection sooner: a batch delivered again (a worker killed) is counted down twice, never below
