@@ -29,7 +29,6 @@ from bench.scenarios import (
     Fleet,
     Sandboxes,
     ScenarioResult,
-    _erp_duplicates,
     check_item_sync,
     erp_figures,
     ledger_counts,
@@ -46,6 +45,25 @@ from bench.scenarios import (
 # -- connections of one fleet ---------------------------------------------------------------------
 
 SETTLED = frozenset({"marked", "parked", "failed"})
+
+
+def _erp_duplicate_keys(sb: Sandboxes) -> list[str]:
+    """The ERP documents (entity, type, natural key) created more than once. Rows without the key
+    are not documents of their own: a credit memo read through the Payment entity (where its
+    applications are made) has no PaymentRef; the credit memo is counted as an Invoice."""
+    from collections import Counter
+
+    found: list[str] = []
+    for entity, key_field in (
+        ("Invoice", "CustomerOrder"),
+        ("Payment", "PaymentRef"),
+        ("Customer", "CustomerID"),
+    ):
+        seen = Counter(
+            (str(r.get("Type")), str(r[key_field])) for r in sb.erp_rows(entity) if r.get(key_field)
+        )
+        found += [f"{entity} {kind} {key} x{n}" for (kind, key), n in seen.items() if n > 1]
+    return found
 
 
 def add_connection(fleet: Fleet, name: str, sb: Sandboxes, *, erp_concurrency: int) -> None:
@@ -251,9 +269,9 @@ def scenario_fair_share(bench: Bench) -> ScenarioResult:
                 runs[label] = _with_backlog(fleet, names, deep)
             result.check(f"{label}: `sync` (the backlog's pull) exit code", runs[label]["code"] == 0,
                          runs[label]["code"])  # fmt: skip
-            duplicates = _erp_duplicates(big)
+            duplicates = _erp_duplicate_keys(big)
             result.check(
-                f"{label}: the backlog's documents at most once in the ERP", duplicates == 0, duplicates
+                f"{label}: the backlog's documents at most once in the ERP", not duplicates, duplicates
             )
             check_smalls(label)
 

@@ -288,7 +288,11 @@ def test_the_procfile_shape_runs_the_procfiles_worker_command(tmp_path):
         console=Console(),
         database="postgresql://postgres@127.0.0.1/postgres",
     )
-    assert shaped.shape_text() == "PostgreSQL ledger, 2 workers x prefork 4 (the Procfile's worker command)"
+    assert shaped.shape_text() == (
+        "PostgreSQL ledger, 2 workers x prefork 4 (the Procfile's worker command); "
+        "Zuora pages at most Object Query 50, lists 40"
+    )
+    assert shaped.shape()["zuora_page_limits"] == "sdk"  # Zuora's strictest source, by default
 
 
 def test_statement_rows_are_per_record_of_each_fleet():
