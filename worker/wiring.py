@@ -56,9 +56,7 @@ class CeleryDispatcher:
                 POST_BATCH,
                 kwargs={"connection": connection, "record_ids": [int(i) for i in record_ids]},
                 countdown=countdown or None,
-                priority=BULK_PRIORITY
-                if counted is None or fair_share.within_share(counted)
-                else BACKLOG_PRIORITY,
+                priority=BULK_PRIORITY if counted is None or _within_share(counted) else BACKLOG_PRIORITY,
                 retry=False,
             )
         except Exception as exc:  # a broker that is down: the rows stay pending for the sweep

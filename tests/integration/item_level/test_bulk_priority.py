@@ -174,3 +174,18 @@ def test_a_batch_the_broker_refused_is_not_counted(redis_url, monkeypatch):
     finally:
         client.delete(fair_share.queued_key(connection))
         client.close()
+
+
+def test_a_share_of_zero_sends_every_batch_at_the_bulk_priority(monkeypatch):
+    monkeypatch.setenv("LEDGERBRIDGE_FAIR_SHARE_BATCHES", "0")
+    ports.reset_for_tests()
+    connection = f"acme-{uuid.uuid4().hex[:6]}"
+    sent: list[int] = []
+    monkeypatch.setattr(app, "send_task", lambda name, **options: sent.append(options["priority"]))
+    try:
+        for i in range(fair_share.FAIR_SHARE_BATCHES + 3):
+            CeleryDispatcher().post(connection, [i])
+
+        assert sent == [BULK_PRIORITY] * (fair_share.FAIR_SHARE_BATCHES + 3)
+    finally:
+        ports.redis_client().delete(fair_share.queued_key(connection))
